@@ -1,0 +1,119 @@
+"""Finite-difference gradient checks (float64).
+
+For a layer y = f(x; W) and a *random* upstream gradient dy, the scalar
+L = sum(y * dy) has dL/dx = backward(dy) and dL/dW = the accumulated grads.
+Fourth-order central differences approximate each entry with error O(h^4);
+``rel_error`` is CS231n's max_i |a - b| / max(1e-8, |a| + |b|).
+A random dy matters: with dy = 1 some gradients vanish identically (BatchNorm's
+dx) and the check proves nothing.
+"""
+import numpy as np
+
+from . import backend
+
+TOLERANCE = 1e-7  # CS231n's "happy" band; the suite's cases land between 1e-9 and 1e-14
+
+
+def rel_error(a, b):
+    a, b = backend.asnumpy(a), backend.asnumpy(b)
+    return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))) if a.size else 0.0
+
+
+def _difference(f, x, direction, df, h):
+    """sum(df * D_v f(x)) for a perturbation ``direction`` applied to ``x`` in place (restored after).
+
+    Fourth-order central differences, (f(x - 2h) - 8 f(x - h) + 8 f(x + h) - f(x + 2h)) / 12h,
+    have truncation error O(h^4), so a fairly large h keeps rounding noise small.
+    Differencing the outputs before weighting them by ``df`` lets unaffected outputs
+    cancel exactly instead of adding rounding noise (CS231n's eval_numerical_gradient_array).
+    """
+    x0 = x.copy()
+    values = []
+    for k in (-2, -1, 1, 2):
+        x[...] = x0 + (k * h) * direction
+        values.append(np.array(backend.asnumpy(f()), dtype=np.float64))  # copy: f may return a view of x
+    x[...] = x0
+    diff = (values[0] - values[3]) + 8 * (values[2] - values[1])
+    return float(diff if df is None else np.sum(diff * df)) / (12 * h)
+
+
+def numeric_gradient(f, x, df=None, h=1e-3):
+    """Gradient of sum(df * f(x)) (or of scalar f(x) when df is None) entry by entry."""
+    grad = np.zeros(x.shape)
+    unit = np.zeros(x.shape)
+    for i in range(x.size):
+        unit.flat[i] = 1.0
+        grad.flat[i] = _difference(f, x, unit, df, h)
+        unit.flat[i] = 0.0
+    return grad
+
+
+def directional_error(f, x, analytic, df=None, n_directions=6, h=1e-3, seed=0):
+    """Max relative error of <grad, v> against the difference quotient along random unit v.
+
+    Costs four evaluations per direction whatever the size of ``x``: the check for large tensors.
+    """
+    rng = np.random.default_rng(seed)
+    worst = 0.0
+    for _ in range(n_directions):
+        v = rng.standard_normal(x.shape)
+        v /= np.linalg.norm(v)
+        numeric = _difference(f, x, v, df, h)
+        exact = float(np.sum(backend.asnumpy(analytic) * v))
+        worst = max(worst, abs(numeric - exact) / max(1e-8, abs(numeric) + abs(exact)))
+    return worst
+
+
+def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
+    """Check ``backward`` of ``layer`` at ``x`` against finite differences.
+
+    Returns {"x": rel error of dx, "<param>": rel error of each parameter gradient}.
+    Buffers (BatchNorm's running statistics) and the global random generator
+    (Dropout's masks) are restored before every evaluation, so each one sees the
+    same function. ``directional=True`` uses random directions instead of every entry.
+    """
+    _require_float64(layer, x)
+    named = [(name, lyr, key) for name, lyr, key in layer.named_parameters()]
+    buffers = {(name, k): v.copy() for name, lyr in layer.named_layers() for k, v in lyr.buffers.items()}
+    rng_state = backend.global_rng().state_dict()
+
+    def restore():
+        for name, lyr in layer.named_layers():
+            for k in lyr.buffers:
+                lyr.buffers[k][...] = buffers[(name, k)]
+        backend.global_rng().load_state_dict(rng_state)
+
+    restore()
+    layer.zero_grad()
+    y = layer.forward(x, train=train, grad=True)
+    dy = np.random.default_rng(seed).standard_normal(y.shape)
+    dx = layer.backward(dy)
+    analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
+    targets = {"x": x, **{name: lyr.params[key] for name, lyr, key in named}}
+
+    def output():
+        restore()
+        return layer.forward(x, train=train, grad=False)
+
+    errors = {}
+    for name, array in targets.items():
+        if directional:
+            errors[name] = directional_error(output, array, analytic[name], dy, h=h, seed=seed)
+        else:
+            errors[name] = rel_error(analytic[name], numeric_gradient(output, array, dy, h))
+    restore()
+    return errors
+
+
+def check_loss(loss_fn, pred, target, h=1e-4):
+    """Relative error of a loss's gradient with respect to its prediction."""
+    _require_float64(None, pred)
+    _, analytic = loss_fn(pred, target)
+    return {"pred": rel_error(analytic, numeric_gradient(lambda: loss_fn(pred, target)[0], pred, h=h))}
+
+
+def _require_float64(layer, x):
+    arrays = [x] + ([] if layer is None else [lyr.params[k] for _, lyr, k in layer.named_parameters()])
+    if any(a.dtype != np.float64 for a in arrays) or any(backend.get_xp(a) is not np for a in arrays):
+        raise ValueError("gradient checks need float64 NumPy arrays: build the layer after "
+                         "set_default_dtype('float64') or call layer.to('cpu', dtype='float64')")

@@ -1,0 +1,185 @@
+"""The gradient-check suite: every layer and loss in several configurations.
+
+Shared by ``scratchgan gradcheck`` (a table for users) and the pytest suite.
+Each case builds a float64 layer and an input away from kinks (ReLU at 0,
+Maxout ties), with random gamma/beta for BatchNorm.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from . import layers as L
+from . import losses
+from .backend import RNG
+from .gradcheck import TOLERANCE, check_layer, check_loss
+
+
+@dataclass
+class Case:
+    name: str
+    config: str
+    build: Callable  # () -> (layer, x, train) or, for losses, (loss_fn, pred, target)
+    is_loss: bool = False
+
+
+def _f64(layer):
+    return layer.to(dtype=np.float64)
+
+
+def _normal(*shape, seed=1):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _off_kink(*shape, seed=1):
+    """Normal values pushed at least 0.1 away from 0."""
+    x = _normal(*shape, seed=seed)
+    return np.sign(x) * (0.1 + np.abs(x))
+
+
+def _dense(n, fan_in, fan_out, **kw):
+    return lambda: (_f64(L.Dense(fan_in, fan_out, rng=RNG(0), **kw)), _normal(n, fan_in), True)
+
+
+def _conv(x_shape, out, k, s=1, p=0, bias=True):
+    return lambda: (_f64(L.Conv2d(x_shape[1], out, k, s, p, bias=bias, rng=RNG(0))), _normal(*x_shape), True)
+
+
+def _convt(x_shape, out, k, s=1, p=0, op=0, bias=True):
+    return lambda: (_f64(L.ConvTranspose2d(x_shape[1], out, k, s, p, op, bias=bias, rng=RNG(0))),
+                    _normal(*x_shape), True)
+
+
+def _batchnorm(x_shape, train=True):
+    def build():
+        layer = _f64(L.BatchNorm(x_shape[1]))
+        c = x_shape[1]
+        layer.params["weight"][...] = 1 + 0.5 * _normal(c, seed=2)
+        layer.params["bias"][...] = _normal(c, seed=3)
+        layer.buffers["running_mean"][...] = _normal(c, seed=4)
+        layer.buffers["running_var"][...] = 0.5 + np.abs(_normal(c, seed=5))
+        return layer, 3 * _normal(*x_shape) + 1, train
+    return build
+
+
+def _maxout(n, fan_in, fan_out, pieces):
+    def build():
+        layer = _f64(L.Maxout(fan_in, fan_out, pieces, init="he_normal", rng=RNG(0)))
+        for seed in range(100):  # pick an input whose winning piece leads by a wide margin everywhere
+            x = _normal(n, fan_in, seed=seed)
+            z = np.sort((x @ layer.params["weight"].T + layer.params["bias"]).reshape(n, fan_out, pieces), axis=2)
+            if np.min(z[..., -1] - z[..., -2]) > 0.05:
+                return layer, x, True
+        raise RuntimeError("no well-separated Maxout input found")
+    return build
+
+
+def _simple(make, x_maker, train=True):
+    return lambda: (make(), x_maker(), train)
+
+
+def _chain():
+    rng = RNG(0)
+    chain = L.Chain(L.Conv2d(2, 3, 3, stride=2, padding=1, bias=False, rng=rng), L.BatchNorm(3), L.LeakyReLU(0.2),
+                    L.Flatten(), L.Dense(3 * 3 * 3, 4, "tanh", rng=rng), L.Dense(4, 1, "sigmoid", rng=rng))
+    return lambda: (_f64(chain), _normal(3, 2, 5, 6), True)
+
+
+def _loss(fn, pred, target):
+    return lambda: (fn, pred, target)
+
+
+def layer_cases():
+    return [
+        Case("Dense", "3->5, batch 4", _dense(4, 3, 5)),
+        Case("Dense", "7->2, no bias, batch 1", _dense(1, 7, 2, bias=False)),
+        Case("Dense", "6->4 tanh, batch 3", _dense(3, 6, 4, activation="tanh")),
+        Case("Dense", "5->3 sigmoid, batch 2", _dense(2, 5, 3, activation=L.sigmoid)),
+        Case("Maxout", "6->4 x 3 pieces, batch 5", _maxout(5, 6, 4, 3)),
+        Case("Maxout", "5->2 x 5 pieces, batch 1", _maxout(1, 5, 2, 5)),
+        Case("Conv2d", "k3 s1 p0, 2x3x7x6", _conv((2, 3, 7, 6), 4, 3)),
+        Case("Conv2d", "k3 s2 p1, 2x2x8x9", _conv((2, 2, 8, 9), 3, 3, 2, 1)),
+        Case("Conv2d", "k4 s2 p1 (DCGAN), 2x3x8x8", _conv((2, 3, 8, 8), 2, 4, 2, 1)),
+        Case("Conv2d", "k(2,3) s(2,1) p(0,2), batch 1, 1x2x5x7", _conv((1, 2, 5, 7), 3, (2, 3), (2, 1), (0, 2))),
+        Case("Conv2d", "k5 s1 p2, no bias, 3x1x9x7", _conv((3, 1, 9, 7), 2, 5, 1, 2, bias=False)),
+        Case("Conv2d", "k3 s3 p2, 2x2x7x5", _conv((2, 2, 7, 5), 2, 3, 3, 2)),
+        Case("ConvTranspose2d", "k3 s1 p0, 2x3x4x5", _convt((2, 3, 4, 5), 2, 3)),
+        Case("ConvTranspose2d", "k4 s2 p1 (DCGAN), 2x3x4x4", _convt((2, 3, 4, 4), 2, 4, 2, 1)),
+        Case("ConvTranspose2d", "k3 s2 p1 op1, 2x2x3x5", _convt((2, 2, 3, 5), 3, 3, 2, 1, 1)),
+        Case("ConvTranspose2d", "k(3,2) s(2,3) p(1,0) op(1,2), batch 1", _convt((1, 2, 3, 4), 2, (3, 2), (2, 3), (1, 0), (1, 2))),
+        Case("ConvTranspose2d", "k7 s1 p0 on 1x1 (DCGAN), no bias", _convt((3, 4, 1, 1), 2, 7, bias=False)),
+        Case("ConvTranspose2d", "k5 s3 p2 op2, 2x1x3x2", _convt((2, 1, 3, 2), 2, 5, 3, 2, 2)),
+        Case("BatchNorm", "(N, C) train, 6x4", _batchnorm((6, 4))),
+        Case("BatchNorm", "(N, C, H, W) train, 3x4x3x5", _batchnorm((3, 4, 3, 5))),
+        Case("BatchNorm", "(N, C, H, W) train, batch 1, 1x3x4x4", _batchnorm((1, 3, 4, 4))),
+        Case("BatchNorm", "(N, C, H, W) eval, 2x3x4x3", _batchnorm((2, 3, 4, 3), train=False)),
+        Case("BatchNorm", "(N, C) eval, 5x3", _batchnorm((5, 3), train=False)),
+        Case("ReLU", "3x4x5 off kink", _simple(L.ReLU, lambda: _off_kink(3, 4, 5))),
+        Case("LeakyReLU", "alpha 0.2, 2x3x4x4", _simple(L.LeakyReLU, lambda: _off_kink(2, 3, 4, 4))),
+        Case("LeakyReLU", "alpha 0.01, 5x6", _simple(lambda: L.LeakyReLU(0.01), lambda: _off_kink(5, 6))),
+        Case("Tanh", "4x7", _simple(L.Tanh, lambda: 2 * _normal(4, 7))),
+        Case("Sigmoid", "4x7", _simple(L.Sigmoid, lambda: 3 * _normal(4, 7))),
+        Case("Softmax", "axis 1, 4x6", _simple(L.Softmax, lambda: 3 * _normal(4, 6))),
+        Case("Softmax", "axis 1, 2x5x3x2", _simple(L.Softmax, lambda: _normal(2, 5, 3, 2))),
+        Case("Softmax", "axis -1, 3x4", _simple(lambda: L.Softmax(axis=-1), lambda: _normal(3, 4))),
+        Case("Dropout", "p 0.3 train, 6x8", _simple(lambda: L.Dropout(0.3), lambda: _normal(6, 8))),
+        Case("Dropout", "p 0.5 eval, 4x5", _simple(lambda: L.Dropout(0.5), lambda: _normal(4, 5), train=False)),
+        Case("Reshape", "2x12 -> 2x3x2x2", _simple(lambda: L.Reshape(3, 2, 2), lambda: _normal(2, 12))),
+        Case("Flatten", "2x3x4x5", _simple(L.Flatten, lambda: _normal(2, 3, 4, 5))),
+        Case("Chain", "Conv-BN-LeakyReLU-Flatten-Dense(tanh)-Dense(sigmoid)", _chain()),
+    ]
+
+
+def loss_cases():
+    p = 0.05 + 0.9 * np.random.default_rng(1).random((4, 3))
+    t = (np.random.default_rng(2).random((4, 3)) > 0.5).astype(float)
+    z = 3 * _normal(4, 3)
+    labels = np.array([0, 2, 1, 2])
+    soft = np.random.default_rng(3).dirichlet(np.ones(3), size=4)
+    return [
+        Case("binary_cross_entropy", "probabilities 4x3, 0/1 targets", _loss(losses.binary_cross_entropy, p, t), True),
+        Case("binary_cross_entropy", "smoothed target 0.9", _loss(losses.binary_cross_entropy, p, 0.9), True),
+        Case("bce_with_logits", "logits 4x3, 0/1 targets", _loss(losses.bce_with_logits, z, t), True),
+        Case("bce_with_logits", "smoothed target 0.9, batch 1", _loss(losses.bce_with_logits, z[:1], 0.9), True),
+        Case("softmax_cross_entropy", "4x3, class indices", _loss(losses.softmax_cross_entropy, z, labels), True),
+        Case("softmax_cross_entropy", "4x3, soft targets", _loss(losses.softmax_cross_entropy, z, soft), True),
+        Case("mse", "4x3", _loss(losses.mse, z, _normal(4, 3, seed=4)), True),
+        Case("l1", "4x3, away from ties", _loss(losses.l1, z, z + _off_kink(4, 3, seed=5)), True),
+    ]
+
+
+def all_cases():
+    return layer_cases() + loss_cases()
+
+
+def run_case(case):
+    """{gradient name: relative error} for one case."""
+    if case.is_loss:
+        return check_loss(*case.build())
+    layer, x, train = case.build()
+    return check_layer(layer, x, train=train)
+
+
+def run_suite(cases=None, tolerance=TOLERANCE):
+    """Rows (case, errors, passed) for every case."""
+    rows = []
+    for case in cases or all_cases():
+        errors = run_case(case)
+        rows.append((case, errors, max(errors.values()) < tolerance))
+    return rows
+
+
+def format_table(rows, tolerance=TOLERANCE):
+    header = ("layer / loss", "configuration", "dx", "parameters", "result")
+    lines = []
+    for case, errors, passed in rows:
+        dx = errors.get("x", errors.get("pred"))
+        params = ", ".join(f"{k} {v:.1e}" for k, v in errors.items() if k not in ("x", "pred")) or "-"
+        lines.append((case.name, case.config, f"{dx:.1e}", params, "pass" if passed else "FAIL"))
+    widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
+    fmt = lambda r: "| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |"
+    out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(r) for r in lines]
+    failed = sum(not passed for *_, passed in rows)
+    out.append(f"\n{len(rows) - failed} passed, {failed} failed (max relative error < {tolerance:g}, float64, "
+               "fourth-order central differences, h = 1e-3 for layers, 1e-4 for losses)")
+    return "\n".join(out)

@@ -1,0 +1,139 @@
+"""Element-wise activations, Softmax and Maxout.
+
+The lower-case functions (``tanh``, ``sigmoid``, ``relu``, ``leakyrelu``) work
+on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the
+matching layer.
+"""
+from .. import backend
+from .base import Layer
+
+
+def relu(x):
+    return backend.get_xp(x).maximum(x, 0)
+
+
+def leakyrelu(x, alpha=0.2):
+    return backend.get_xp(x).where(x > 0, x, x * x.dtype.type(alpha))
+
+
+def tanh(x):
+    return backend.get_xp(x).tanh(x)
+
+
+def sigmoid(x):
+    """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2, which never overflows."""
+    half = x.dtype.type(0.5)
+    return backend.get_xp(x).tanh(x * half) * half + half
+
+
+class ReLU(Layer):
+    """y = max(x, 0).
+
+    Backward: dy/dx = 1 where x > 0, else 0 (the kink at 0 gets 0), so
+    dx = dy * [x > 0]. ``dy`` is never modified in place.
+    """
+
+    def _forward(self, x, train):
+        return relu(x), x > 0
+
+    def _backward(self, dy, positive):
+        return dy * positive
+
+    def __repr__(self):
+        return "ReLU()"
+
+
+class LeakyReLU(Layer):
+    """y = x if x > 0 else alpha * x.
+
+    Backward: dx = dy where x > 0, alpha * dy elsewhere.
+    """
+
+    def __init__(self, alpha=0.2):
+        super().__init__()
+        self.alpha = alpha
+
+    def _forward(self, x, train):
+        return leakyrelu(x, self.alpha), x > 0
+
+    def _backward(self, dy, positive):
+        return backend.get_xp(dy).where(positive, dy, dy * dy.dtype.type(self.alpha))
+
+    def __repr__(self):
+        return f"LeakyReLU({self.alpha})"
+
+
+class Tanh(Layer):
+    """y = tanh(x).
+
+    Backward from the output: d tanh(x)/dx = 1 - tanh(x)^2 = 1 - y^2, so dx = dy * (1 - y^2).
+    """
+
+    def _forward(self, x, train):
+        y = tanh(x)
+        return y, y
+
+    def _backward(self, dy, y):
+        return dy * (1 - y * y)
+
+    def __repr__(self):
+        return "Tanh()"
+
+
+class Sigmoid(Layer):
+    """y = 1 / (1 + exp(-x)).
+
+    Backward from the output: dy/dx = e^-x / (1 + e^-x)^2 = y (1 - y), so dx = dy * y * (1 - y).
+    """
+
+    def _forward(self, x, train):
+        y = sigmoid(x)
+        return y, y
+
+    def _backward(self, dy, y):
+        return dy * y * (1 - y)
+
+    def __repr__(self):
+        return "Sigmoid()"
+
+
+class Softmax(Layer):
+    """y_i = exp(x_i - max x) / sum_j exp(x_j - max x) along ``axis`` (subtracting the max avoids overflow).
+
+    Backward: dy_i/dx_j = y_i (delta_ij - y_j), so
+    dx_j = sum_i dy_i y_i (delta_ij - y_j) = y_j (dy_j - sum_i dy_i y_i).
+    """
+
+    def __init__(self, axis=1):
+        super().__init__()
+        self.axis = axis
+
+    def _forward(self, x, train):
+        xp = backend.get_xp(x)
+        e = xp.exp(x - x.max(axis=self.axis, keepdims=True))
+        y = e / e.sum(axis=self.axis, keepdims=True)
+        return y, y
+
+    def _backward(self, dy, y):
+        return y * (dy - (dy * y).sum(axis=self.axis, keepdims=True))
+
+    def __repr__(self):
+        return f"Softmax(axis={self.axis})"
+
+
+ACTIVATIONS = {relu: ReLU, leakyrelu: LeakyReLU, tanh: Tanh, sigmoid: Sigmoid,
+               "relu": ReLU, "leakyrelu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
+               "softmax": Softmax}
+
+
+def as_activation_layer(activation):
+    """None, a Layer, a Layer class, a name, or one of the functions above -> a Layer or None."""
+    if activation is None or isinstance(activation, Layer):
+        return activation
+    if isinstance(activation, type) and issubclass(activation, Layer):
+        return activation()
+    try:
+        return ACTIVATIONS[activation]()
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {activation!r}; use a Layer or one of "
+                         "relu, leakyrelu, tanh, sigmoid, softmax") from None

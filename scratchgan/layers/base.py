@@ -1,0 +1,204 @@
+"""The layer contract every layer follows.
+
+A layer implements two methods, in the spirit of CS231n's ``layers.py``::
+
+    y, cache = self._forward(x, train)     # compute the output, keep what backward needs
+    dx = self._backward(dy, cache)         # input gradient; parameter gradients are *added*
+                                           # into self.grads[name]
+
+The public ``forward``/``backward`` around them check shapes, dtypes and the
+device, and hold the cache between the two calls. One cache per layer: calling
+``forward`` twice before ``backward`` raises instead of silently back-propagating
+through the wrong input (run D on the real batch, back-propagate, then on the fake).
+"""
+import numpy as np
+
+from .. import backend
+from ..init import get_initializer
+
+
+class Layer:
+    """Base class: parameters, gradients, buffers, the cache, device and dtype moves."""
+
+    #: expected input shape, None for a free axis: (None, 784) reads "(N, 784)".
+    input_pattern = None
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+        self.buffers = {}
+        self.training = True
+        self.requires_grad = True
+        self._cache = None
+
+    # -- subclasses implement these -------------------------------------------------
+    def _forward(self, x, train):
+        raise NotImplementedError
+
+    def _backward(self, dy, cache):
+        raise NotImplementedError
+
+    def children(self):
+        """Sub-layers as (name, layer) pairs; containers override this."""
+        return []
+
+    # -- forward / backward -------------------------------------------------------
+    def forward(self, x, train=None, grad=None):
+        """Output for ``x``. ``train`` picks batch statistics / dropout (default: ``self.training``);
+        ``grad`` keeps the cache for ``backward`` (default: same as ``train``)."""
+        train = self.training if train is None else train
+        grad = train if grad is None else grad
+        self._check_input(x)
+        if grad and self._cache is not None:
+            raise RuntimeError(f"{self}: forward called again before backward of the previous call; "
+                               "back-propagate each forward pass before the next, use forward(x, grad=False) "
+                               "for inference, or call clear_cache()")
+        y, cache = self._forward(x, train)
+        if grad:
+            self._cache = (cache, y.shape)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """Input gradient for upstream gradient ``dy``; adds parameter gradients into ``self.grads``."""
+        if self._cache is None:
+            raise RuntimeError(f"{self}: backward called without a forward pass that kept its cache "
+                               "(forward(x, train=True) or forward(x, grad=True))")
+        cache, y_shape = self._cache
+        if tuple(dy.shape) != tuple(y_shape):
+            raise ValueError(f"{self}: upstream gradient has shape {tuple(dy.shape)} "
+                             f"but the output had shape {tuple(y_shape)}")
+        self._check_dtype(dy, "upstream gradient")
+        self._cache = None
+        return self._backward(dy, cache)
+
+    def clear_cache(self):
+        self._cache = None
+        for _, child in self.children():
+            child.clear_cache()
+
+    # -- input checks -------------------------------------------------------------------
+    def _check_input(self, x):
+        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+            raise TypeError(f"{self}: expected an array, got {type(x).__name__}")
+        if self.input_pattern is not None:
+            pattern = self.input_pattern
+            fits = x.ndim == len(pattern) and all(p is None or p == n for p, n in zip(pattern, x.shape))
+            if not fits:
+                raise ValueError(f"{self}: expected input of shape {format_pattern(pattern)}, "
+                                 f"got {tuple(x.shape)}")
+        self._check_dtype(x, "input")
+
+    def _check_dtype(self, x, what):
+        ref = next(iter(self.params.values()), None)
+        if ref is None:
+            if x.dtype.kind != "f":
+                raise TypeError(f"{self}: {what} must be floating point, got {x.dtype}")
+            return
+        if backend.get_xp(x) is not backend.get_xp(ref):
+            raise ValueError(f"{self}: {what} is on {backend.device_of(x)} but the parameters are on "
+                             f"{backend.device_of(ref)}; move one with .to(...)")
+        if x.dtype != ref.dtype:
+            raise TypeError(f"{self}: {what} dtype {x.dtype} does not match parameter dtype {ref.dtype}; "
+                            "convert the input or call .to(dtype=...)")
+
+    # -- parameters -------------------------------------------------------------------
+    def add_param(self, name, shape, init, fan_in, fan_out, rng=None):
+        """Create parameter ``name`` on the default device and dtype, with a zero gradient."""
+        rng = rng or backend.global_rng()
+        value = get_initializer(init)(shape, fan_in, fan_out, rng)
+        xp = backend.xp_for(backend.default_device())
+        self.params[name] = xp.asarray(value, dtype=backend.default_dtype())
+        self.grads[name] = xp.zeros_like(self.params[name])
+
+    def named_layers(self, prefix=""):
+        """This layer and every sub-layer, as (dotted name, layer), depth first."""
+        yield prefix.rstrip("."), self
+        for name, child in self.children():
+            yield from child.named_layers(f"{prefix}{name}.")
+
+    def named_parameters(self):
+        """(dotted name, layer, key) for every parameter: ``layer.params[key]`` is the array."""
+        return [(f"{p}.{k}" if p else k, layer, k)
+                for p, layer in self.named_layers() for k in layer.params]
+
+    def num_params(self):
+        return sum(int(layer.params[k].size) for _, layer, k in self.named_parameters())
+
+    def zero_grad(self):
+        for _, layer, key in self.named_parameters():
+            layer.grads[key].fill(0)
+
+    def requires_grad_(self, flag=True):
+        """Switch parameter-gradient computation on or off (the G step never needs D's)."""
+        for _, layer in self.named_layers():
+            layer.requires_grad = flag
+        return self
+
+    def train(self, mode=True):
+        for _, layer in self.named_layers():
+            layer.training = mode
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # -- device, dtype, state -------------------------------------------------------
+    def to(self, device=None, dtype=None):
+        """Move parameters, gradients and buffers to ``device`` and/or cast them to ``dtype``."""
+        for _, layer in self.named_layers():
+            for store in (layer.params, layer.grads, layer.buffers):
+                for key, value in store.items():
+                    if device is not None:
+                        value = backend.to_device(value, device)
+                    if dtype is not None and value.dtype.kind == "f":
+                        value = value.astype(dtype, copy=False)
+                    store[key] = value
+            layer._cache = None
+        return self
+
+    def state_dict(self):
+        """Parameters and buffers as NumPy arrays, keyed by dotted names (PyTorch's layout)."""
+        state = {}
+        for prefix, layer in self.named_layers():
+            for key, value in {**layer.params, **layer.buffers}.items():
+                state[f"{prefix}.{key}" if prefix else key] = backend.asnumpy(value).copy()
+        return state
+
+    def load_state_dict(self, state):
+        """Copy arrays from ``state`` into this layer, keeping its device and dtype."""
+        own = {}
+        for prefix, layer in self.named_layers():
+            for store in (layer.params, layer.buffers):
+                for key in store:
+                    own[f"{prefix}.{key}" if prefix else key] = (store, key)
+        missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        if missing or unexpected:
+            raise ValueError(f"{self.__class__.__name__}.load_state_dict: missing keys {missing}, "
+                             f"unexpected keys {unexpected}")
+        for name, (store, key) in own.items():
+            old, new = store[key], state[name]
+            if tuple(old.shape) != tuple(np.shape(new)):
+                raise ValueError(f"load_state_dict: {name} has shape {tuple(np.shape(new))}, "
+                                 f"expected {tuple(old.shape)}")
+            xp = backend.get_xp(old)
+            store[key] = xp.asarray(backend.asnumpy(new), dtype=old.dtype)
+        return self
+
+    def __repr__(self):
+        return f"{self.__class__.__name__}()"
+
+
+def format_pattern(pattern):
+    """(None, 3, None, None) -> '(N, 3, H, W)'; free axes get conventional letters."""
+    letters = {2: "NF", 3: "NLF", 4: "NCHW"}.get(len(pattern), "N" + "D" * (len(pattern) - 1))
+    return "(" + ", ".join(letters[i] if p is None else str(p) for i, p in enumerate(pattern)) + ")"
+
+
+def as_pair(value, name):
+    """An int or a pair of ints as a pair (kernel sizes, strides, paddings)."""
+    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return tuple(int(v) for v in pair)

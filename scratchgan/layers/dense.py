@@ -1,0 +1,90 @@
+"""Fully connected layers: Dense (with an optional Flux-style activation) and Maxout."""
+from .. import backend
+from .activations import as_activation_layer
+from .base import Layer
+
+
+class Dense(Layer):
+    """y = act(x W^T + b), x of shape (N, in), W of shape (out, in) as in PyTorch's Linear.
+
+    Backward, with z = x W^T + b and dz = act'(z) * dy (the activation's own backward):
+
+        dW = dz^T x          (out, in)   since dz_ni / dW_oi' = x_ni' for o = i
+        db = sum_n dz_n      (out,)
+        dx = dz W            (N, in)
+
+    ``Dense(784, 500, tanh)`` reads like Flux's ``Dense(784 => 500, tanh)``.
+    """
+
+    def __init__(self, in_features, out_features, activation=None, bias=True,
+                 init="glorot_uniform", rng=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.activation = as_activation_layer(activation)
+        self.input_pattern = (None, in_features)
+        self.add_param("weight", (out_features, in_features), init, in_features, out_features, rng)
+        if bias:
+            self.add_param("bias", (out_features,), "zeros", in_features, out_features, rng)
+
+    def children(self):
+        return [("activation", self.activation)] if self.activation else []
+
+    def _forward(self, x, train):
+        z = x @ self.params["weight"].T
+        if "bias" in self.params:
+            z += self.params["bias"]
+        if self.activation is None:
+            return z, (x, None)
+        y, act_cache = self.activation._forward(z, train)
+        return y, (x, act_cache)
+
+    def _backward(self, dy, cache):
+        x, act_cache = cache
+        dz = dy if self.activation is None else self.activation._backward(dy, act_cache)
+        if self.requires_grad:
+            self.grads["weight"] += dz.T @ x
+            if "bias" in self.params:
+                self.grads["bias"] += dz.sum(axis=0)
+        return dz @ self.params["weight"]
+
+    def __repr__(self):
+        act = f", {self.activation!r}" if self.activation else ""
+        return f"Dense({self.in_features} => {self.out_features}{act})"
+
+
+class Maxout(Layer):
+    """Goodfellow et al.'s maxout unit: y_o = max_k (x W^T + b)_{o,k}.
+
+    The linear map has ``out * pieces`` outputs, grouped so that z.reshape(N, out, pieces)
+    holds unit o's pieces in row o. Only the winning piece passes gradient back:
+
+        dz_{n,o,k} = dy_{n,o} * [k == argmax_k' z_{n,o,k'}]      (ties go to the first piece)
+
+    then dW, db and dx follow from dz exactly as in Dense.
+    """
+
+    def __init__(self, in_features, out_features, pieces, init="glorot_uniform", rng=None):
+        super().__init__()
+        self.in_features, self.out_features, self.pieces = in_features, out_features, pieces
+        self.input_pattern = (None, in_features)
+        self.add_param("weight", (out_features * pieces, in_features), init, in_features, out_features, rng)
+        self.add_param("bias", (out_features * pieces,), "zeros", in_features, out_features, rng)
+
+    def _forward(self, x, train):
+        z = (x @ self.params["weight"].T + self.params["bias"]).reshape(len(x), self.out_features, self.pieces)
+        winner = z.argmax(axis=2)
+        y = backend.get_xp(z).take_along_axis(z, winner[..., None], axis=2)[..., 0]
+        return y, (x, winner)
+
+    def _backward(self, dy, cache):
+        x, winner = cache
+        xp = backend.get_xp(dy)
+        dz = (xp.arange(self.pieces) == winner[..., None]) * dy[..., None]
+        dz = dz.reshape(len(dy), -1)
+        if self.requires_grad:
+            self.grads["weight"] += dz.T @ x
+            self.grads["bias"] += dz.sum(axis=0)
+        return dz @ self.params["weight"]
+
+    def __repr__(self):
+        return f"Maxout({self.in_features} => {self.out_features}, pieces={self.pieces})"
