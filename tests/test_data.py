@@ -18,7 +18,7 @@ import pytest
 from scratchgan.data import (DATASETS, BatchLoader, DataError, Dataset, binarize, cache_dir, datasets,
                              find_dataset_dir, flatten, from_tanh_range, load_dataset, read_idx,
                              to_float, to_tanh_range, write_idx)
-from scratchgan.data.idx import atomic_write
+from scratchgan.fileio import atomic_write
 
 TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")

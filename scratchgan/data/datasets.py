@@ -25,7 +25,8 @@ from typing import Optional
 
 from tqdm import tqdm
 
-from .idx import DataError, atomic_write, read_idx
+from ..fileio import atomic_write
+from .idx import DataError, read_idx
 
 DEBIAN_ROOT = Path("/usr/share/datasets")
 ATTEMPTS = 3      # per mirror

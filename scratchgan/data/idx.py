@@ -14,13 +14,13 @@ first bytes, so a file's name does not matter.
 import contextlib
 import gzip
 import math
-import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ..fileio import atomic_write  # noqa: F401  (re-exported for callers of this module)
 
 _DTYPES = {0x08: np.dtype("u1"), 0x09: np.dtype("i1"), 0x0B: np.dtype(">i2"),
            0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -63,26 +63,6 @@ def write_idx(path, array):
         with gz or contextlib.nullcontext(f) as out:
             out.write(header)
             out.write(array.astype(_DTYPES[code]).tobytes())
-
-
-@contextlib.contextmanager
-def atomic_write(path):
-    """Yield a binary file beside `path`; move it onto `path` only if the block succeeds.
-
-    Readers of `path` see either the old content or the complete new one, never a part;
-    if the block raises, the temporary file is deleted.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-        os.chmod(tmp, 0o644)  # mkstemp creates files readable by their owner only
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _read_bytes(path):
