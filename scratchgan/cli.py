@@ -1,4 +1,4 @@
-"""The ``scratchgan`` command line."""
+"""The ``scratchgan`` command line: gradcheck, train, sample (and evaluate, bench)."""
 import argparse
 import sys
 
@@ -14,6 +14,118 @@ def cmd_gradcheck(args):
     return 0 if all(passed for *_, passed in rows) else 1
 
 
+def cmd_train(args):
+    from .backend import DeviceError, xp_for
+    from .data import DataError
+    from .data.images import load_images
+    from .gan.checkpoint import CheckpointError, Checkpoint
+    from .gan.run import CHECKPOINT, Interrupted, RunError, train_run
+    from .gan.trainer import DivergenceError
+    from pathlib import Path
+    out = Path(args.out or f"runs/{args.recipe}")
+    try:
+        xp_for(args.device)  # DeviceError now, not after loading the data
+        dataset, image_size, channels = args.dataset, args.image_size, args.channels
+        if args.resume and (out / CHECKPOINT).exists():
+            meta = Checkpoint(out / CHECKPOINT).meta
+            dataset = meta["dataset"]
+            channels, image_size = meta["image_shape"][0], meta["image_shape"][1]
+        images = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
+                             quiet=args.quiet)
+        options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
+        train_run(args.recipe, out, images, epochs=args.epochs, device=args.device, resume=args.resume,
+                  dataset=dataset, quiet=args.quiet, **options)
+    except Interrupted as e:
+        print(f"\n{e}: {out / CHECKPOINT}; continue with --resume --out {out}", file=sys.stderr)
+        return 130
+    except DivergenceError as e:
+        print(f"training diverged: {e}\nthe checkpoint of the last completed epoch is intact: "
+              f"{out / CHECKPOINT}", file=sys.stderr)
+        return 3
+    except (DataError, RunError, CheckpointError, DeviceError, ValueError) as e:
+        print(f"scratchgan train: {e}", file=sys.stderr)
+        return 2
+    print(f"run written to {out}/")
+    return 0
+
+
+def cmd_sample(args):
+    import numpy as np
+    from .fileio import atomic_write
+    from .gan.checkpoint import CheckpointError
+    from .gan.sampling import sample_from_checkpoint
+    if not args.output.endswith((".npy", ".png")):
+        print("scratchgan sample: -o must end in .npy or .png", file=sys.stderr)
+        return 2
+    try:
+        samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed)
+    except CheckpointError as e:
+        print(f"scratchgan sample: {e}", file=sys.stderr)
+        return 2
+    if args.output.endswith(".png"):
+        from .plots import save_grid
+        save_grid(args.output, samples)
+    else:
+        if samples.shape[1] == 1:
+            samples = samples[:, 0]
+        with atomic_write(args.output) as f:
+            np.save(f, samples)
+    print(f"{len(samples)} samples {samples.shape} in [0, 1] written to {args.output}")
+    return 0
+
+
+# option name -> (type, help); None means "the recipe's default"
+OPTION_FLAGS = {
+    "z_dim": (int, "latent size (mlp: 28, goodfellow2014 and dcgan: 100)"),
+    "batch_size": (int, "mini-batch size (mlp 200, goodfellow2014 100, dcgan 128)"),
+    "lr": (float, "learning rate of both optimizers"),
+    "d_lr": (float, "dcgan: discriminator learning rate, if different"),
+    "k": (int, "discriminator steps per generator step (default 1)"),
+    "loss": (str, "generator loss: non-saturating (default) or minimax"),
+    "label_smoothing": (float, "one-sided label smoothing: real targets 1 - s (e.g. 0.1)"),
+    "flip_prob": (float, "probability of flipping each D target (e.g. 0.05)"),
+    "dropout": (float, "dropout probability in D (mlp default 0; goodfellow2014 0.5)"),
+    "g_dropout": (float, "mlp: dropout probability in G's hidden layer"),
+    "seed": (int, "seed for weights, noise and shuffling (default 0)"),
+    "ngf": (int, "dcgan: generator width (default 64)"),
+    "ndf": (int, "dcgan: discriminator width (default 64)"),
+}
+
+
+def add_train_parser(sub):
+    from .gan.recipes import RECIPES
+    p = sub.add_parser("train", help="train a GAN recipe and write figures and checkpoints into a run directory",
+                       description="Train a GAN. Writes checkpoint.npz, history.csv, loss/D-output plots, "
+                                   "per-epoch progress (PNG + GIF), a final sample grid, D accuracy and "
+                                   "spot-the-fake images into --out. Ctrl-C saves a checkpoint; --resume continues.")
+    p.add_argument("recipe", choices=sorted(RECIPES), help="; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
+    p.add_argument("--dataset", default="mnist", help="mnist (default), fashion-mnist or folder:PATH (images)")
+    p.add_argument("--data-dir", help="folder holding the dataset's IDX files (default: look up, then download)")
+    p.add_argument("--image-size", type=int, help="dcgan: 28, 32 or 64 (default: the data's size; folders 64)")
+    p.add_argument("--channels", type=int, choices=(1, 3), help="folder datasets: 1 (grey) or 3 (RGB, default)")
+    p.add_argument("--epochs", type=int, help="epochs to train (recipe default: mlp 20, goodfellow2014 20, dcgan 5)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
+    p.add_argument("--out", help="run directory (default runs/RECIPE)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    for name, (kind, text) in OPTION_FLAGS.items():
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+    p.set_defaults(func=cmd_train)
+
+
+def add_sample_parser(sub):
+    p = sub.add_parser("sample", help="draw samples from a checkpoint's generator",
+                       description="Draw N samples (values in [0, 1]) from the generator in CHECKPOINT: "
+                                   ".npy gets an array (N, 28, 28) for single-channel data, (N, C, H, W) "
+                                   "otherwise; .png gets an image grid.")
+    p.add_argument("checkpoint", help="a checkpoint.npz written by scratchgan train")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    p.set_defaults(func=cmd_sample)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="scratchgan", description="GANs with hand-written backprop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -22,6 +134,8 @@ def build_parser():
                                    "finite-difference gradient checks and print a table; exits 1 on any failure.")
     p.add_argument("--only", nargs="+", metavar="NAME", help="only these layers/losses (e.g. Conv2d BatchNorm)")
     p.set_defaults(func=cmd_gradcheck)
+    add_train_parser(sub)
+    add_sample_parser(sub)
     return parser
 
 

@@ -23,6 +23,11 @@ def dcgan_normal(shape, fan_in, fan_out, rng):
     return rng.host.normal(0.0, 0.02, size=shape)
 
 
+def dcgan_batchnorm(shape, fan_in, fan_out, rng):
+    """N(1, 0.02^2), the DCGAN reference's initialization for BatchNorm scales."""
+    return rng.host.normal(1.0, 0.02, size=shape)
+
+
 def zeros(shape, fan_in, fan_out, rng):
     return np.zeros(shape)
 
@@ -32,7 +37,7 @@ def ones(shape, fan_in, fan_out, rng):
 
 
 INITIALIZERS = {"glorot_uniform": glorot_uniform, "he_normal": he_normal,
-                "normal_0.02": dcgan_normal, "zeros": zeros, "ones": ones}
+                "normal_0.02": dcgan_normal, "normal_1_0.02": dcgan_batchnorm, "zeros": zeros, "ones": ones}
 
 
 def get_initializer(init):

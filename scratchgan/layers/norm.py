@@ -10,7 +10,8 @@ class BatchNorm(Layer):
     and over (N, H, W) of (N, C, H, W) inputs, and the running statistics move
     toward them as PyTorch's do: running = (1 - momentum) running + momentum * stat,
     with the *unbiased* variance for running_var. In eval mode mu and var are the
-    running statistics. Parameters ``weight`` (gamma) and ``bias`` (beta).
+    running statistics. Parameters ``weight`` (gamma, initialized by ``init``: ones, or
+    "normal_1_0.02" as DCGAN does) and ``bias`` (beta, zeros).
 
     Backward in training, with M values per channel and sums over them: mu and var
     depend on x too, so besides the direct path dy gamma / sigma there are paths
@@ -26,10 +27,10 @@ class BatchNorm(Layer):
     In eval mode mu and sigma are constants and dx = g / sigma.
     """
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, rng=None):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, init="ones", rng=None):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
-        self.add_param("weight", (num_features,), "ones", 0, 0, rng)
+        self.add_param("weight", (num_features,), init, 0, 0, rng)
         self.add_param("bias", (num_features,), "zeros", 0, 0, rng)
         xp, dtype = backend.get_xp(self.params["weight"]), self.params["weight"].dtype
         self.buffers["running_mean"] = xp.zeros(num_features, dtype=dtype)

@@ -1,0 +1,30 @@
+"""Training images as uint8 (N, C, H, W), from a dataset name or an image folder."""
+import numpy as np
+
+from .datasets import load_dataset
+from .folder import load_image_folder, parse_dataset_spec
+
+
+def load_images(spec="mnist", split="train", data_dir=None, image_size=None, channels=None,
+                download=True, quiet=False):
+    """uint8 images (N, C, H, W) for ``spec``: "mnist", "fashion-mnist" or "folder:PATH".
+
+    IDX datasets are 28x28 grey; ``image_size`` other than 28 resizes them (bilinear, via
+    Pillow), e.g. to 32 or 64 for DCGAN. Folders are resized and centre-cropped to
+    ``image_size`` (default 64) with ``channels`` (default 3).
+    """
+    kind, value = parse_dataset_spec(spec)
+    if kind == "folder":
+        return load_image_folder(value, image_size=image_size or 64, channels=channels or 3, quiet=quiet)
+    if channels not in (None, 1):
+        raise ValueError(f"{value} images are greyscale: channels must be 1, got {channels}")
+    images, _ = load_dataset(value, split, data_dir=data_dir, download=download, quiet=quiet)
+    if image_size not in (None, images.shape[1]):
+        images = resize(images, image_size)
+    return images[:, None]
+
+
+def resize(images, size):
+    """Bilinear resize of uint8 (N, H, W) images to (N, size, size)."""
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BILINEAR)) for im in images])

@@ -1,0 +1,93 @@
+"""GAN objectives: discriminator heads, the D loss, and minimax vs non-saturating G losses.
+
+A head turns D's raw output into P(real) and a binary cross-entropy against a
+"realness" target t (1 = real, 0 = fake, 0.9 with one-sided label smoothing):
+
+    D loss = BCE(D(x), t_real) + BCE(D(G(z)), t_fake)
+    G loss, minimax (Goodfellow 2014):   + mean log(1 - D(G(z))) = -BCE(D(G(z)), 0)
+    G loss, non-saturating:              - mean log D(G(z))      =  BCE(D(G(z)), 1)
+
+The minimax loss saturates: when D confidently rejects fakes, log(1 - D) is flat
+and G's gradient vanishes; the non-saturating loss has the same fixed point and
+strong gradients exactly then.
+"""
+from .. import backend, losses
+from ..layers.activations import sigmoid
+
+G_LOSSES = ("non-saturating", "minimax")
+
+
+class LogitHead:
+    """D ends in one unit without activation (DCGAN): BCE on logits, stable for any logit."""
+
+    name = "logit"
+
+    def prob_real(self, out):
+        return sigmoid(out.reshape(len(out)))
+
+    def bce(self, out, target):
+        value, grad = losses.bce_with_logits(out.reshape(len(out)), target)
+        return value, grad.reshape(out.shape)
+
+
+class SigmoidHead:
+    """D ends in Dense(..., 1, sigmoid) (Goodfellow 2014): BCE on the probability."""
+
+    name = "sigmoid"
+
+    def prob_real(self, out):
+        return out.reshape(len(out))
+
+    def bce(self, out, target):
+        value, grad = losses.binary_cross_entropy(out.reshape(len(out)), target)
+        return value, grad.reshape(out.shape)
+
+
+class SoftmaxHead:
+    """D ends in Dense(..., 2) -> Softmax (the Flux tutorial): unit 0 is P(real)."""
+
+    name = "softmax"
+
+    def prob_real(self, out):
+        return out[:, 0]
+
+    def bce(self, out, target):
+        value, grad = losses.binary_cross_entropy(out[:, 0], target)
+        dout = backend.get_xp(out).zeros_like(out)
+        dout[:, 0] = grad
+        return value, dout
+
+
+HEADS = {h.name: h for h in (LogitHead, SigmoidHead, SoftmaxHead)}
+
+
+def get_head(name):
+    try:
+        return HEADS[name]()
+    except KeyError:
+        raise ValueError(f"unknown discriminator head {name!r}; expected one of {sorted(HEADS)}") from None
+
+
+def d_targets(n, real, xp, dtype, smoothing=0.0, flip_prob=0.0, rng=None):
+    """Targets for a batch of n real (or fake) samples.
+
+    One-sided label smoothing sets real targets to 1 - smoothing (fakes stay 0).
+    Label flipping swaps each sample's target with probability ``flip_prob``:
+    a flipped real gets the fake target 0, a flipped fake the real target 1 - smoothing.
+    """
+    real_target, fake_target = 1.0 - smoothing, 0.0
+    own, other = (real_target, fake_target) if real else (fake_target, real_target)
+    if not flip_prob:
+        return xp.full(n, own, dtype=dtype)
+    flip = rng.uniform((n,), dtype=dtype, xp=xp) < dtype(flip_prob)
+    return xp.where(flip, dtype(other), dtype(own)).astype(dtype)
+
+
+def g_loss(head, out, kind):
+    """Generator loss and its gradient with respect to D's output on the fake batch."""
+    if kind == "non-saturating":
+        return head.bce(out, 1.0)
+    if kind == "minimax":
+        value, grad = head.bce(out, 0.0)
+        return -value, -grad
+    raise ValueError(f"unknown generator loss {kind!r}; expected one of {G_LOSSES}")

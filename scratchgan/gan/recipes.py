@@ -1,0 +1,189 @@
+"""Named training recipes: the models, optimizers, data scaling and defaults of each demo.
+
+A recipe turns a dict of options into a ``Setup``. Checkpoints store the recipe's name and
+options, so ``scratchgan sample`` can rebuild the generator from a checkpoint alone.
+
+- ``mlp``: the Julia/Flux tutorial. Binarized MNIST, batch 200, z ~ N(0, I_28),
+  G = Dense(28, 500, tanh) -> Dense(500, 784, sigmoid),
+  D = Dense(784, 500, tanh) -> Dense(500, 2) -> Softmax (unit 0 = P(real)), Adam.
+- ``goodfellow2014``: the MNIST model of the original GAN paper (Goodfellow et al. 2014,
+  from its public Pylearn2 configuration): G = 100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid,
+  D = Maxout(240 x 5) -> Maxout(240 x 5) -> Dense(1, sigmoid) with dropout, SGD + momentum.
+- ``dcgan``: DCGAN (Radford et al. 2015) for 28x28 (the SPEC's DCGAN-28), 32x32 and 64x64.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .. import layers as L
+from ..data import transforms
+from ..optim import SGD, Adam
+from .objectives import G_LOSSES, get_head
+from .trainer import GANConfig
+
+COMMON = {"z_dim": None, "batch_size": None, "lr": None, "k": 1, "loss": "non-saturating",
+          "label_smoothing": 0.0, "flip_prob": 0.0, "seed": 0, "epochs": None}
+
+
+@dataclass
+class Setup:
+    G: L.Chain
+    D: L.Chain
+    opt_g: object
+    opt_d: object
+    head: object
+    config: GANConfig
+    preprocess: Callable   # uint8 images (N, C, H, W) -> the float32 array D reads
+    to_unit: Callable      # G's output -> images in [0, 1] of shape (N, C, H, W)
+    image_shape: tuple     # (C, H, W)
+
+
+@dataclass
+class Recipe:
+    name: str
+    summary: str
+    defaults: dict
+    build: Callable        # (options, image_shape) -> Setup
+
+    def options(self, **overrides):
+        """This recipe's defaults with ``overrides`` applied (None values keep the default)."""
+        unknown = sorted(set(overrides) - set(self.defaults))
+        if unknown:
+            raise ValueError(f"recipe {self.name!r} has no option(s) {unknown}; "
+                             f"its options are {sorted(self.defaults)}")
+        merged = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
+        if merged["loss"] not in G_LOSSES:
+            raise ValueError(f"loss must be one of {G_LOSSES}, got {merged['loss']!r}")
+        if not 0 <= merged["label_smoothing"] < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {merged['label_smoothing']}")
+        if not 0 <= merged["flip_prob"] < 0.5:
+            raise ValueError(f"flip_prob must be in [0, 0.5), got {merged['flip_prob']}")
+        return merged
+
+    def setup(self, options, image_shape=(1, 28, 28)):
+        return self.build(options, tuple(image_shape))
+
+
+def _config(o, **extra):
+    return GANConfig(z_dim=o["z_dim"], batch_size=o["batch_size"], k=o["k"], g_loss=o["loss"],
+                     label_smoothing=o["label_smoothing"], flip_prob=o["flip_prob"], seed=o["seed"], **extra)
+
+
+def _flat_unit(image_shape):
+    """Flat [0, 1] pixels back to (N, C, H, W)."""
+    return lambda y: y.reshape(len(y), *image_shape)
+
+
+def _maybe_dropout(p):
+    return [L.Dropout(p)] if p else []
+
+
+# -- mlp: the Flux tutorial --------------------------------------------------------------
+def build_mlp(o, image_shape):
+    n_pixels = int(np.prod(image_shape))
+    G = L.Chain(L.Dense(o["z_dim"], 500, "tanh"), *_maybe_dropout(o["g_dropout"]),
+                L.Dense(500, n_pixels, "sigmoid"))
+    D = L.Chain(L.Dense(n_pixels, 500, "tanh"), *_maybe_dropout(o["dropout"]),
+                L.Dense(500, 2), L.Softmax())
+    binarize = o["binarize"]
+
+    def preprocess(images):
+        x = transforms.flatten(transforms.to_float(images))
+        return transforms.binarize(x) if binarize else x
+
+    return Setup(G, D, Adam(G, lr=o["lr"]), Adam(D, lr=o["lr"]), get_head("softmax"), _config(o),
+                 preprocess, _flat_unit(image_shape), image_shape)
+
+
+MLP = Recipe("mlp", "the Julia/Flux tutorial: binarized MNIST, Dense/tanh/sigmoid, softmax D, Adam",
+             {**COMMON, "z_dim": 28, "batch_size": 200, "lr": 1e-3, "epochs": 20, "dropout": 0.0,
+              "g_dropout": 0.0, "binarize": True}, build_mlp)
+
+
+# -- goodfellow2014: the original GAN paper's MNIST model ---------------------------------
+def build_goodfellow2014(o, image_shape):
+    n_pixels = int(np.prod(image_shape))
+    G = L.Chain(L.Dense(o["z_dim"], 1200, "relu"), L.Dense(1200, 1200, "relu"),
+                L.Dense(1200, n_pixels, "sigmoid"))
+    D = L.Chain(L.Dropout(o["input_dropout"]), L.Maxout(n_pixels, 240, 5), L.Dropout(o["dropout"]),
+                L.Maxout(240, 240, 5), L.Dropout(o["dropout"]), L.Dense(240, 1, "sigmoid"))
+    opt_g = SGD(G, lr=o["lr"], momentum=o["momentum"])
+    opt_d = SGD(D, lr=o["lr"], momentum=o["momentum"])
+
+    def preprocess(images):
+        return transforms.flatten(transforms.to_float(images))
+
+    return Setup(G, D, opt_g, opt_d, get_head("sigmoid"), _config(o), preprocess,
+                 _flat_unit(image_shape), image_shape)
+
+
+GOODFELLOW2014 = Recipe(
+    "goodfellow2014", "Goodfellow et al. 2014: ReLU MLP generator, Maxout discriminator with dropout, SGD+momentum",
+    {**COMMON, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "epochs": 20,
+     "dropout": 0.5, "input_dropout": 0.2}, build_goodfellow2014)
+
+
+# -- dcgan ----------------------------------------------------------------------------------
+def dcgan_generator(z_dim, channels, size, ngf):
+    """(N, z, 1, 1) -> (N, channels, size, size) in [-1, 1]."""
+    if size == 28:  # DCGAN-28 of shared/bench/SPEC.md
+        blocks = [(z_dim, 4 * ngf, 7, 1, 0), (4 * ngf, 2 * ngf, 4, 2, 1)]
+        last = (2 * ngf, channels)
+    else:           # 32: 4 -> 8 -> 16 -> 32;  64: 4 -> 8 -> 16 -> 32 -> 64 (the DCGAN paper)
+        n_up = {32: 2, 64: 3}[size]
+        widths = [ngf * 2 ** (n_up - i) for i in range(n_up + 1)]
+        blocks = [(z_dim, widths[0], 4, 1, 0)] + [(widths[i], widths[i + 1], 4, 2, 1) for i in range(n_up)]
+        last = (widths[-1], channels)
+    layers = []
+    for cin, cout, k, s, p in blocks:
+        layers += [L.ConvTranspose2d(cin, cout, k, s, p, bias=False, init="normal_0.02"),
+                   L.BatchNorm(cout, init="normal_1_0.02"), L.ReLU()]
+    layers += [L.ConvTranspose2d(*last, 4, 2, 1, bias=False, init="normal_0.02"), L.Tanh()]
+    return L.Chain(*layers)
+
+
+def dcgan_discriminator(channels, size, ndf):
+    """(N, channels, size, size) -> (N, 1, 1, 1) logits."""
+    n_down = {28: 2, 32: 3, 64: 4}[size]
+    widths = [ndf * 2 ** i for i in range(n_down)]
+    layers, cin = [], channels
+    for i, cout in enumerate(widths):
+        layers.append(L.Conv2d(cin, cout, 4, 2, 1, bias=False, init="normal_0.02"))
+        if i > 0:
+            layers.append(L.BatchNorm(cout, init="normal_1_0.02"))
+        layers.append(L.LeakyReLU(0.2))
+        cin = cout
+    final_kernel = 7 if size == 28 else 4
+    layers.append(L.Conv2d(cin, 1, final_kernel, 1, 0, bias=False, init="normal_0.02"))
+    return L.Chain(*layers)
+
+
+DCGAN_SIZES = (28, 32, 64)
+
+
+def build_dcgan(o, image_shape):
+    channels, height, width = image_shape
+    if height != width or height not in DCGAN_SIZES:
+        raise ValueError(f"dcgan supports square images of size {DCGAN_SIZES}, got {height}x{width}")
+    G = dcgan_generator(o["z_dim"], channels, height, o["ngf"])
+    D = dcgan_discriminator(channels, height, o["ndf"])
+    betas = (o["beta1"], 0.999)
+    opt_g = Adam(G, lr=o["lr"], betas=betas)
+    opt_d = Adam(D, lr=o["d_lr"] or o["lr"], betas=betas)
+    return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o, noise_shape=(1, 1)),
+                 transforms.to_tanh_range, transforms.from_tanh_range, image_shape)
+
+
+DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/ReLU G, Conv/LeakyReLU D, Adam 2e-4",
+               {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
+                "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan)
+
+RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
+
+
+def get_recipe(name):
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}") from None
