@@ -130,6 +130,11 @@ def layer_cases():
     ]
 
 
+def _softmax_rows(n):
+    z = _normal(n, 2, seed=6)
+    return np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+
+
 def loss_cases():
     p = 0.05 + 0.9 * np.random.default_rng(1).random((4, 3))
     t = (np.random.default_rng(2).random((4, 3)) > 0.5).astype(float)
@@ -139,6 +144,10 @@ def loss_cases():
     return [
         Case("binary_cross_entropy", "probabilities 4x3, 0/1 targets", _loss(losses.binary_cross_entropy, p, t), True),
         Case("binary_cross_entropy", "smoothed target 0.9", _loss(losses.binary_cross_entropy, p, 0.9), True),
+        Case("two_class_cross_entropy", "softmax outputs 5x2, 0/1 targets",
+             _loss(losses.two_class_cross_entropy, _softmax_rows(5), (t.ravel()[:5])), True),
+        Case("two_class_cross_entropy", "smoothed target 0.9, batch 1",
+             _loss(losses.two_class_cross_entropy, _softmax_rows(1), 0.9), True),
         Case("bce_with_logits", "logits 4x3, 0/1 targets", _loss(losses.bce_with_logits, z, t), True),
         Case("bce_with_logits", "smoothed target 0.9, batch 1", _loss(losses.bce_with_logits, z[:1], 0.9), True),
         Case("softmax_cross_entropy", "4x3, class indices", _loss(losses.softmax_cross_entropy, z, labels), True),

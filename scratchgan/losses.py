@@ -3,6 +3,8 @@
 Values are 0-d arrays on the prediction's device (``float(loss)`` reads one),
 so computing a loss never forces a GPU synchronization.
 """
+import numpy as np
+
 from . import backend
 
 
@@ -16,22 +18,50 @@ def _prepare(name, pred, target):
     return xp, target
 
 
-def _clamp_eps(dtype):
-    return dtype.type(1e-7 if dtype.itemsize <= 4 else 1e-12)
+def _log_floor(dtype):
+    """Smallest log value a loss reports: log(0) is -inf, so the value is clamped (PyTorch: -100)."""
+    return dtype.type(-100)
 
 
 def binary_cross_entropy(prob, target):
-    """-mean[t log p + (1 - t) log(1 - p)] on probabilities, p clamped to [eps, 1 - eps].
+    """-mean[t log p + (1 - t) log(1 - p)] on probabilities, each log clamped at -100.
 
-    Gradient: d/dp = (p - t) / (p (1 - p)) / n (zero where the clamp is active).
-    Prefer ``bce_with_logits`` when the logits are at hand: it never clamps.
+    Gradient: d/dp = (p - t) / (p (1 - p)) / n, its denominator floored at the dtype's
+    smallest normal number. The gradient is *not* zeroed where the value is clamped:
+    behind a saturated sigmoid, p (1 - p) in the next backward cancels this denominator,
+    so D(G(z)) = 1e-20 still sends G the gradient p - t instead of nothing.
+    Prefer ``bce_with_logits`` when the logits are at hand: it needs no floor at all.
     """
     xp, t = _prepare("binary_cross_entropy", prob, target)
-    eps = _clamp_eps(prob.dtype)
-    p = xp.clip(prob, eps, 1 - eps)
-    value = -(t * xp.log(p) + (1 - t) * xp.log1p(-p)).mean()
-    inside = (prob > eps) & (prob < 1 - eps)
-    grad = (p - t) / (p * (1 - p)) * inside * prob.dtype.type(1 / prob.size)
+    floor, tiny = _log_floor(prob.dtype), prob.dtype.type(xp.finfo(prob.dtype).tiny)
+    below_one = prob.dtype.type(np.nextafter(prob.dtype.type(1), prob.dtype.type(0)))
+    log_p = xp.maximum(xp.log(xp.maximum(prob, tiny)), floor)
+    log_not_p = xp.maximum(xp.log1p(-xp.minimum(prob, below_one)), floor)
+    value = -(t * log_p + (1 - t) * log_not_p).mean()
+    grad = (prob - t) / xp.maximum(prob * (1 - prob), tiny) * prob.dtype.type(1 / prob.size)
+    return value, grad
+
+
+def two_class_cross_entropy(probs, target):
+    """Binary cross-entropy for a two-unit softmax output (N, 2), unit 0 = the positive class:
+
+        -mean[t log p0 + (1 - t) log p1]          (p1 = 1 - p0, read from its own unit)
+
+    Gradient: d/dp0 = -t / p0 / n, d/dp1 = -(1 - t) / p1 / n (denominators floored at the
+    smallest normal number). Through the softmax backward, dz = p * (dp - <dp, p>), this
+    becomes dz0 = p0 - t, dz1 = t - p0 (over n): bounded however confident the softmax is.
+    Using p1 instead of 1 - p0 matters in float32, where 1 - p0 rounds to 0 long before p1 does.
+    """
+    if probs.ndim != 2 or probs.shape[1] != 2:
+        raise ValueError(f"two_class_cross_entropy: expected probabilities of shape (N, 2), "
+                         f"got {tuple(probs.shape)}")
+    xp, t = _prepare("two_class_cross_entropy", probs[:, 0], target)
+    f = probs.dtype.type
+    tiny, floor = f(xp.finfo(probs.dtype).tiny), _log_floor(probs.dtype)
+    p_pos, p_neg = xp.maximum(probs[:, 0], tiny), xp.maximum(probs[:, 1], tiny)
+    value = -(t * xp.maximum(xp.log(p_pos), floor) + (1 - t) * xp.maximum(xp.log(p_neg), floor)).mean()
+    scale = f(-1 / len(probs))
+    grad = xp.stack([t / p_pos * scale, (1 - t) / p_neg * scale], axis=1)
     return value, grad
 
 

@@ -22,6 +22,7 @@ def test_every_parametrized_layer_family_is_checked_with_its_parameters():
     families = {c.name for c in CASES}
     expected = {"Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU", "Tanh",
                 "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "binary_cross_entropy",
+                "two_class_cross_entropy",
                 "bce_with_logits", "softmax_cross_entropy", "mse", "l1"}
     assert expected <= families
     conv_case = next(c for c in CASES if c.name == "Conv2d")

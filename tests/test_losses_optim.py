@@ -17,6 +17,41 @@ def test_bce_on_probabilities_matches_formula_and_clamps():
     assert value.dtype == np.float32 and grad.dtype == np.float32
 
 
+@pytest.mark.parametrize("logit", [-80.0, -50.0, -20.0, 5.0, 15.0])
+def test_saturated_sigmoid_still_passes_the_bce_gradient_back(logit):
+    """Behind Dense(..., sigmoid), d loss / d logit must stay p - t (here about -1 or +1), not 0.
+
+    Rejected fakes (D(G(z)) -> 0, the G step's case) keep it down to sigmoid(-87) in float32.
+    Towards 1, float32 cannot hold 1 - p below 6e-8 (|logit| > 17): use logits there."""
+    layer = L.Sigmoid()
+    z = np.full((1, 1), logit, np.float32)
+    p = layer.forward(z)
+    target = np.float32(1.0 if logit < 0 else 0.0)  # D is confidently wrong: the largest gradient
+    _, dp = losses.binary_cross_entropy(p, target)
+    dz = layer.backward(dp)
+    assert np.isfinite(dz).all() and dz.dtype == np.float32
+    assert float(dz[0, 0]) == pytest.approx(float(1 / (1 + np.exp(-np.float64(logit)))) - target, abs=1e-6)
+
+
+@pytest.mark.parametrize("gap", [0.0, 5.0, 30.0, 80.0])
+def test_two_unit_softmax_head_gradient_is_p_minus_t_however_confident(gap):
+    """The tutorial's D head: CE on softmax unit 0 gives dz0 = p0 - t through the softmax, in float32."""
+    softmax = L.Softmax()
+    z = np.array([[-gap / 2, gap / 2], [gap / 2, -gap / 2]], np.float32)
+    probs = softmax.forward(z)
+    t = np.array([1.0, 0.0], np.float32)
+    value, dprobs = losses.two_class_cross_entropy(probs, t)
+    dz = softmax.backward(dprobs)
+    p0 = 1 / (1 + np.exp(-(z[:, 0].astype(np.float64) - z[:, 1])))
+    np.testing.assert_allclose(dz[:, 0], (p0 - t) / 2, atol=1e-6)
+    np.testing.assert_allclose(dz[:, 1], -(p0 - t) / 2, atol=1e-6)
+    gap64 = z[:, 0].astype(np.float64) - z[:, 1]  # -log p0 = softplus(-gap), -log(1 - p0) = softplus(gap)
+    expected = np.mean(np.where(t == 1, np.logaddexp(0, -gap64), np.logaddexp(0, gap64)))
+    assert float(value) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        losses.two_class_cross_entropy(np.ones((3, 3), np.float32), 1.0)
+
+
 def test_bce_with_logits_is_stable_and_equals_bce_of_sigmoid():
     z = np.array([-3.0, 0.5, 4.0])
     t = np.array([0.0, 1.0, 0.9])

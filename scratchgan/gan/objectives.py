@@ -11,7 +11,7 @@ The minimax loss saturates: when D confidently rejects fakes, log(1 - D) is flat
 and G's gradient vanishes; the non-saturating loss has the same fixed point and
 strong gradients exactly then.
 """
-from .. import backend, losses
+from .. import losses
 from ..layers.activations import sigmoid
 
 G_LOSSES = ("non-saturating", "minimax")
@@ -52,10 +52,7 @@ class SoftmaxHead:
         return out[:, 0]
 
     def bce(self, out, target):
-        value, grad = losses.binary_cross_entropy(out[:, 0], target)
-        dout = backend.get_xp(out).zeros_like(out)
-        dout[:, 0] = grad
-        return value, dout
+        return losses.two_class_cross_entropy(out, target)
 
 
 HEADS = {h.name: h for h in (LogitHead, SigmoidHead, SoftmaxHead)}

@@ -21,9 +21,14 @@ def tanh(x):
 
 
 def sigmoid(x):
-    """1 / (1 + e^-x), computed as (1 + tanh(x/2)) / 2, which never overflows."""
-    half = x.dtype.type(0.5)
-    return backend.get_xp(x).tanh(x * half) * half + half
+    """1 / (1 + e^-x) without overflow, and without rounding small values to 0.
+
+    With e = exp(-|x|) <= 1: sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0,
+    so sigmoid(-50) is 2e-22 (not 0) in float32 and the loss behind it keeps its gradient.
+    """
+    xp = backend.get_xp(x)
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1, e) / (1 + e)
 
 
 class ReLU(Layer):
