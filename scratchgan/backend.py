@@ -130,7 +130,7 @@ class RNG:
         return self._gpu
 
     def normal(self, shape, dtype=None, xp=np, mean=0.0, std=1.0):
-        dtype = dtype or _default_dtype
+        dtype = np.dtype(dtype or _default_dtype).type
         if xp is np:
             z = self.host.standard_normal(shape, dtype=dtype)
         else:
@@ -139,7 +139,7 @@ class RNG:
 
     def uniform(self, shape, dtype=None, xp=np):
         """Uniform numbers in [0, 1)."""
-        dtype = dtype or _default_dtype
+        dtype = np.dtype(dtype or _default_dtype).type
         if xp is np:
             return self.host.random(shape, dtype=dtype)
         return self._gpu_generator().random_sample(shape, dtype=dtype)

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import backend
 
-TOLERANCE = 1e-7  # CS231n's "happy" band; the suite's cases land between 1e-9 and 1e-14
+TOLERANCE = 1e-7  # CS231n's "happy" band; the suite's cases land between about 1e-15 and 1e-8
 
 
 def rel_error(a, b):
@@ -86,7 +86,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
     restore()
     layer.zero_grad()
     y = layer.forward(x, train=train, grad=True)
-    dy = np.random.default_rng(seed).standard_normal(y.shape)
+    dy = np.random.default_rng([seed, 1]).standard_normal(y.shape)  # never the same draws as an input seeded `seed`
     dx = layer.backward(dy)
     analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
     targets = {"x": x, **{name: lyr.params[key] for name, lyr, key in named}}

@@ -24,7 +24,8 @@ def _log_floor(dtype):
 
 
 def binary_cross_entropy(prob, target):
-    """-mean[t log p + (1 - t) log(1 - p)] on probabilities, each log clamped at -100.
+    """-mean[t log p + (1 - t) log(1 - p)] on probabilities, each log clamped at -100
+    (in float32 the arguments' own limits bind first: about -87 for log p, -16.6 for log(1 - p)).
 
     Gradient: d/dp = (p - t) / (p (1 - p)) / n, its denominator floored at the dtype's
     smallest normal number. The gradient is *not* zeroed where the value is clamped:
@@ -99,6 +100,9 @@ def softmax_cross_entropy(logits, target):
         if target.shape[0] != logits.shape[0]:
             raise ValueError(f"softmax_cross_entropy: logits have shape {tuple(logits.shape)} but target "
                              f"has shape {tuple(target.shape)}")
+        if target.dtype.kind not in "iu" or bool(((target < 0) | (target >= logits.shape[1])).any()):
+            raise ValueError(f"softmax_cross_entropy: class indices must be integers in [0, {logits.shape[1]}), "
+                             f"got {target.dtype} values from {target.min()} to {target.max()}")
         target = (xp.arange(logits.shape[1]) == target[:, None]).astype(logits.dtype)
     _, target = _prepare("softmax_cross_entropy", logits, target)
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -123,4 +127,4 @@ def l1(pred, target):
 
 
 LOSSES = {"binary_cross_entropy": binary_cross_entropy, "bce_with_logits": bce_with_logits,
-          "softmax_cross_entropy": softmax_cross_entropy, "mse": mse, "l1": l1}
+          "two_class_cross_entropy": two_class_cross_entropy, "softmax_cross_entropy": softmax_cross_entropy, "mse": mse, "l1": l1}

@@ -74,6 +74,12 @@ def test_softmax_cross_entropy_with_indices_equals_one_hot_and_two_unit_head_equ
     assert float(a) == pytest.approx(float(bce), rel=1e-10)
 
 
+@pytest.mark.parametrize("labels", [np.array([0, 3]), np.array([-1, 0]), np.array([0.0, 1.0])])
+def test_softmax_cross_entropy_refuses_bad_class_indices(labels):
+    with pytest.raises(ValueError, match="class indices"):
+        losses.softmax_cross_entropy(np.zeros((2, 3)), labels)
+
+
 def test_mse_and_l1_values():
     p, t = np.array([1.0, -2.0, 3.0]), np.array([0.0, 0.0, 1.0])
     assert float(losses.mse(p, t)[0]) == pytest.approx(3.0)

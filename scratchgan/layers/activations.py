@@ -1,4 +1,4 @@
-"""Element-wise activations, Softmax and Maxout.
+"""Element-wise activations and Softmax (Maxout, which has weights, lives in dense.py).
 
 The lower-case functions (``tanh``, ``sigmoid``, ``relu``, ``leakyrelu``) work
 on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the

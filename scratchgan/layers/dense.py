@@ -9,7 +9,7 @@ class Dense(Layer):
 
     Backward, with z = x W^T + b and dz = act'(z) * dy (the activation's own backward):
 
-        dW = dz^T x          (out, in)   since dz_ni / dW_oi' = x_ni' for o = i
+        dW = dz^T x          (out, in)   since dz_no / dW_o'i = x_ni if o = o', else 0
         db = sum_n dz_n      (out,)
         dx = dz W            (N, in)
 
