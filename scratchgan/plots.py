@@ -553,6 +553,39 @@ def save_grad_norm_plot(path, steps, norms, title="Gradient norm per layer", log
     return _save_figure(path, fig)
 
 
+def save_curve_panels(path, panels, smooth=0, log_panels=(), title=None, ncols=2):
+    """Several line plots in one figure: panels = {panel title: {curve label: values per step}}.
+
+    Used to compare runs (e.g. the losses of the latent-size study, or D(x), D(G(z)) and G's
+    gradient norms of the domination demo). ``smooth`` > 1 draws moving averages;
+    panels named in ``log_panels`` get a log y axis.
+    """
+    if not isinstance(panels, Mapping) or not panels:
+        raise ValueError("panels must be a non-empty dict {panel title: {label: values}}")
+    ncols = min(_positive_int(ncols, "ncols"), len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    for i, (panel, curves) in enumerate(panels.items()):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        if not isinstance(curves, Mapping) or not curves:
+            raise ValueError(f"panel {panel!r} needs a non-empty dict {{label: values}}")
+        for j, (label, values) in enumerate(curves.items()):
+            values = _series(values, f"{panel}[{label!r}]")
+            shown = moving_average(values, smooth) if smooth > 1 else values
+            ax.plot(np.arange(1, len(values) + 1), shown, color=CURVE_COLORS[j % len(CURVE_COLORS)],
+                    linewidth=1.3, label=str(label))
+        if panel in log_panels:
+            ax.set_yscale("log")
+        ax.set_title(str(panel))
+        ax.set_xlabel("step (mini-batch)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    if title:
+        fig.suptitle(title)
+    return _save_figure(path, fig)
+
+
 # --- history CSV ---------------------------------------------------------------------------
 
 def write_history_csv(path, history):

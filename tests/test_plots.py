@@ -456,3 +456,19 @@ def test_saving_plots_does_not_touch_pyplot(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert png_size(tmp_path / "d.png") == (800, 450)
+
+
+def test_save_curve_panels_draws_every_panel_and_checks_input(tmp_path):
+    steps = np.arange(100)
+    panels = {"D loss": {"z=1": np.sin(steps) + 2, "z=100": np.cos(steps) + 2},
+              "grad norm": {"minimax": np.exp(-steps / 20), "non-saturating": np.ones(100)},
+              "D(x)": {"run": np.full(100, 0.7)}}
+    path = plots.save_curve_panels(tmp_path / "panels.png", panels, smooth=5, log_panels=("grad norm",),
+                                   title="comparison")
+    with Image.open(path) as im:
+        assert im.size == (2 * 550, 2 * 360)  # 2 columns x 2 rows of 5.5 x 3.6 inch panels at 100 dpi
+    with pytest.raises(ValueError, match="non-empty"):
+        plots.save_curve_panels(tmp_path / "bad.png", {})
+    with pytest.raises(ValueError, match="panel 'x'"):
+        plots.save_curve_panels(tmp_path / "bad.png", {"x": {}})
+    assert not (tmp_path / "bad.png").exists()

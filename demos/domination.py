@@ -1,0 +1,98 @@
+"""Generator/discriminator domination, and why the minimax loss starves G of gradient.
+
+Trains the same recipe three ways and records, per step, D(x), D(G(z)) and the norm of the
+generator's weight gradients, layer by layer:
+
+    balanced      the recipe as published, non-saturating G loss
+    D wins, NS    D's learning rate x10: D quickly rejects every fake; non-saturating loss
+    D wins, MM    the same strong D with the original minimax loss, log(1 - D(G(z)))
+
+With D(G(z)) -> 0, the minimax loss is flat (d/dD log(1 - D) = -1 / (1 - D) ~ -1, and
+through the sigmoid dD/dlogit = D(1 - D) ~ D -> 0), so G's gradients vanish; the
+non-saturating -log D(G(z)) has gradient -1/D, which cancels that D and keeps them alive.
+Writes domination.png and domination.json into --out.
+
+    python demos/domination.py --data-dir ../shared/data/mnist --epochs 1 --out runs/domination
+"""
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from scratchgan import backend, plots
+from scratchgan.data import load_images
+from scratchgan.gan.recipes import get_recipe
+from scratchgan.gan.run import train_run
+
+RUNS = {"balanced": {}, "D wins, NS": {"d_lr_factor": 10}, "D wins, MM": {"d_lr_factor": 10, "loss": "minimax"}}
+
+
+class GradientNorms:
+    """Callback: after each generator update, the norm of each G layer's weight gradient."""
+
+    def __init__(self):
+        self.norms, self._seen = {}, 0
+
+    def __call__(self, trainer):
+        if trainer.g_steps == self._seen:
+            return
+        self._seen = trainer.g_steps
+        for name, layer, key in trainer.G.named_parameters():
+            if key == "weight" and layer.params[key].ndim > 1:
+                norm = float(backend.get_xp(layer.grads[key]).linalg.norm(layer.grads[key]))
+                self.norms.setdefault(f"G layer {name.split('.')[0]}", []).append(norm)
+
+
+def run(name, settings, recipe, images, out, epochs, device, seed, batch_size=None):
+    options = {"seed": seed, "batch_size": batch_size}
+    defaults = get_recipe(recipe).defaults
+    if "d_lr_factor" in settings:
+        key = "d_lr" if "d_lr" in defaults else "lr"
+        options[key] = defaults["lr"] * settings["d_lr_factor"]
+    if "loss" in settings:
+        options["loss"] = settings["loss"]
+    norms = GradientNorms()
+    run_dir = out / name.replace(" ", "_").replace(",", "")
+    trainer = train_run(recipe, run_dir, images, epochs=epochs, device=device, callback=norms, quiet=False,
+                        final_outputs=False, **options)
+    return trainer.history, norms.norms
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipe", default="dcgan", choices=("dcgan", "mlp"))
+    parser.add_argument("--data-dir")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="runs/domination")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
+    args = parser.parse_args()
+    out = Path(args.out)
+    images = load_images("mnist", data_dir=args.data_dir)[:args.limit]
+    panels = {"D(x)": {}, "D(G(z))": {}, "G gradient norm, first layer": {}, "G gradient norm, last layer": {}}
+    summary = {}
+    for name, settings in RUNS.items():
+        history, norms = run(name, settings, args.recipe, images, out, args.epochs, args.device, args.seed,
+                             args.batch_size)
+        layers = list(norms)
+        panels["D(x)"][name] = history["d_real"]
+        panels["D(G(z))"][name] = history["d_fake"]
+        panels["G gradient norm, first layer"][name] = norms[layers[0]]
+        panels["G gradient norm, last layer"][name] = norms[layers[-1]]
+        tail = slice(-max(1, len(history["d_fake"]) // 4), None)  # the last quarter of training
+        summary[name] = {"d_real": float(np.mean(history["d_real"][tail])),
+                         "d_fake": float(np.mean(history["d_fake"][tail])),
+                         **{f"grad_norm {k}": float(np.mean(v[tail])) for k, v in norms.items()}}
+        print(name, json.dumps(summary[name]))
+    plots.save_curve_panels(out / "domination.png", panels, smooth=10,
+                            log_panels=("G gradient norm, first layer", "G gradient norm, last layer"),
+                            title=f"{args.recipe}: balanced vs a dominating discriminator")
+    (out / "domination.json").write_text(json.dumps(summary, indent=2))
+    print(f"domination.png and domination.json in {out}/")
+
+
+if __name__ == "__main__":
+    main()
