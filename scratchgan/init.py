@@ -28,6 +28,14 @@ def dcgan_batchnorm(shape, fan_in, fan_out, rng):
     return rng.host.normal(1.0, 0.02, size=shape)
 
 
+def uniform(limit):
+    """An initializer drawing U(-limit, limit), whatever the fan-in (Pylearn2's ``irange``)."""
+    def init(shape, fan_in, fan_out, rng):
+        return rng.host.uniform(-limit, limit, size=shape)
+    init.__name__ = f"uniform_{limit}"
+    return init
+
+
 def zeros(shape, fan_in, fan_out, rng):
     return np.zeros(shape)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import layers as L
 from ..data import transforms
+from ..init import uniform
 from ..optim import SGD, Adam
 from .objectives import G_LOSSES, get_head
 from .trainer import GANConfig
@@ -103,11 +104,13 @@ MLP = Recipe("mlp", "the Julia/Flux tutorial: binarized MNIST, Dense/tanh/sigmoi
 
 # -- goodfellow2014: the original GAN paper's MNIST model ---------------------------------
 def build_goodfellow2014(o, image_shape):
+    """Weights start as in the paper's Pylearn2 file: U(-0.05, 0.05) in G, U(-0.005, 0.005) in D."""
     n_pixels = int(np.prod(image_shape))
-    G = L.Chain(L.Dense(o["z_dim"], 1200, "relu"), L.Dense(1200, 1200, "relu"),
-                L.Dense(1200, n_pixels, "sigmoid"))
-    D = L.Chain(L.Dropout(o["input_dropout"]), L.Maxout(n_pixels, 240, 5), L.Dropout(o["dropout"]),
-                L.Maxout(240, 240, 5), L.Dropout(o["dropout"]), L.Dense(240, 1, "sigmoid"))
+    g_init, d_init = uniform(0.05), uniform(0.005)
+    G = L.Chain(L.Dense(o["z_dim"], 1200, "relu", init=g_init), L.Dense(1200, 1200, "relu", init=g_init),
+                L.Dense(1200, n_pixels, "sigmoid", init=g_init))
+    D = L.Chain(L.Dropout(o["input_dropout"]), L.Maxout(n_pixels, 240, 5, init=d_init), L.Dropout(o["dropout"]),
+                L.Maxout(240, 240, 5, init=d_init), L.Dropout(o["dropout"]), L.Dense(240, 1, "sigmoid", init=d_init))
     opt_g = SGD(G, lr=o["lr"], momentum=o["momentum"])
     opt_d = SGD(D, lr=o["lr"], momentum=o["momentum"])
 
