@@ -8,7 +8,8 @@ options, so ``scratchgan sample`` can rebuild the generator from a checkpoint al
   D = Dense(784, 500, tanh) -> Dense(500, 2) -> Softmax (unit 0 = P(real)), Adam.
 - ``goodfellow2014``: the MNIST model of the original GAN paper (Goodfellow et al. 2014,
   from its public Pylearn2 configuration): G = 100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid,
-  D = Maxout(240 x 5) -> Maxout(240 x 5) -> Dense(1, sigmoid) with dropout, SGD + momentum.
+  D = Maxout(240 x 5) -> Maxout(240 x 5) -> Dense(1) -> sigmoid (in the loss), with dropout,
+  SGD + momentum, and the paper's initial weight ranges.
 - ``dcgan``: DCGAN (Radford et al. 2015) for 28x28 (the SPEC's DCGAN-28), 32x32 and 64x64.
 """
 from dataclasses import dataclass
@@ -110,14 +111,17 @@ def build_goodfellow2014(o, image_shape):
     G = L.Chain(L.Dense(o["z_dim"], 1200, "relu", init=g_init), L.Dense(1200, 1200, "relu", init=g_init),
                 L.Dense(1200, n_pixels, "sigmoid", init=g_init))
     D = L.Chain(L.Dropout(o["input_dropout"]), L.Maxout(n_pixels, 240, 5, init=d_init), L.Dropout(o["dropout"]),
-                L.Maxout(240, 240, 5, init=d_init), L.Dropout(o["dropout"]), L.Dense(240, 1, "sigmoid", init=d_init))
+                L.Maxout(240, 240, 5, init=d_init), L.Dropout(o["dropout"]), L.Dense(240, 1, init=d_init))
     opt_g = SGD(G, lr=o["lr"], momentum=o["momentum"])
     opt_d = SGD(D, lr=o["lr"], momentum=o["momentum"])
 
     def preprocess(images):
         return transforms.flatten(transforms.to_float(images))
 
-    return Setup(G, D, opt_g, opt_d, get_head("sigmoid"), _config(o), preprocess,
+    # D's sigmoid output unit is applied inside the loss (logit head): in float32, 1 - sigmoid(z)
+    # rounds to 0 for z > 17, where BCE on the probability loses its gradient and D can never
+    # recover from calling fakes real; BCE on the logit has no such limit.
+    return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o), preprocess,
                  _flat_unit(image_shape), image_shape)
 
 
