@@ -34,7 +34,9 @@ def cmd_train(args):
                              quiet=args.quiet)
         options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
         train_run(args.recipe, out, images, epochs=args.epochs, device=args.device, resume=args.resume,
-                  dataset=dataset, quiet=args.quiet, **options)
+                  dataset=dataset, quiet=args.quiet, evaluate=not args.no_evaluate, data_dir=args.data_dir,
+                  eval_samples=args.eval_samples,
+                  **options)
     except Interrupted as e:
         print(f"\n{e}: {out / CHECKPOINT}; continue with --resume --out {out}", file=sys.stderr)
         return 130
@@ -108,6 +110,10 @@ def add_train_parser(sub):
     p.add_argument("--out", help="run directory (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-evaluate", action="store_true",
+                   help="skip the classifier metrics per epoch and after training (MNIST runs)")
+    p.add_argument("--eval-samples", type=int, default=10000,
+                   help="samples for the evaluation after training (default 10000, the papers' protocol)")
     for name, (kind, text) in OPTION_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)
@@ -136,6 +142,8 @@ def build_parser():
     p.set_defaults(func=cmd_gradcheck)
     add_train_parser(sub)
     add_sample_parser(sub)
+    from .evaluation.cli import add_commands as add_evaluation_commands
+    add_evaluation_commands(sub)
     return parser
 
 

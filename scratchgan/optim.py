@@ -11,8 +11,8 @@ from . import backend
 
 
 class Optimizer:
-    def __init__(self, model, lr, weight_decay=0.0):
-        self.model, self.lr, self.weight_decay = model, lr, weight_decay
+    def __init__(self, model, lr, weight_decay=0.0, max_norm=None):
+        self.model, self.lr, self.weight_decay, self.max_norm = model, lr, weight_decay, max_norm
         self.state = {}  # "<param name>.<slot>" -> array
         self.t = 0
 
@@ -24,6 +24,8 @@ class Optimizer:
             if self.weight_decay:
                 grad = grad + param * param.dtype.type(self.weight_decay)
             self._update(name, param, grad)
+            if self.max_norm is not None and param.ndim == 2:
+                _clip_row_norms(param, self.max_norm)
 
     def zero_grad(self):
         self.model.zero_grad()
@@ -54,11 +56,19 @@ class Optimizer:
         return self
 
 
+def _clip_row_norms(weight, max_norm):
+    """Max-norm constraint (Srivastava et al. 2014; Pylearn2's max_col_norm): rescale each unit's
+    incoming weight vector, a row of a (out, in) weight, to norm <= max_norm, in place."""
+    xp, f = backend.get_xp(weight), weight.dtype.type
+    norms = xp.sqrt((weight * weight).sum(axis=1, keepdims=True))
+    weight *= xp.minimum(f(1), f(max_norm) / xp.maximum(norms, f(1e-12)))
+
+
 class SGD(Optimizer):
     """v <- mu v + g;  p <- p - lr v   (PyTorch's form; mu = 0 is plain SGD)."""
 
-    def __init__(self, model, lr=0.01, momentum=0.0, weight_decay=0.0):
-        super().__init__(model, lr, weight_decay)
+    def __init__(self, model, lr=0.01, momentum=0.0, weight_decay=0.0, max_norm=None):
+        super().__init__(model, lr, weight_decay, max_norm)
         self.momentum = momentum
 
     def _update(self, name, param, grad):
@@ -79,18 +89,35 @@ class Adam(Optimizer):
         p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
     """
 
-    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(model, lr, weight_decay)
+    def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, max_norm=None):
+        super().__init__(model, lr, weight_decay, max_norm)
         self.betas, self.eps = betas, eps
+        self._scratch = {}  # parameter name -> work array (not state: never saved)
+
+    def _work_array(self, name, like):
+        work = self._scratch.get(name)
+        if work is None or work.shape != like.shape or work.dtype != like.dtype or \
+                backend.get_xp(work) is not backend.get_xp(like):
+            work = self._scratch[name] = backend.get_xp(like).empty_like(like)
+        return work
 
     def _update(self, name, param, grad):
-        f = param.dtype.type
+        # Every pass writes into m, v, the parameter or one reused work array, so a step
+        # allocates nothing the size of a parameter (the plain expressions made eight).
+        xp, f = backend.get_xp(param), param.dtype.type
         b1, b2 = self.betas
         m, v = self._slot(name, "exp_avg", param), self._slot(name, "exp_avg_sq", param)
+        work = self._work_array(name, param)
         m *= f(b1)
-        m += f(1 - b1) * grad
+        xp.multiply(grad, f(1 - b1), out=work)
+        m += work                                               # m = b1 m + (1 - b1) g
         v *= f(b2)
-        v += f(1 - b2) * grad * grad
-        step_size = f(self.lr / (1 - b1 ** self.t))
-        denom = backend.get_xp(v).sqrt(v * f(1 / (1 - b2 ** self.t))) + f(self.eps)
-        param -= step_size * m / denom
+        xp.multiply(grad, grad, out=work)
+        work *= f(1 - b2)
+        v += work                                               # v = b2 v + (1 - b2) g^2
+        xp.multiply(v, f(1 / (1 - b2 ** self.t)), out=work)
+        xp.sqrt(work, out=work)
+        work += f(self.eps)                                     # sqrt(v / (1 - b2^t)) + eps
+        xp.divide(m, work, out=work)
+        work *= f(self.lr / (1 - b1 ** self.t))
+        param -= work

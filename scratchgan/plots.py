@@ -428,8 +428,11 @@ def moving_average(x, window):
 
 
 def _new_axes():
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    # fixed margins (room for the title, the epoch axis on top and the labels): matplotlib's
+    # constrained layout would cost about a second per figure, every epoch
+    fig = Figure(figsize=FIGSIZE, dpi=DPI)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.09, right=0.97, bottom=0.11, top=0.83)
     return fig, fig.add_subplot()
 
 
@@ -553,19 +556,22 @@ def save_grad_norm_plot(path, steps, norms, title="Gradient norm per layer", log
     return _save_figure(path, fig)
 
 
-def save_curve_panels(path, panels, smooth=0, log_panels=(), title=None, ncols=2):
+def save_curve_panels(path, panels, smooth=0, log_panels=(), title=None, ncols=2, x=None,
+                      xlabel="step (mini-batch)"):
     """Several line plots in one figure: panels = {panel title: {curve label: values per step}}.
 
     Used to compare runs (e.g. the losses of the latent-size study, or D(x), D(G(z)) and G's
     gradient norms of the domination demo). ``smooth`` > 1 draws moving averages;
-    panels named in ``log_panels`` get a log y axis.
+    panels named in ``log_panels`` get a log y axis. ``x`` (default 1, 2, ...) is shared by all curves.
     """
     if not isinstance(panels, Mapping) or not panels:
         raise ValueError("panels must be a non-empty dict {panel title: {label: values}}")
     ncols = min(_positive_int(ncols, "ncols"), len(panels))
     nrows = -(-len(panels) // ncols)
-    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(5.5 * ncols, 3.6 * nrows), dpi=DPI)
     FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.1, top=0.86 if title else 0.92, wspace=0.25,
+                        hspace=0.55)
     for i, (panel, curves) in enumerate(panels.items()):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         if not isinstance(curves, Mapping) or not curves:
@@ -573,12 +579,13 @@ def save_curve_panels(path, panels, smooth=0, log_panels=(), title=None, ncols=2
         for j, (label, values) in enumerate(curves.items()):
             values = _series(values, f"{panel}[{label!r}]")
             shown = moving_average(values, smooth) if smooth > 1 else values
-            ax.plot(np.arange(1, len(values) + 1), shown, color=CURVE_COLORS[j % len(CURVE_COLORS)],
-                    linewidth=1.3, label=str(label))
+            xs = np.arange(1, len(values) + 1) if x is None else np.asarray(x)[:len(values)]
+            ax.plot(xs, shown, color=CURVE_COLORS[j % len(CURVE_COLORS)], linewidth=1.3, label=str(label),
+                    marker="o" if len(values) < 40 else None, markersize=3)
         if panel in log_panels:
             ax.set_yscale("log")
         ax.set_title(str(panel))
-        ax.set_xlabel("step (mini-batch)")
+        ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     if title:

@@ -157,3 +157,12 @@ def test_adam_keeps_float32():
     opt.step()
     assert all(v.dtype == np.float32 for v in opt.state.values())
     assert model.params["weight"].dtype == np.float32
+
+
+def test_max_norm_clips_each_units_incoming_weights():
+    layer = L.Dense(3, 2, rng=RNG(0)).to(dtype=np.float64)
+    layer.params["weight"][...] = [[3.0, 4.0, 0.0], [0.1, 0.2, 0.2]]   # row norms 5 and 0.3
+    layer.grads["weight"][...] = 0
+    SGD(layer, lr=0.1, max_norm=2.0).step()
+    np.testing.assert_allclose(layer.params["weight"], [[1.2, 1.6, 0.0], [0.1, 0.2, 0.2]])
+    assert layer.params["bias"].shape == (2,)  # vectors are not constrained

@@ -1,4 +1,5 @@
 """Training runs end to end on tiny synthetic data: outputs, checkpoints, resume, Ctrl-C, NaN, CLI."""
+import json
 import os
 import signal
 
@@ -137,17 +138,24 @@ def test_corrupt_checkpoint_names_the_file(tmp_path):
 def idx_dir(tmp_path):
     folder = tmp_path / "data"
     folder.mkdir()
-    write_idx(folder / "train-images-idx3-ubyte.gz", digits(60)[:, 0])
-    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(60, np.uint8))
+    write_idx(folder / "train-images-idx3-ubyte.gz", digits(1100)[:, 0])  # the evaluation holds out 1000
+    write_idx(folder / "train-labels-idx1-ubyte.gz", np.zeros(1100, np.uint8))
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", digits(40, seed=1)[:, 0])
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(40, np.uint8))
     return folder
 
 
 def test_cli_train_resume_and_sample(tmp_path, idx_dir, capsys):
     out = tmp_path / "cli-run"
     args = ["train", "mlp", "--data-dir", str(idx_dir), "--epochs", "1", "--out", str(out),
-            "--batch-size", "20", "--quiet"]
+            "--batch-size", "100", "--eval-samples", "300", "--quiet"]
     assert main(args) == 0
     assert (out / "samples.png").exists()
+    # an MNIST-shaped run is evaluated with the shipped classifier, per epoch and at the end
+    metrics = np.genfromtxt(out / "metrics.csv", delimiter=",", names=True)
+    assert float(metrics["epoch"]) == 1 and 1 <= float(metrics["classes_covered"]) <= 10
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["n"] == 300 and evaluation["frechet_distance"] > 0 and 0 <= evaluation["recall"] <= 1
     assert main(args) == 2 and "--resume" in capsys.readouterr().err
     assert main(["train", "mlp", "--data-dir", str(idx_dir), "--epochs", "2", "--out", str(out),
                  "--resume", "--quiet"]) == 0

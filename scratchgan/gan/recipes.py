@@ -105,7 +105,8 @@ MLP = Recipe("mlp", "the Julia/Flux tutorial: binarized MNIST, Dense/tanh/sigmoi
 
 # -- goodfellow2014: the original GAN paper's MNIST model ---------------------------------
 def build_goodfellow2014(o, image_shape):
-    """Weights start as in the paper's Pylearn2 file: U(-0.05, 0.05) in G, U(-0.005, 0.005) in D."""
+    """As the paper's Pylearn2 file: weights start U(-0.05, 0.05) in G and U(-0.005, 0.005) in D,
+    and each D unit's incoming weights are kept to norm <= 1.9365 (max-norm)."""
     n_pixels = int(np.prod(image_shape))
     g_init, d_init = uniform(0.05), uniform(0.005)
     G = L.Chain(L.Dense(o["z_dim"], 1200, "relu", init=g_init), L.Dense(1200, 1200, "relu", init=g_init),
@@ -113,7 +114,7 @@ def build_goodfellow2014(o, image_shape):
     D = L.Chain(L.Dropout(o["input_dropout"]), L.Maxout(n_pixels, 240, 5, init=d_init), L.Dropout(o["dropout"]),
                 L.Maxout(240, 240, 5, init=d_init), L.Dropout(o["dropout"]), L.Dense(240, 1, init=d_init))
     opt_g = SGD(G, lr=o["lr"], momentum=o["momentum"])
-    opt_d = SGD(D, lr=o["lr"], momentum=o["momentum"])
+    opt_d = SGD(D, lr=o["lr"], momentum=o["momentum"], max_norm=o["max_norm"])
 
     def preprocess(images):
         return transforms.flatten(transforms.to_float(images))
@@ -128,7 +129,7 @@ def build_goodfellow2014(o, image_shape):
 GOODFELLOW2014 = Recipe(
     "goodfellow2014", "Goodfellow et al. 2014: ReLU MLP generator, Maxout discriminator with dropout, SGD+momentum",
     {**COMMON, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "epochs": 20,
-     "dropout": 0.5, "input_dropout": 0.2}, build_goodfellow2014)
+     "dropout": 0.5, "input_dropout": 0.2, "max_norm": 1.9365}, build_goodfellow2014)
 
 
 # -- dcgan ----------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
     accuracy.png          D accuracy over batches of 200 real + 200 fake covering the data set
     spot_the_fake.png     a 6x6 quiz with about a third fakes; spot_the_fake_answers.png
     summary.json          options, counters, final accuracy (and evaluation metrics if available)
+    metrics.csv/.png      per-epoch Fréchet distance, classifier score, class coverage (MNIST runs)
+    evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
 """
 import contextlib
 import json
@@ -23,6 +25,7 @@ from .. import backend, plots
 from ..data import BatchLoader, transforms
 from ..fileio import atomic_write
 from .checkpoint import Checkpoint, save_checkpoint
+from .evaluate import RunEvaluator
 from .recipes import get_recipe
 from .trainer import DivergenceError, GANTrainer
 
@@ -38,11 +41,14 @@ class Interrupted(KeyboardInterrupt):
 
 
 def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, dataset="custom",
-              quiet=False, callback=None, final_outputs=True, **options):
+              quiet=False, callback=None, final_outputs=True, evaluate=True, data_dir=None, eval_samples=10000,
+              **options):
     """Train ``recipe`` on uint8 ``images`` (N, C, H, W), writing into ``out_dir``.
 
     With ``resume=True`` the run continues from ``out_dir/checkpoint.npz`` with the options it
     was started with (``epochs`` may be raised). ``callback(trainer)`` runs after every step.
+    With ``evaluate`` (and a classifier for ``dataset``, read from ``data_dir``), every epoch adds
+    classifier metrics to metrics.csv and the end of the run writes evaluation.json.
     Returns the trainer. Raises DivergenceError (checkpoint of the last good epoch kept) and
     Interrupted (checkpoint of the current step written).
     """
@@ -64,15 +70,17 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                          device=device)
     trainer = GANTrainer(setup.G, setup.D, setup.opt_g, setup.opt_d, setup.head, setup.config, device)
     progress = [_progress_row(trainer, setup)]
-    epoch = 0
+    epoch, epoch_metrics = 0, []
     if checkpoint is not None:
         checkpoint.restore(setup, trainer)
         loader.load_state_dict(checkpoint.meta["loader"])
         progress, epoch = checkpoint.progress(), checkpoint.meta["epoch"]
+        epoch_metrics = checkpoint.meta.get("epoch_metrics", [])
+    evaluator = RunEvaluator.create(dataset, data_dir, images, quiet) if evaluate else None
     meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset}
 
     def save(epoch_done):
-        state = {**meta, "epoch": epoch_done, "loader": loader.state_dict()}
+        state = {**meta, "epoch": epoch_done, "loader": loader.state_dict(), "epoch_metrics": epoch_metrics}
         save_checkpoint(ckpt_path, state, setup, trainer, progress)
 
     with _interrupt_flag() as interrupted:
@@ -80,11 +88,48 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
             _train_epoch(trainer, loader, epoch, options["epochs"], quiet, callback, interrupted, save)
             epoch += 1
             progress.append(_progress_row(trainer, setup))
+            if evaluator is not None:
+                epoch_metrics.append(evaluator.epoch(trainer, setup, epoch))
+                _write_epoch_metrics(out, epoch_metrics, quiet)
             save(epoch)
             _write_epoch_outputs(out, trainer, progress, len(loader))
     if final_outputs:
-        write_final_outputs(out, trainer, setup, data, options, meta)
+        summary = write_final_outputs(out, trainer, setup, data, options, meta)
+        if evaluator is not None:
+            _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, eval_samples)
     return trainer
+
+
+def _write_epoch_metrics(out, epoch_metrics, quiet):
+    columns = {k: [m[k] for m in epoch_metrics] for k in epoch_metrics[0]}
+    plots.write_history_csv(out / "metrics.csv", columns)
+    panels = {"Fréchet distance (classifier features), lower is better": {"samples": columns["frechet_distance"]},
+              "classifier score, higher is better (10 at most)": {"samples": columns["classifier_score"]},
+              "classes holding >= 2% of samples": {"samples": columns["classes_covered"]},
+              "coverage: KL(class histogram || uniform)": {"samples": columns["coverage_kl"]}}
+    plots.save_curve_panels(out / "metrics.png", panels, x=columns["epoch"], xlabel="epoch",
+                            title=f"Per-epoch evaluation on {columns['n'][-1]} samples")
+    if not quiet:
+        last = epoch_metrics[-1]
+        print(f"epoch {last['epoch']}: Fréchet distance {last['frechet_distance']:.2f}, classifier score "
+              f"{last['classifier_score']:.2f}, {last['classes_covered']} classes covered")
+
+
+def _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, n):
+    """Full metrics on n samples; a failure here is reported, not fatal: training is done."""
+    from ..evaluation import format_table
+    try:
+        row = evaluator.final(trainer, setup, n)
+    except Exception as e:  # noqa: BLE001 - the run's results are already saved
+        print(f"final evaluation failed: {e}")
+        return
+    with atomic_write(out / "evaluation.json") as f:
+        f.write(json.dumps(row, indent=2).encode())
+    summary["evaluation"] = row
+    with atomic_write(out / "summary.json") as f:
+        f.write(json.dumps(summary, indent=2).encode())
+    if not quiet:
+        print(format_table([row]))
 
 
 def _checkpoint_to_resume(path, resume):

@@ -102,7 +102,7 @@ class GANTrainer:
             target = d_targets(len(batch), is_real, xp, self.dtype, cfg.label_smoothing, cfg.flip_prob, self.rng)
             out = self.D.forward(batch, train=True)
             loss, dout = self.head.bce(out, target)
-            self.D.backward(dout)
+            self.D.backward(dout, input_grad=False)   # the batch is data here: no dx needed
             losses.append(loss)
             probs.append(self.head.prob_real(out))
         self.opt_d.step()
@@ -119,7 +119,7 @@ class GANTrainer:
         finally:
             self.D.requires_grad_(True)
         self.G.zero_grad()
-        self.G.backward(dfake)
+        self.G.backward(dfake, input_grad=False)      # nor d(noise)
         self.opt_g.step()
         self.g_steps += 1
         return loss

@@ -1,0 +1,152 @@
+"""All metrics for a set of samples in one row, beside a reference row of real test data.
+
+Conventions (see docs/evaluation.md):
+
+- the *reference set* is up to n training images; the Fréchet distance and
+  precision/recall compare a row's images with it;
+- the Parzen window is fitted on the row's images, its sigma chosen on 1,000 held-out
+  training images (never in the reference set), and evaluated on up to n test images;
+- the reference row treats the real test images as the "samples" (its Parzen row fits
+  the window on the reference set instead: test images cannot score themselves).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import backend
+from .classifier import as_image_batch, load_classifier, load_split
+from .metrics import (classifier_score, feature_statistics, frechet_distance_from_stats, mode_coverage,
+                      parzen_window_estimate, precision_recall)
+
+N_VALIDATION = 1000  # held-out training images for choosing the Parzen sigma
+QUICK_N = 2000       # samples quick_metrics uses at most
+
+
+@dataclass
+class RealData:
+    """Real images of one dataset, and the reference set's classifier features."""
+    dataset: str
+    reference: np.ndarray            # training images the samples are compared with, (N, 1, 28, 28)
+    validation: np.ndarray           # held-out training images, for the Parzen sigma
+    test: np.ndarray                 # test images: Parzen evaluation points, and the reference row
+    reference_features: np.ndarray   # classifier features of `reference`
+    reference_stats: tuple           # their (mean, covariance)
+
+
+def load_real_data(dataset="mnist", data_dir=None, classifier=None, n=10000, n_validation=N_VALIDATION,
+                   seed=0, download=True):
+    """Split the training data (seeded) into validation and reference sets; take up to n test images."""
+    check_n(n)
+    classifier = load_classifier(dataset=dataset) if classifier is None else classifier
+    trained_on = classifier.metadata.get("dataset", dataset)
+    if trained_on != dataset:
+        raise ValueError(f"the classifier was trained on {trained_on}, not {dataset}: its features say "
+                         f"nothing about {dataset} images; pass a {dataset} classifier")
+    train, _ = load_split(dataset, "train", data_dir, download)
+    test, _ = load_split(dataset, "test", data_dir, download)
+    if len(train) < n_validation + 10:
+        raise ValueError(f"{dataset}: the training split has {len(train)} images; the evaluation needs "
+                         f"{n_validation} for validation and at least 10 more")
+    order = np.random.default_rng(seed).permutation(len(train))
+    reference = train[order[n_validation:n_validation + n]]
+    features = classifier.features(reference)
+    return RealData(dataset, reference, train[order[:n_validation]], test[:n], features,
+                    feature_statistics(features))
+
+
+def check_n(n):
+    if n < 10:
+        raise ValueError(f"n must be at least 10 (the classifier score uses 10 splits), got {n}")
+
+
+def metrics_row(name, images, classifier, real, parzen_kernels=None):
+    """Every metric for images (N, 1, 28, 28) in [0, 1] against ``real``, as a JSON-ready dict."""
+    features, probs = classifier.features_and_proba(images)
+    score, score_std = classifier_score(probs, splits=10)
+    coverage = mode_coverage(probs)
+    precision, recall = precision_recall(real.reference_features, features, k=3)
+    kernels = images if parzen_kernels is None else parzen_kernels
+    parzen = parzen_window_estimate(flat(kernels), flat(real.validation), flat(real.test))
+    return {"name": name, "n": len(images),
+            "frechet_distance": frechet_distance_from_stats(*feature_statistics(features), *real.reference_stats),
+            "classifier_score": score, "classifier_score_std": score_std,
+            "coverage_kl": coverage["kl_to_uniform"], "classes_covered": coverage["classes_covered"],
+            "num_classes": probs.shape[1], "class_histogram": coverage["histogram"].tolist(),
+            "parzen_ll": parzen["mean"], "parzen_std_error": parzen["std_error"], "parzen_sigma": parzen["sigma"],
+            "precision": precision, "recall": recall}
+
+
+def flat(images):
+    """(N, 1, 28, 28) -> (N, 784) float64 for the Parzen window (pixel space)."""
+    return images.reshape(len(images), -1).astype(np.float64)
+
+
+def evaluate_samples(samples, dataset="mnist", data_dir=None, n=10000, classifier=None, seed=0, real=None,
+                     name="model"):
+    """All metrics for the first n samples ((N, 28, 28) or (N, 1, 28, 28), floats in [0, 1]).
+
+    ``classifier`` defaults to the shipped one for ``dataset``; ``real`` (from
+    load_real_data) can be passed to share real data and features between calls.
+    """
+    check_n(n)
+    classifier = load_classifier(dataset=dataset) if classifier is None else classifier
+    images = backend.asnumpy(as_image_batch(samples))[:n]
+    if len(images) < 10:
+        raise ValueError(f"samples: need at least 10 samples, got {len(images)}")
+    real = load_real_data(dataset, data_dir, classifier, n, seed=seed) if real is None else real
+    return metrics_row(name, images, classifier, real)
+
+
+def reference_row(dataset="mnist", data_dir=None, n=10000, classifier=None, seed=0, real=None,
+                  name="real test vs train"):
+    """The same metrics for real test images against the training data: what a perfect model scores."""
+    classifier = load_classifier(dataset=dataset) if classifier is None else classifier
+    real = load_real_data(dataset, data_dir, classifier, n, seed=seed) if real is None else real
+    return metrics_row(name, real.test, classifier, real, parzen_kernels=real.reference)
+
+
+def real_feature_stats(classifier, images):
+    """(mean, covariance) of the classifier features of real images, for quick_metrics."""
+    return feature_statistics(classifier.features(images))
+
+
+def quick_metrics(samples, classifier, real_features_stats, max_samples=QUICK_N):
+    """Fréchet distance, classifier score and coverage on up to ``max_samples`` samples: cheap enough per epoch.
+
+    With ~2,000 samples the Fréchet distance is biased upward against the 10,000-sample
+    value (fewer samples, noisier covariance): compare it across epochs, not with the full evaluation.
+    """
+    images = as_image_batch(samples)[:max_samples]
+    if len(images) < 10:
+        raise ValueError(f"samples: need at least 10 samples, got {len(images)}")
+    features, probs = classifier.features_and_proba(images)
+    score, score_std = classifier_score(probs, splits=10)
+    coverage = mode_coverage(probs)
+    return {"n": len(images),
+            "frechet_distance": frechet_distance_from_stats(*feature_statistics(features), *real_features_stats),
+            "classifier_score": score, "classifier_score_std": score_std,
+            "coverage_kl": coverage["kl_to_uniform"], "classes_covered": coverage["classes_covered"]}
+
+
+TABLE_LINES = [  # (label, how to format a row's value)
+    ("samples", lambda r: f"{r['n']}"),
+    ("Frechet distance (features)  lower", lambda r: f"{r['frechet_distance']:.3f}"),
+    ("classifier score  higher", lambda r: f"{r['classifier_score']:.3f} +- {r['classifier_score_std']:.3f}"),
+    ("coverage: KL to uniform  lower", lambda r: f"{r['coverage_kl']:.4f}"),
+    ("coverage: classes >= 2%", lambda r: f"{r['classes_covered']} / {r['num_classes']}"),
+    ("Parzen log-lik. (nats)  higher", lambda r: f"{r['parzen_ll']:.1f} +- {r['parzen_std_error']:.1f}"),
+    ("Parzen sigma", lambda r: f"{r['parzen_sigma']:.3f}"),
+    ("precision (k=3)  higher", lambda r: f"{r['precision']:.3f}"),
+    ("recall (k=3)  higher", lambda r: f"{r['recall']:.3f}"),
+]
+
+
+def format_table(rows):
+    """A plain-text table: one line per metric, one column per row (e.g. reference, then model)."""
+    header = ["metric"] + [row["name"] for row in rows]
+    lines = [header] + [[label] + [fmt(row) for row in rows] for label, fmt in TABLE_LINES]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    text = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+            for line in lines]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)

@@ -1,0 +1,48 @@
+"""Evaluation during and after a run, in the features of the shipped digit classifier.
+
+Available for 1x28x28 runs on a dataset with classifier weights (MNIST ships them). Each
+epoch gets cheap metrics on 2,000 samples (Fréchet distance, classifier score, class
+coverage); the end of the run gets the full evaluation of docs/evaluation.md on 10,000.
+Samples come from their own seeded noise, so evaluating never changes the training run.
+"""
+from .. import backend
+
+QUICK_SAMPLES = 2000
+EVAL_SEED = 10_000
+
+
+class RunEvaluator:
+    def __init__(self, classifier, dataset, data_dir, real_images):
+        from ..evaluation import real_feature_stats
+        self.classifier, self.dataset, self.data_dir = classifier, dataset, data_dir
+        self.real_stats = real_feature_stats(classifier, real_images)
+
+    @classmethod
+    def create(cls, dataset, data_dir, images, quiet=False):
+        """An evaluator for this run, or None (with the reason printed) where none applies."""
+        if tuple(images.shape[1:]) != (1, 28, 28) or dataset not in ("mnist", "fashion-mnist"):
+            return None
+        from ..evaluation import load_classifier
+        try:
+            classifier = load_classifier(dataset=dataset)
+        except (FileNotFoundError, ValueError) as e:
+            if not quiet:
+                print(f"no evaluation for this run: {e}")
+            return None
+        return cls(classifier, dataset, data_dir, images)
+
+    def samples(self, trainer, setup, n, seed):
+        noise = backend.RNG(seed).normal(trainer.noise_dims(n), dtype=trainer.dtype, xp=trainer.xp)
+        return backend.asnumpy(setup.to_unit(trainer.sample(noise=noise)))
+
+    def epoch(self, trainer, setup, epoch):
+        from ..evaluation import quick_metrics
+        images = self.samples(trainer, setup, QUICK_SAMPLES, EVAL_SEED + epoch)
+        return {"epoch": epoch, **quick_metrics(images, self.classifier, self.real_stats)}
+
+    def final(self, trainer, setup, n=10000):
+        from ..evaluation import evaluate_samples
+        images = self.samples(trainer, setup, n, EVAL_SEED)
+        row = evaluate_samples(images, self.dataset, self.data_dir, n=n, classifier=self.classifier)
+        row["class_histogram"] = [round(float(h), 4) for h in row["class_histogram"]]
+        return row
