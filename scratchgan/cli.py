@@ -144,6 +144,8 @@ def build_parser():
     add_sample_parser(sub)
     from .evaluation.cli import add_commands as add_evaluation_commands
     add_evaluation_commands(sub)
+    from .bench import add_commands as add_bench_commands
+    add_bench_commands(sub)
     return parser
 
 

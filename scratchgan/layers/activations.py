@@ -13,7 +13,11 @@ def relu(x):
 
 
 def leakyrelu(x, alpha=0.2):
-    return backend.get_xp(x).where(x > 0, x, x * x.dtype.type(alpha))
+    """x if x > 0 else alpha * x, as max(x, alpha x) for alpha <= 1 (min for alpha > 1):
+    two passes, and the output keeps x's memory layout (xp.where would write C order)."""
+    xp = backend.get_xp(x)
+    y = x * x.dtype.type(alpha)
+    return (xp.maximum if alpha <= 1 else xp.minimum)(x, y, out=y)
 
 
 def tanh(x):
@@ -62,7 +66,12 @@ class LeakyReLU(Layer):
         return leakyrelu(x, self.alpha), x > 0
 
     def _backward(self, dy, positive):
-        return backend.get_xp(dy).where(positive, dy, dy * dy.dtype.type(self.alpha))
+        # dy * (alpha + (1 - alpha) [x > 0]): elementwise passes that keep dy's layout
+        f = dy.dtype.type
+        dx = positive * f(1 - self.alpha)
+        dx += f(self.alpha)
+        dx *= dy
+        return dx
 
     def __repr__(self):
         return f"LeakyReLU({self.alpha})"

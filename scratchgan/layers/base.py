@@ -30,6 +30,7 @@ class Layer:
         self.training = True
         self.requires_grad = True
         self._cache = None
+        self._work = {}  # scratch arrays reused between calls (see _work_array)
 
     # -- subclasses implement these -------------------------------------------------
     def _forward(self, x, train):
@@ -41,6 +42,18 @@ class Layer:
     def children(self):
         """Sub-layers as (name, layer) pairs; containers override this."""
         return []
+
+    def _work_array(self, name, shape, like):
+        """An uninitialized scratch array of ``like``'s dtype and device, kept between calls.
+
+        For large transients that never leave the call (neither cached nor returned):
+        allocating them once saves the page faults of a fresh allocation every step.
+        """
+        work = self._work.get(name)
+        if (work is None or work.shape != tuple(shape) or work.dtype != like.dtype
+                or backend.get_xp(work) is not backend.get_xp(like)):
+            work = self._work[name] = backend.get_xp(like).empty(shape, dtype=like.dtype)
+        return work
 
     # -- forward / backward -------------------------------------------------------
     def forward(self, x, train=None, grad=None):
@@ -60,8 +73,13 @@ class Layer:
 
     __call__ = forward
 
-    def backward(self, dy):
-        """Input gradient for upstream gradient ``dy``; adds parameter gradients into ``self.grads``."""
+    def backward(self, dy, input_grad=True):
+        """Input gradient for upstream gradient ``dy``; adds parameter gradients into ``self.grads``.
+
+        ``input_grad=False`` computes the parameter gradients only and returns None: for a
+        layer whose input is data (D's first layer on a batch, G's on noise), where the input
+        gradient would be thrown away (PyTorch skips it too, for inputs that need no grad).
+        """
         if self._cache is None:
             raise RuntimeError(f"{self}: backward called without a forward pass that kept its cache "
                                "(forward(x, train=True) or forward(x, grad=True))")
@@ -71,7 +89,14 @@ class Layer:
                              f"but the output had shape {tuple(y_shape)}")
         self._check_dtype(dy, "upstream gradient")
         self._cache = None
-        return self._backward(dy, cache)
+        if input_grad:
+            return self._backward(dy, cache)
+        self._param_backward(dy, cache)
+        return None
+
+    def _param_backward(self, dy, cache):
+        """Parameter gradients only; layers whose input gradient costs a matrix product override it."""
+        self._backward(dy, cache)
 
     def clear_cache(self):
         self._cache = None
@@ -156,6 +181,7 @@ class Layer:
                         value = value.astype(dtype, copy=False)
                     store[key] = value
             layer._cache = None
+            layer._work = {}
         return self
 
     def state_dict(self):
@@ -188,6 +214,18 @@ class Layer:
 
     def __repr__(self):
         return f"{self.__class__.__name__}()"
+
+
+def matmul(a, b):
+    """a @ b, formed as (b^T a^T)^T -- the same sums, returned as a transposed view -- when
+    the product is wider than tall.
+
+    OpenBLAS threads a tall product far better than a wide one when its two threads must
+    share busy cores: on the 2-core benchmark machine under load, D's (200, 784) x (784, 500)
+    took 47 ms one way round and 12 ms the other (docs/performance.md). Callers that need
+    a C-ordered result (the convolutions' outputs) use ``@`` directly.
+    """
+    return (b.T @ a.T).T if a.shape[0] < b.shape[1] else a @ b
 
 
 def format_pattern(pattern):

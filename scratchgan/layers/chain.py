@@ -30,9 +30,10 @@ class Chain(Layer):
 
     __call__ = forward
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+    def backward(self, dy, input_grad=True):
+        """Chain rule right to left; ``input_grad=False`` skips the first layer's input gradient."""
+        for index in reversed(range(len(self.layers))):
+            dy = self.layers[index].backward(dy, input_grad=input_grad or index > 0)
         return dy
 
     def __getitem__(self, index):

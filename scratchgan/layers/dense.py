@@ -1,7 +1,7 @@
 """Fully connected layers: Dense (with an optional Flux-style activation) and Maxout."""
 from .. import backend
 from .activations import as_activation_layer
-from .base import Layer
+from .base import Layer, matmul
 
 
 class Dense(Layer):
@@ -30,7 +30,7 @@ class Dense(Layer):
         return [("activation", self.activation)] if self.activation else []
 
     def _forward(self, x, train):
-        z = x @ self.params["weight"].T
+        z = matmul(x, self.params["weight"].T)
         if "bias" in self.params:
             z += self.params["bias"]
         if self.activation is None:
@@ -39,13 +39,20 @@ class Dense(Layer):
         return y, (x, act_cache)
 
     def _backward(self, dy, cache):
+        return matmul(self._grad_z(dy, cache), self.params["weight"])
+
+    def _param_backward(self, dy, cache):
+        self._grad_z(dy, cache)
+
+    def _grad_z(self, dy, cache):
+        """dz through the activation; adds dW and db on the way."""
         x, act_cache = cache
         dz = dy if self.activation is None else self.activation._backward(dy, act_cache)
         if self.requires_grad:
-            self.grads["weight"] += dz.T @ x
+            self.grads["weight"] += matmul(dz.T, x)
             if "bias" in self.params:
                 self.grads["bias"] += dz.sum(axis=0)
-        return dz @ self.params["weight"]
+        return dz
 
     def __repr__(self):
         act = f", {self.activation!r}" if self.activation else ""

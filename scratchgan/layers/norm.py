@@ -1,6 +1,17 @@
 """Batch normalization (Ioffe & Szegedy 2015) for (N, C) and (N, C, H, W) inputs."""
 from .. import backend
 from .base import Layer, format_pattern
+from .conv import as_matrix, as_nchw
+
+
+def channel_matrix(x):
+    """(N, C) or (N, C, H, W) -> (C, M): each channel's values in one row (a view for conv outputs)."""
+    return x.T if x.ndim == 2 else as_matrix(x)
+
+
+def from_channel_matrix(mat, shape):
+    """Inverse of channel_matrix for an array of the given (N, C) or (N, C, H, W) shape (a view)."""
+    return mat.T if len(shape) == 2 else as_nchw(mat, shape)
 
 
 class BatchNorm(Layer):
@@ -25,6 +36,12 @@ class BatchNorm(Layer):
         dgamma = sum(dy x_hat),   dbeta = sum(dy).
 
     In eval mode mu and sigma are constants and dx = g / sigma.
+
+    Since gamma is constant per channel, mean(g) = gamma dbeta / M and
+    mean(g x_hat) = gamma dgamma / M, so the backward needs only the two parameter-gradient
+    reductions and dx = (gamma / sigma) (dy - dbeta / M - x_hat dgamma / M).
+    Work happens on the (C, M) matrix of each channel's values, a view of the
+    channel-major arrays the convolutions produce (see conv.py).
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, init="ones", rng=None):
@@ -45,41 +62,55 @@ class BatchNorm(Layer):
         super()._check_input(x)
 
     def _forward(self, x, train):
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)
-        shape = (1, -1) + (1,) * (x.ndim - 2)
+        values = channel_matrix(x)                    # (C, M): one row per channel
         if train:
-            mean, var = self._batch_stats(x, axes)
+            if values.shape[1] < 2:
+                raise ValueError(f"{self}: training needs more than one value per channel, got input {tuple(x.shape)}")
+            centred, var = self._batch_stats(values)
         else:
-            mean, var = self.buffers["running_mean"], self.buffers["running_var"]
-        inv_std = (1 / backend.get_xp(x).sqrt(var + x.dtype.type(self.eps))).reshape(shape)
-        x_hat = (x - mean.reshape(shape)) * inv_std
-        y = x_hat * self.params["weight"].reshape(shape) + self.params["bias"].reshape(shape)
-        return y, (x_hat, inv_std, axes, train)
+            centred = values - self.buffers["running_mean"].reshape(-1, 1)
+            var = self.buffers["running_var"]
+        inv_std = 1 / backend.get_xp(x).sqrt(var + x.dtype.type(self.eps))
+        # y = gamma x_hat + beta with x_hat = centred / sigma folded into one per-channel
+        # scale; x_hat itself is never stored (backward folds 1 / sigma into its reductions)
+        y = centred * (self.params["weight"] * inv_std).reshape(-1, 1)
+        y += self.params["bias"].reshape(-1, 1)
+        return from_channel_matrix(y, x.shape), (centred, inv_std, train)
 
-    def _batch_stats(self, x, axes):
-        count = x.size // x.shape[1]
-        if count < 2:
-            raise ValueError(f"{self}: training needs more than one value per channel, got input {tuple(x.shape)}")
-        mean = x.mean(axis=axes)
-        var = x.var(axis=axes)
-        m = x.dtype.type(self.momentum)
+    def _batch_stats(self, values):
+        """The centred values and the biased variance per row of (C, M) ``values`` (two passes:
+        the variance of the centred values, exact however large the mean); updates the running stats."""
+        count = values.shape[1]
+        xp, f = backend.get_xp(values), values.dtype.type
+        mean = values.mean(axis=1)
+        centred = values - mean.reshape(-1, 1)
+        var = xp.einsum("cm,cm->c", centred, centred) / f(count)   # sum of squares without a temporary
+        m = f(self.momentum)
         self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mean
-        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var * x.dtype.type(count / (count - 1))
+        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var * f(count / (count - 1))
         self.buffers["num_batches_tracked"] += 1
-        return mean, var
+        return centred, var
 
     def _backward(self, dy, cache):
-        x_hat, inv_std, axes, train = cache
-        shape = inv_std.shape
+        centred, inv_std, train = cache
+        xp, f = backend.get_xp(dy), dy.dtype.type
+        grad_out = channel_matrix(dy)
+        dbeta = grad_out.sum(axis=1)
+        dgamma = xp.einsum("cm,cm->c", grad_out, centred) * inv_std    # sum(dy x_hat)
         if self.requires_grad:
-            self.grads["weight"] += (dy * x_hat).sum(axis=axes)
-            self.grads["bias"] += dy.sum(axis=axes)
-        g = dy * self.params["weight"].reshape(shape)
+            self.grads["weight"] += dgamma
+            self.grads["bias"] += dbeta
+        scale = (self.params["weight"] * inv_std).reshape(-1, 1)       # gamma / sigma
         if not train:
-            return g * inv_std
-        g_mean = g.mean(axis=axes).reshape(shape)
-        gx_mean = (g * x_hat).mean(axis=axes).reshape(shape)
-        return (g - g_mean - x_hat * gx_mean) * inv_std
+            return from_channel_matrix(grad_out * scale, dy.shape)
+        count = f(centred.shape[1])
+        # (gamma / sigma) (dy - dbeta / M - x_hat dgamma / M), x_hat = centred / sigma:
+        # four passes over one new array
+        dx = centred * (inv_std * dgamma / count).reshape(-1, 1)
+        xp.subtract(grad_out, dx, out=dx)
+        dx -= (dbeta / count).reshape(-1, 1)
+        dx *= scale
+        return from_channel_matrix(dx, dy.shape)
 
     def __repr__(self):
         return f"BatchNorm({self.num_features}, eps={self.eps}, momentum={self.momentum})"
