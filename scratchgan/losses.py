@@ -1,7 +1,8 @@
 """Losses: each returns ``(value, gradient)``, the mean over all elements and d value / d prediction.
 
 Values are 0-d arrays on the prediction's device (``float(loss)`` reads one),
-so computing a loss never forces a GPU synchronization.
+so computing a loss does not force a GPU synchronization (except softmax_cross_entropy's check
+of class indices, which reads one boolean back).
 """
 import numpy as np
 
