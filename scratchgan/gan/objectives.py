@@ -17,30 +17,31 @@ from ..layers.activations import sigmoid
 G_LOSSES = ("non-saturating", "minimax")
 
 
-class LogitHead:
-    """D ends in one unit without activation (DCGAN): BCE on logits, stable for any logit."""
+class _OneUnitHead:
+    """D ends in one unit per sample, any shape (N, 1, ...); ``loss`` reads it as a flat (N,) vector."""
+
+    def prob_real(self, out):
+        return self.to_prob(out.reshape(len(out)))
+
+    def bce(self, out, target):
+        value, grad = self.loss(out.reshape(len(out)), target)
+        return value, grad.reshape(out.shape)
+
+
+class LogitHead(_OneUnitHead):
+    """D ends in one unit without activation (DCGAN, goodfellow2014): BCE on logits, stable for any logit."""
 
     name = "logit"
-
-    def prob_real(self, out):
-        return sigmoid(out.reshape(len(out)))
-
-    def bce(self, out, target):
-        value, grad = losses.bce_with_logits(out.reshape(len(out)), target)
-        return value, grad.reshape(out.shape)
+    to_prob = staticmethod(sigmoid)
+    loss = staticmethod(losses.bce_with_logits)
 
 
-class SigmoidHead:
-    """D ends in Dense(..., 1, sigmoid) (Goodfellow 2014): BCE on the probability."""
+class SigmoidHead(_OneUnitHead):
+    """D ends in Dense(..., 1, sigmoid): BCE on the probability (in float32, prefer the logit head)."""
 
     name = "sigmoid"
-
-    def prob_real(self, out):
-        return out.reshape(len(out))
-
-    def bce(self, out, target):
-        value, grad = losses.binary_cross_entropy(out.reshape(len(out)), target)
-        return value, grad.reshape(out.shape)
+    to_prob = staticmethod(lambda p: p)
+    loss = staticmethod(losses.binary_cross_entropy)
 
 
 class SoftmaxHead:
