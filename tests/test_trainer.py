@@ -78,9 +78,11 @@ def test_generator_gradient_through_discriminator_matches_finite_differences(hea
         assert rel_error(layer.grads[key], numeric) < 1e-7, name
 
 
+@pytest.mark.parametrize("joint", [True, False])
 @pytest.mark.parametrize("smoothing,flip", [(0.0, 0.0), (0.1, 0.0), (0.1, 0.3)])
-def test_discriminator_gradient_matches_finite_differences(smoothing, flip):
+def test_discriminator_gradient_matches_finite_differences(smoothing, flip, joint):
     trainer = make_trainer(lr=0.0, label_smoothing=smoothing, flip_prob=flip)
+    trainer.joint_d_batch = joint
     real = real_batch()
     fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
     state = trainer.rng.state_dict()
@@ -96,6 +98,41 @@ def test_discriminator_gradient_matches_finite_differences(smoothing, flip):
 
         numeric = numeric_gradient(loss, layer.params[key])
         assert rel_error(layer.grads[key], numeric) < 1e-7, name
+
+
+@pytest.mark.parametrize("head", ["softmax", "logit"])
+def test_joint_discriminator_pass_equals_two_passes(head):
+    """Real and fake through D as one batch: the same loss, P(real) and update as two passes."""
+    results = []
+    for joint in (True, False):
+        trainer = make_trainer(head=head, label_smoothing=0.1, flip_prob=0.3)
+        assert trainer.joint_d_batch  # no BatchNorm in D
+        trainer.joint_d_batch = joint
+        real = real_batch()
+        fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
+        loss, p_real, p_fake = trainer.discriminator_step(real, fake)
+        results.append((loss, p_real, p_fake, snapshot(trainer.D)))
+    (loss_j, pr_j, pf_j, d_j), (loss_s, pr_s, pf_s, d_s) = results
+    assert np.isclose(loss_j, loss_s, rtol=1e-13, atol=0)
+    assert np.allclose(pr_j, pr_s, rtol=1e-13) and np.allclose(pf_j, pf_s, rtol=1e-13)
+    assert pr_j.shape == pf_j.shape == (8,)
+    assert all(np.allclose(d_j[k], d_s[k], rtol=1e-12, atol=1e-15) for k in d_j)
+
+
+def test_a_discriminator_with_batchnorm_runs_real_and_fake_separately():
+    from scratchgan import BatchNorm
+    G, _ = tiny_models()
+    D = Chain(Dense(5, 7), BatchNorm(7), Dense(7, 1)).to(dtype=np.float64)
+    config = GANConfig(z_dim=4, batch_size=8, seed=5, n_progress=3)
+    trainer = GANTrainer(G, D, SGD(G, lr=0.1), SGD(D, lr=0.1), get_head("logit"), config)
+    assert not trainer.joint_d_batch
+    real = real_batch()
+    fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
+    mean_real, mean_fake = (D[0].forward(x, grad=False).mean(axis=0) for x in (real, fake))
+    trainer.discriminator_step(real, fake)
+    # two running-statistics updates (momentum 0.1), one per batch, each with its own mean
+    expected = 0.9 * (0.1 * mean_real) + 0.1 * mean_fake
+    assert np.allclose(D[1].buffers["running_mean"], expected, rtol=1e-12)
 
 
 def test_label_smoothing_is_one_sided():

@@ -75,6 +75,8 @@ class GANTrainer:
         self.history = {key: [] for key in HISTORY_KEYS}
         self._pending = []  # per-step metrics still on the device
         self.sync_every = sync_every or (1 if device == "cpu" else 25)
+        #: run D on real and fake as one batch (see discriminator_step); off if a layer mixes samples
+        self.joint_d_batch = not any(layer.mixes_batch for _, layer in D.named_layers())
 
     # -- noise ------------------------------------------------------------------------
     def noise_dims(self, n):
@@ -94,20 +96,36 @@ class GANTrainer:
         return g_turn
 
     def discriminator_step(self, real, fake):
-        """D update on the real batch and the fake batch (G's output, treated as data)."""
+        """D update on the real batch and the fake batch (G's output, treated as data).
+
+        Returns D's loss, BCE(D(real), t_real) + BCE(D(fake), t_fake), and P(real) for each
+        batch. When no layer of D mixes the samples of a batch (no BatchNorm), the two batches
+        go through D as one: the same sums in matrix products twice as tall. Each BCE is a
+        mean over its own N samples, so over the joined 2N the loss is half their sum, and
+        loss and gradient are doubled.
+        """
         cfg, xp = self.config, self.xp
+        t_real, t_fake = (d_targets(len(batch), is_real, xp, self.dtype, cfg.label_smoothing, cfg.flip_prob,
+                                    self.rng) for batch, is_real in ((real, True), (fake, False)))
         self.D.zero_grad()
-        losses, probs = [], []
-        for batch, is_real in ((real, True), (fake, False)):
-            target = d_targets(len(batch), is_real, xp, self.dtype, cfg.label_smoothing, cfg.flip_prob, self.rng)
-            out = self.D.forward(batch, train=True)
-            loss, dout = self.head.bce(out, target)
-            self.D.backward(dout, input_grad=False)   # the batch is data here: no dx needed
-            losses.append(loss)
-            probs.append(self.head.prob_real(out))
+        if self.joint_d_batch and len(real) == len(fake):
+            d_loss, p = self._d_pass(xp.concatenate([real, fake]), xp.concatenate([t_real, t_fake]), scale=2)
+            p_real, p_fake = p[:len(real)], p[len(real):]
+        else:
+            (loss_real, p_real), (loss_fake, p_fake) = self._d_pass(real, t_real), self._d_pass(fake, t_fake)
+            d_loss = loss_real + loss_fake
         self.opt_d.step()
         self.d_steps += 1
-        return losses[0] + losses[1], probs[0], probs[1]
+        return d_loss, p_real, p_fake
+
+    def _d_pass(self, batch, target, scale=1):
+        """Forward and backward of ``batch`` through D, adding to D's gradients; (scale * loss, P(real))."""
+        out = self.D.forward(batch, train=True)
+        loss, dout = self.head.bce(out, target)
+        if scale != 1:
+            loss, dout = loss * self.dtype(scale), dout * self.dtype(scale)
+        self.D.backward(dout, input_grad=False)   # the batch is data here: no dx needed
+        return loss, self.head.prob_real(out)
 
     def generator_step(self, fake):
         """G update through D on the same fake batch; D only passes the gradient back."""

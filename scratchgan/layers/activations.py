@@ -29,10 +29,15 @@ def sigmoid(x):
 
     With e = exp(-|x|) <= 1: sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0,
     so sigmoid(-50) is 2e-22 (not 0) in float32 and the loss behind it keeps its gradient.
+    The numerator, 1 or e, is max(e, [x >= 0]) since e <= 1.
     """
     xp = backend.get_xp(x)
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1, e) / (1 + e)
+    e = xp.abs(x)
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)                    # e = exp(-|x|)
+    y = xp.maximum(e, x >= 0)           # 1 where x >= 0, e elsewhere
+    e += 1
+    return xp.divide(y, e, out=y)
 
 
 class ReLU(Layer):

@@ -22,6 +22,9 @@ class Layer:
 
     #: expected input shape, None for a free axis: (None, 784) reads "(N, 784)".
     input_pattern = None
+    #: True for a layer whose output for one sample depends on the other samples of its
+    #: batch in training (BatchNorm); without one, a model may run two batches as one.
+    mixes_batch = False
 
     def __init__(self):
         self.params = {}

@@ -44,6 +44,8 @@ class BatchNorm(Layer):
     channel-major arrays the convolutions produce (see conv.py).
     """
 
+    mixes_batch = True   # training uses the batch's own statistics
+
     def __init__(self, num_features, eps=1e-5, momentum=0.1, init="ones", rng=None):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
