@@ -11,7 +11,7 @@ import scratchgan.layers as L
 from scratchgan import Adam, bench
 from scratchgan.backend import RNG
 from scratchgan.layers.base import matmul
-from scratchgan.layers.conv import as_matrix, col2im, im2col
+from scratchgan.layers.conv import as_matrix, col2im, conv_output_size, im2col
 
 # -- the bench command --------------------------------------------------------------------
 
@@ -204,6 +204,25 @@ def test_im2col_padding_equals_im2col_of_the_padded_input():
     full = col2im(cols, padded.shape, kernel, stride, out)
     np.testing.assert_allclose(col2im(cols, x.shape, kernel, stride, out, padding), full[:, :, 1:-1, 2:-2],
                                rtol=1e-14)
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [
+    ((7, 6), (4, 3), (2, 2), (1, 2)),    # padding on both sides, stride 2
+    ((14, 14), (4, 4), (2, 2), (1, 1)),  # DCGAN's Conv(64->128) geometry
+    ((1, 2), (3, 3), (1, 1), (2, 2)),    # kernel positions that only ever see padding
+    ((5, 5), (3, 3), (1, 1), (0, 0)),    # no padding: every window inside
+])
+def test_im2col_into_a_dirty_buffer_zeroes_exactly_the_padding(size, kernel, stride, padding):
+    """im2col writes every element of ``out``: the copied pixels, and zeros where a window lies in
+    the padding (it zeroes only those, so stale values elsewhere must all be overwritten)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, *size))
+    out_size = tuple(conv_output_size(s, k, st, p) for s, k, st, p in zip(size, kernel, stride, padding))
+    padded = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    expected = im2col(padded, kernel, stride, out_size)
+    dirty = np.full(expected.shape, np.nan)
+    np.testing.assert_array_equal(im2col(x, kernel, stride, out_size, padding, out=dirty), expected)
+    np.testing.assert_array_equal(dirty, expected)
 
 
 @pytest.mark.parametrize("a_shape,b_shape", [((3, 5), (5, 8)), ((8, 5), (5, 3)), ((4, 4), (4, 4))])

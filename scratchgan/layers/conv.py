@@ -74,25 +74,35 @@ def im2col(x, kernel, stride, out_size, padding=(0, 0), out=None):
     """Windows of x (N, C, H, W), zero-padded by ``padding``, as columns: shape (C*kh*kw, Ho*Wo*N).
 
     Row (c, i, j), column (h, w, n) holds x[n, c, h*sh + i - ph, w*sw + j - pw], 0 in the padding.
-    One strided copy per kernel position (i, j); the padding is never materialized.
-    ``out``: a C-contiguous array of that shape to fill instead of a new one.
+    One strided copy per kernel position (i, j); the padding is never materialized, and only
+    the windows that fall into it are zeroed (not the whole array: that pass cost as much as a
+    third of the copy). ``out``: a C-contiguous array of that shape to fill instead of a new one.
     """
     (kh, kw), (ho, wo) = kernel, out_size
     n, c, h, w = x.shape
-    taps = _kernel_taps(kernel, stride, padding, (h, w), out_size)
-    full = (slice(0, ho), slice(0, wo))
-    covered = len(taps) == kh * kw and all(win == full for _, _, win, _ in taps)
     xp = backend.get_xp(x)
-    if out is None:
-        cols = (xp.empty if covered else xp.zeros)((c, kh, kw, ho, wo, n), dtype=x.dtype)
-    else:
-        cols = out.reshape(c, kh, kw, ho, wo, n)
-        if not covered:
-            cols.fill(0)
+    cols = xp.empty((c, kh, kw, ho, wo, n), dtype=x.dtype) if out is None else out.reshape(c, kh, kw, ho, wo, n)
     image = x.transpose(1, 2, 3, 0)                     # (C, H, W, N): the batch innermost
-    for i, j, (wh, ww), (ph, pw) in taps:
-        cols[:, i, j, wh, ww] = image[:, ph, pw]
+    taps = {(i, j): (win, pix) for i, j, win, pix in _kernel_taps(kernel, stride, padding, (h, w), out_size)}
+    for i in range(kh):
+        for j in range(kw):
+            block = cols[:, i, j]                       # (C, Ho, Wo, N)
+            if (i, j) not in taps:                      # this kernel position only ever sees padding
+                block.fill(0)
+                continue
+            (wh, ww), (ph, pw) = taps[i, j]
+            block[:, wh, ww] = image[:, ph, pw]
+            _zero_outside(block, wh, ww)
     return cols.reshape(c * kh * kw, ho * wo * n)
+
+
+def _zero_outside(block, rows, cols):
+    """Zero the (C, Ho, Wo, N) ``block`` outside window rows ``rows`` and columns ``cols``: the
+    windows whose pixel for this kernel position lies in the padding."""
+    block[:, :rows.start] = 0
+    block[:, rows.stop:] = 0
+    block[:, rows, :cols.start] = 0
+    block[:, rows, cols.stop:] = 0
 
 
 def col2im(cols, x_shape, kernel, stride, out_size, padding=(0, 0)):
