@@ -116,6 +116,27 @@ def test_im2col_and_col2im_are_adjoint():
     assert np.sum(cols * c) == pytest.approx(np.sum(x * col2im(c, x.shape, kernel, stride, out)), rel=1e-12)
 
 
+@pytest.mark.parametrize("channel_major", [True, False])
+def test_single_window_im2col_and_col2im_follow_the_definition(channel_major):
+    """Kernel as large as the unpadded image (DCGAN's 7x7 layers): the reshape fast path gives
+    row (c, i, j), column n = x[n, c, i, j], col2im is its adjoint, and neither aliases its input."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((4, 3, 2, 5))
+    if channel_major:
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    kernel, stride, out = (2, 5), (1, 1), (1, 1)
+    expected = np.array([[x[n, c, i, j] for n in range(4)] for c in range(3) for i in range(2) for j in range(5)])
+    np.testing.assert_array_equal(im2col(x, kernel, stride, out), expected)
+    dirty = np.full(expected.shape, np.nan)
+    np.testing.assert_array_equal(im2col(x, kernel, stride, out, out=dirty), expected)
+    np.testing.assert_array_equal(dirty, expected)
+    cols = rng.standard_normal(expected.shape)
+    image = col2im(cols, x.shape, kernel, stride, out)
+    assert np.sum(expected * cols) == pytest.approx(np.sum(x * image), rel=1e-12)
+    cols[...] = 0   # the image is a copy: a scratch column matrix may be reused afterwards
+    assert np.abs(image).sum() > 0
+
+
 def test_col2im_sums_overlapping_windows():
     """Stride 1, kernel 3 on a 1x1x3x3 output of ones: the centre pixel is covered 9 times."""
     counts = col2im(np.ones((9, 9)), (1, 1, 5, 5), (3, 3), (1, 1), (3, 3))

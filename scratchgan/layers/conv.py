@@ -20,7 +20,7 @@ unchanged: the strided slices read it as it is, and a reshape that needs a copy 
 Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy.
 """
 from .. import backend
-from .base import Layer, as_pair, matmul
+from .base import Layer, as_pair, matmul, matmul_into
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -70,6 +70,13 @@ def _kernel_taps(kernel, stride, padding, image_size, out_size):
     return taps
 
 
+def _single_window(kernel, padding, image_size, out_size):
+    """True when the kernel is exactly as large as the unpadded image (DCGAN's 7x7 layers on a
+    7x7 map or from 1x1 noise): the one window is the image, the layer a dense one, and
+    im2col / col2im are reshapes: row (c, i, j) of the columns is pixel (i, j) of channel c."""
+    return tuple(out_size) == (1, 1) and tuple(padding) == (0, 0) and tuple(kernel) == tuple(image_size)
+
+
 def im2col(x, kernel, stride, out_size, padding=(0, 0), out=None):
     """Windows of x (N, C, H, W), zero-padded by ``padding``, as columns: shape (C*kh*kw, Ho*Wo*N).
 
@@ -81,6 +88,12 @@ def im2col(x, kernel, stride, out_size, padding=(0, 0), out=None):
     (kh, kw), (ho, wo) = kernel, out_size
     n, c, h, w = x.shape
     xp = backend.get_xp(x)
+    if _single_window(kernel, padding, (h, w), out_size):
+        whole = x.transpose(1, 2, 3, 0).reshape(c * kh * kw, n)    # no copy for a channel-major x
+        if out is None:
+            return whole
+        out[...] = whole
+        return out
     cols = xp.empty((c, kh, kw, ho, wo, n), dtype=x.dtype) if out is None else out.reshape(c, kh, kw, ho, wo, n)
     image = x.transpose(1, 2, 3, 0)                     # (C, H, W, N): the batch innermost
     taps = {(i, j): (win, pix) for i, j, win, pix in _kernel_taps(kernel, stride, padding, (h, w), out_size)}
@@ -115,6 +128,8 @@ def col2im(cols, x_shape, kernel, stride, out_size, padding=(0, 0)):
     """
     (kh, kw), (ho, wo) = kernel, out_size
     n, c, h, w = x_shape
+    if _single_window(kernel, padding, (h, w), out_size):
+        return cols.reshape(c, h, w, n).copy().transpose(3, 0, 1, 2)   # a copy: cols may be scratch
     cols = cols.reshape(c, kh, kw, ho, wo, n)
     image = backend.get_xp(cols).zeros((c, h, w, n), dtype=cols.dtype)
     for i, j, (wh, ww), (ph, pw) in _kernel_taps(kernel, stride, padding, (h, w), out_size):
@@ -167,7 +182,7 @@ class Conv2d(Layer):
         dy_mat = as_matrix(dy)
         self._param_grads(dy_mat, cols)
         weight = self.params["weight"].reshape(self.out_channels, -1)
-        dx_cols = backend.get_xp(dy).matmul(weight.T, dy_mat, out=self._work_array("dx_cols", cols.shape, dy))
+        dx_cols = matmul_into(weight.T, dy_mat, self._work_array("dx_cols", cols.shape, dy))
         return col2im(dx_cols, x_shape, self.kernel_size, self.stride, dy.shape[2:], self.padding)
 
     def _param_backward(self, dy, cache):
@@ -230,8 +245,7 @@ class ConvTranspose2d(Layer):
             raise ValueError(f"{self}: padding {self.padding} leaves no output for input {tuple(x.shape)}")
         x_mat = as_matrix(x)
         weight = self.params["weight"].reshape(c, -1)
-        y_cols = backend.get_xp(x).matmul(weight.T, x_mat,
-                                          out=self._work_array("y_cols", (weight.shape[1], x_mat.shape[1]), x))
+        y_cols = matmul_into(weight.T, x_mat, self._work_array("y_cols", (weight.shape[1], x_mat.shape[1]), x))
         y = col2im(y_cols, out_shape, self.kernel_size, self.stride, (h, w), self.padding)
         if "bias" in self.params:
             y += self.params["bias"].reshape(1, -1, 1, 1)   # y is ours: add in place
