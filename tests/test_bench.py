@@ -10,7 +10,7 @@ import pytest
 import scratchgan.layers as L
 from scratchgan import Adam, bench
 from scratchgan.backend import RNG
-from scratchgan.layers.base import matmul
+from scratchgan.layers.base import add_matmul, matmul
 from scratchgan.layers.conv import as_matrix, col2im, conv_output_size, im2col
 
 # -- the bench command --------------------------------------------------------------------
@@ -230,6 +230,41 @@ def test_matmul_either_orientation_is_the_product(a_shape, b_shape):
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
     np.testing.assert_allclose(matmul(a, b), a @ b, rtol=1e-13)
+
+
+@pytest.mark.parametrize("a_shape,b_shape,grad_shape", [((3, 5), (5, 8), (3, 8)), ((8, 5), (5, 3), (8, 3)),
+                                                       ((4, 6), (6, 12), (4, 3, 2, 2))])
+def test_add_matmul_writes_into_a_zero_gradient_and_adds_to_any_other(a_shape, b_shape, grad_shape):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    product = (a @ b).reshape(grad_shape)
+    grad = np.zeros(grad_shape)
+    add_matmul(grad, a, b)                      # fresh after zero_grad: written straight in
+    np.testing.assert_allclose(grad, product, rtol=1e-13)
+    add_matmul(grad, a, b)                      # second pass: accumulated
+    np.testing.assert_allclose(grad, 2 * product, rtol=1e-13)
+    grad = np.zeros(grad_shape)
+    grad.flat[-1] = np.nan                      # not all zeros: NaN must survive, not be overwritten
+    add_matmul(grad, a, b)
+    assert np.isnan(grad.flat[-1]) and np.allclose(grad.flat[:-1], product.flat[:-1], rtol=1e-13)
+    strided = np.zeros((grad_shape[0], 2 * int(np.prod(grad_shape[1:]))))[:, ::2].reshape(grad_shape[0], -1)
+    add_matmul(strided, a, b.reshape(b_shape[0], -1))   # a non-contiguous gradient still gets the sum
+    np.testing.assert_allclose(strided, product.reshape(strided.shape), rtol=1e-13)
+
+
+def test_dense_two_passes_accumulate_into_the_weight_gradient():
+    layer = f64(L.Dense(5, 3, rng=RNG(0)))
+    rng = np.random.default_rng(1)
+    x1, x2, dy1, dy2 = (rng.standard_normal(s) for s in ((4, 5), (6, 5), (4, 3), (6, 3)))
+    layer.forward(x1)
+    layer.backward(dy1)
+    layer.forward(x2)
+    layer.backward(dy2)
+    np.testing.assert_allclose(layer.grads["weight"], dy1.T @ x1 + dy2.T @ x2, rtol=1e-13)
+    layer.zero_grad()
+    layer.forward(x2)
+    layer.backward(dy2)
+    np.testing.assert_allclose(layer.grads["weight"], dy2.T @ x2, rtol=1e-13)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.2, 1.0, 1.5])

@@ -20,7 +20,7 @@ unchanged: the strided slices read it as it is, and a reshape that needs a copy 
 Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy.
 """
 from .. import backend
-from .base import Layer, as_pair, matmul, matmul_into
+from .base import Layer, add_matmul, as_pair, matmul_into
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -190,7 +190,7 @@ class Conv2d(Layer):
 
     def _param_grads(self, dy_mat, cols):
         if self.requires_grad:
-            self.grads["weight"] += matmul(dy_mat, cols.T).reshape(self.grads["weight"].shape)
+            add_matmul(self.grads["weight"], dy_mat, cols.T)
             if "bias" in self.params:
                 self.grads["bias"] += dy_mat.sum(axis=1)
 
@@ -271,7 +271,7 @@ class ConvTranspose2d(Layer):
 
     def _param_grads(self, dy, dy_cols, x_mat):
         if self.requires_grad:
-            self.grads["weight"] += matmul(x_mat, dy_cols.T).reshape(self.grads["weight"].shape)
+            add_matmul(self.grads["weight"], x_mat, dy_cols.T)
             if "bias" in self.params:
                 self.grads["bias"] += dy.sum(axis=(0, 2, 3))
 

@@ -1,7 +1,7 @@
 """Fully connected layers: Dense (with an optional Flux-style activation) and Maxout."""
 from .. import backend
 from .activations import as_activation_layer
-from .base import Layer, matmul
+from .base import Layer, add_matmul, matmul
 
 
 class Dense(Layer):
@@ -49,7 +49,7 @@ class Dense(Layer):
         x, act_cache = cache
         dz = dy if self.activation is None else self.activation._backward(dy, act_cache)
         if self.requires_grad:
-            self.grads["weight"] += matmul(dz.T, x)
+            add_matmul(self.grads["weight"], dz.T, x)
             if "bias" in self.params:
                 self.grads["bias"] += dz.sum(axis=0)
         return dz
@@ -89,7 +89,7 @@ class Maxout(Layer):
         dz = (xp.arange(self.pieces) == winner[..., None]) * dy[..., None]
         dz = dz.reshape(len(dy), -1)
         if self.requires_grad:
-            self.grads["weight"] += dz.T @ x
+            add_matmul(self.grads["weight"], dz.T, x)
             self.grads["bias"] += dz.sum(axis=0)
         return dz @ self.params["weight"]
 
