@@ -201,11 +201,20 @@ def _cpu_model():
 # -- PyTorch, interleaved ----------------------------------------------------------------
 _TORCH_SNIPPET = """
 import importlib.util, json, sys
-path, name, device, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+path, name, device, steps, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 spec = importlib.util.spec_from_file_location("torch_reference", path)
 ref = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ref)
-print(json.dumps(ref.bench(name, getattr(ref, name), device, steps)))
+make = getattr(ref, name)
+
+def make_at_batch(dev):  # the reference's models and step, with real and noise batches of `batch` rows
+    import torch
+    G, D, real, noise, d_loss, adam = make(dev)
+    noise_shape = noise().shape[1:]
+    real = real[torch.arange(batch, device=real.device) % real.shape[0]]
+    return G, D, real, (lambda: torch.randn(batch, *noise_shape, device=dev)), d_loss, adam
+
+print(json.dumps(ref.bench(name, make if batch == 0 else make_at_batch, device, steps)))
 """
 
 
@@ -219,9 +228,14 @@ def find_torch_reference():
     return None
 
 
-def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_STEPS, timeout=3600):
-    """One run of ``reference``'s ``bench`` for ``workload`` in interpreter ``python``; its result dict."""
-    cmd = [python, "-c", _TORCH_SNIPPET, str(reference), workload, TORCH_DEVICE[device], str(steps)]
+def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_STEPS, batch=None, timeout=3600):
+    """One run of ``reference``'s ``bench`` for ``workload`` in interpreter ``python``; its result dict.
+
+    At a batch other than the SPEC's, the reference's own models, loss and step run on real
+    and noise batches of that size (its real batch repeated, fresh noise).
+    """
+    other_batch = 0 if batch in (None, SPEC_BATCH[workload]) else batch
+    cmd = [python, "-c", _TORCH_SNIPPET, str(reference), workload, TORCH_DEVICE[device], str(steps), str(other_batch)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -236,8 +250,9 @@ def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_ST
 
 
 def compare_with_torch(workloads, device, python, reference, rounds=3, steps=SPEC_STEPS, warmup=SPEC_WARMUP,
-                       report=None):
-    """``rounds`` rounds of (ours, PyTorch) per workload, back to back; per-round and summary ratios.
+                       report=None, batch=None):
+    """``rounds`` rounds of (ours, PyTorch) per workload, back to back; per-round and summary ratios
+    (at ``batch``, default the SPEC's).
 
     The ratio is scratchgan's median step time over PyTorch's from the same round; the
     summary gives the median of the per-round ratios and the ratio of the best medians.
@@ -249,20 +264,21 @@ def compare_with_torch(workloads, device, python, reference, rounds=3, steps=SPE
     runs = {w: [] for w in workloads}
     for round_index in range(1, rounds + 1):
         for workload in workloads:
-            ours = run_benchmark(workload, device, SPEC_BATCH[workload], steps, warmup)
+            ours = run_benchmark(workload, device, batch or SPEC_BATCH[workload], steps, warmup)
             ours["round"] = round_index
             report("ours", ours)
-            theirs = run_torch_reference(python, reference, workload, device, steps)
+            theirs = run_torch_reference(python, reference, workload, device, steps, batch)
             theirs["round"] = round_index
             report("torch", theirs)
             ratio = ours["median_ms"] / theirs["median_ms"]
             runs[workload].append((ours, theirs, ratio))
-            report("ratio", {"workload": workload, "device": device, "round": round_index, "ratio": round(ratio, 3)})
+            report("ratio", {"workload": workload, "device": device, "batch": ours["batch"], "round": round_index,
+                             "ratio": round(ratio, 3)})
     summaries = []
     for workload, rows in runs.items():
         best_ours = min(o["median_ms"] for o, _, _ in rows)
         best_torch = min(t["median_ms"] for _, t, _ in rows)
-        summary = {"workload": workload, "device": device, "rounds": rounds,
+        summary = {"workload": workload, "device": device, "batch": rows[0][0]["batch"], "rounds": rounds,
                    "ratio_median": round(statistics.median(r for _, _, r in rows), 3),
                    "ratio_best": round(best_ours / best_torch, 3),
                    "ours_median_ms": [o["median_ms"] for o, _, _ in rows],
@@ -283,7 +299,8 @@ def add_commands(subparsers):
                     "that interpreter and prints scratchgan/PyTorch ratios.")
     p.add_argument("--workload", default="all", choices=(*WORKLOADS, "all"))
     p.add_argument("--device", default="cpu", choices=backend.DEVICES)
-    p.add_argument("--batch", type=int, help="batch size (default: the SPEC's, mlp 200, dcgan 128)")
+    p.add_argument("--batch", type=int, help="batch size (default: the SPEC's, mlp 200, dcgan 128); "
+                                             "with --compare-torch PyTorch runs at it too")
     p.add_argument("--steps", type=int, default=SPEC_STEPS, help=f"timed steps (default {SPEC_STEPS})")
     p.add_argument("--warmup", type=int, default=SPEC_WARMUP, help=f"untimed steps first (default {SPEC_WARMUP})")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -306,7 +323,7 @@ def cmd_bench(args):
         if args.compare_torch:
             reference = _torch_reference_path(args)
             compare_with_torch(workloads, args.device, args.compare_torch, reference, args.rounds,
-                               args.steps, args.warmup, report=emit)
+                               args.steps, args.warmup, report=emit, batch=args.batch)
         else:
             for workload in workloads:
                 emit("ours", run_benchmark(workload, args.device, args.batch, args.steps, args.warmup))
@@ -318,9 +335,8 @@ def cmd_bench(args):
 
 
 def _torch_reference_path(args):
-    if args.batch is not None and any(args.batch != SPEC_BATCH[w] for w in
-                                      (WORKLOADS if args.workload == "all" else (args.workload,))):
-        raise BenchError("--compare-torch times the SPEC's batch sizes (mlp 200, dcgan 128); drop --batch")
+    if args.batch is not None and args.batch < 1:
+        raise BenchError(f"batch must be an integer >= 1, got {args.batch}")
     reference = Path(args.torch_reference) if args.torch_reference else find_torch_reference()
     if reference is None or not reference.is_file():
         raise BenchError(f"torch_reference.py not found ({args.torch_reference or 'searched shared/bench/ upward'}); "
@@ -341,9 +357,10 @@ def _format(kind, r):
     if kind == "machine":
         return "# " + ", ".join(f"{k}={v}" for k, v in r.items())
     if kind == "ratio":
-        return f"round {r['round']}: {r['workload']} scratchgan/pytorch = {r['ratio']:.2f}"
+        return f"round {r['round']}: {r['workload']} batch {r['batch']} scratchgan/pytorch = {r['ratio']:.2f}"
     if kind == "summary":
-        return (f"{r['workload']:6s} {r['device']:4s} ratio (median of {r['rounds']} rounds) = {r['ratio_median']:.2f}, "
+        return (f"{r['workload']:6s} {r['device']:4s} batch={r['batch']:4d} ratio (median of {r['rounds']} rounds) = "
+                f"{r['ratio_median']:.2f}, "
                 f"best/best = {r['ratio_best']:.2f}")
     if kind == "torch":
         return (f"{r['workload']:6s} {r['device']:4s} batch={r['batch']:4d} median_ms={r['median_ms']:.2f} "

@@ -129,9 +129,9 @@ def test_compare_with_torch_interleaves_rounds_and_reports_ratios(tmp_path, monk
 
 def test_compare_torch_cli_checks_batch_and_reference(tmp_path, capsys):
     ref = fake_reference(tmp_path)
-    assert bench.main(["--workload", "mlp", "--batch", "4", "--compare-torch", sys.executable,
+    assert bench.main(["--workload", "mlp", "--batch", "0", "--compare-torch", sys.executable,
                        "--torch-reference", str(ref)]) == 2
-    assert "--compare-torch times the SPEC's batch sizes" in capsys.readouterr().err
+    assert "batch must be an integer >= 1" in capsys.readouterr().err
     assert bench.main(["--workload", "mlp", "--compare-torch", sys.executable,
                        "--torch-reference", str(tmp_path / "missing.py")]) == 2
     assert "torch_reference.py not found" in capsys.readouterr().err

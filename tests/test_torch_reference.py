@@ -491,3 +491,22 @@ def test_optimizer_matches_torch(family, config, settings, steps=6):
     if family == "Adam" or settings.get("momentum"):
         assert any(name.startswith("state") for name in quantities), "optimizer state was not compared"
     assert_agree(family, config, quantities)
+
+
+# -- the benchmark's PyTorch runner at a batch other than the SPEC's ---------------------------
+
+@pytest.mark.parametrize("workload,batch", [("mlp", 8), ("dcgan", 5)])
+def test_torch_reference_runs_at_another_batch(workload, batch):
+    """``scratchgan bench --compare-torch --batch N`` runs the reference's own models and step
+    on batches of N (its real batch repeated, fresh noise); here in this torch interpreter."""
+    import sys
+
+    from scratchgan import bench
+    reference = bench.find_torch_reference()
+    if reference is None:
+        pytest.skip("shared/bench/torch_reference.py not found")
+    result = bench.run_torch_reference(sys.executable, reference, workload, "cpu", steps=2, batch=batch)
+    assert result["batch"] == batch and result["median_ms"] > 0
+    if workload == "mlp":   # and at the SPEC's batch, the reference exactly as it is
+        spec = bench.run_torch_reference(sys.executable, reference, workload, "cpu", steps=1)
+        assert spec["batch"] == bench.SPEC_BATCH[workload]
