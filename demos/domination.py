@@ -65,7 +65,7 @@ def main():
     parser.add_argument("--data-dir")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/domination")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")

@@ -77,7 +77,7 @@ def main():
     parser.add_argument("checkpoint")
     parser.add_argument("--out", default=None, help="output folder (default: beside the checkpoint)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     args = parser.parse_args()
     out = Path(args.out or Path(args.checkpoint).parent / "latent")
     G, setup = load_generator(args.checkpoint, args.device)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from scratchgan import plots
+from scratchgan import backend, plots
 from scratchgan.data import load_images
 from scratchgan.gan.checkpoint import Checkpoint
 from scratchgan.gan.run import CHECKPOINT, history_for_plots, train_run
@@ -70,7 +70,7 @@ def main():
     parser.add_argument("--data-dir")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--z", type=int, nargs="+", default=[1, 10, 50, 100], help="latent sizes")
-    parser.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=2000, help="samples per run for the measures")
     parser.add_argument("--out", default="runs/latent")

@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from .backend import DEVICES
+
 
 def cmd_gradcheck(args):
     from .gradcheck_cases import all_cases, format_table, run_suite
@@ -106,7 +108,7 @@ def add_train_parser(sub):
     p.add_argument("--image-size", type=int, help="dcgan: 28, 32 or 64 (default: the data's size; folders 64)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="folder datasets: 1 (grey) or 3 (RGB, default)")
     p.add_argument("--epochs", type=int, help="epochs to train (recipe default: mlp 20, goodfellow2014 20, dcgan 5)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"), help="cpu (NumPy) or gpu (CuPy)")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (NumPy) or gpu (CuPy)")
     p.add_argument("--out", help="run directory (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -128,7 +130,7 @@ def add_sample_parser(sub):
     p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "gpu"))
+    p.add_argument("--device", default="cpu", choices=DEVICES)
     p.set_defaults(func=cmd_sample)
 
 

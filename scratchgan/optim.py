@@ -99,16 +99,9 @@ class Adam(Optimizer):
         self.betas, self.eps = betas, eps
         self._scratch = {}  # parameter name -> work array (not state: never saved)
 
-    def _work_array(self, name, like):
-        work = self._scratch.get(name)
-        if work is None or work.shape != like.shape or work.dtype != like.dtype or \
-                backend.get_xp(work) is not backend.get_xp(like):
-            work = self._scratch[name] = backend.get_xp(like).empty_like(like)
-        return work
-
     def _update(self, name, param, grad):
         m, v = self._slot(name, "exp_avg", param), self._slot(name, "exp_avg_sq", param)
-        work = self._work_array(name, param)
+        work = backend.scratch_array(self._scratch, name, param.shape, param)
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
         f = param.dtype.type

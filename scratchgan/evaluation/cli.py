@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import DeviceError
+from ..backend import DEVICES, DeviceError
 
 DATASET_NAMES = ("mnist", "fashion-mnist")
 
@@ -84,7 +84,7 @@ def add_commands(subparsers):
     p.add_argument("--max-shift", type=int, default=2, help="random-shift augmentation in pixels (0: none)")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--device", choices=DEVICES, default="cpu")
     p.set_defaults(func=cmd_train_classifier)
 
     p = subparsers.add_parser(

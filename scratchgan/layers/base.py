@@ -47,16 +47,8 @@ class Layer:
         return []
 
     def _work_array(self, name, shape, like):
-        """An uninitialized scratch array of ``like``'s dtype and device, kept between calls.
-
-        For large transients that never leave the call (neither cached nor returned):
-        allocating them once saves the page faults of a fresh allocation every step.
-        """
-        work = self._work.get(name)
-        if (work is None or work.shape != tuple(shape) or work.dtype != like.dtype
-                or backend.get_xp(work) is not backend.get_xp(like)):
-            work = self._work[name] = backend.get_xp(like).empty(shape, dtype=like.dtype)
-        return work
+        """This layer's scratch array ``name`` (backend.scratch_array): uninitialized, reused every call."""
+        return backend.scratch_array(self._work, name, shape, like)
 
     # -- forward / backward -------------------------------------------------------
     def forward(self, x, train=None, grad=None):
