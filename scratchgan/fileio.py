@@ -1,6 +1,7 @@
 """Atomic file writing, shared by data downloads, checkpoints and run outputs."""
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -26,3 +27,9 @@ def atomic_write(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path, value):
+    """``value`` as indented JSON in ``path``, written atomically."""
+    with atomic_write(path) as f:
+        f.write((json.dumps(value, indent=2) + "\n").encode())

@@ -5,13 +5,13 @@
 """
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from ..backend import DEVICES, DeviceError
+from ..fileio import write_json
 
 DATASET_NAMES = ("mnist", "fashion-mnist")
 
@@ -64,7 +64,7 @@ def cmd_evaluate(args):
                                  name=Path(args.samples).name))
     print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows)
         print(f"wrote {args.json}")
     return 0
 

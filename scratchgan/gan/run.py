@@ -15,7 +15,6 @@
     evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
 """
 import contextlib
-import json
 import signal
 from pathlib import Path
 
@@ -23,11 +22,11 @@ import numpy as np
 
 from .. import backend, plots
 from ..data import BatchLoader, transforms
-from ..fileio import atomic_write
+from ..fileio import write_json
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluate import RunEvaluator
 from .recipes import get_recipe
-from .trainer import DivergenceError, GANTrainer
+from .trainer import GANTrainer
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -123,11 +122,9 @@ def _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, n):
     except Exception as e:  # noqa: BLE001 - the run's results are already saved
         print(f"final evaluation failed: {e}")
         return
-    with atomic_write(out / "evaluation.json") as f:
-        f.write(json.dumps(row, indent=2).encode())
+    write_json(out / "evaluation.json", row)
     summary["evaluation"] = row
-    with atomic_write(out / "summary.json") as f:
-        f.write(json.dumps(summary, indent=2).encode())
+    write_json(out / "summary.json", summary)
     if not quiet:
         print(format_table([row]))
 
@@ -250,6 +247,5 @@ def write_final_outputs(out, trainer, setup, data, options, meta, seed=0):
                "d_accuracy_real": float(acc_real.mean()) if len(acc_real) else None,
                "d_accuracy_fake": float(acc_fake.mean()) if len(acc_fake) else None,
                "final": {k: trainer.last(k) for k in trainer.history}}
-    with atomic_write(out / "summary.json") as f:
-        f.write(json.dumps(summary, indent=2).encode())
+    write_json(out / "summary.json", summary)
     return summary
