@@ -6,11 +6,17 @@ from .backend import DEVICES
 
 
 def cmd_gradcheck(args):
-    from .gradcheck_cases import all_cases, format_table, run_suite
-    cases = [c for c in all_cases() if not args.only or c.name.lower() in {n.lower() for n in args.only}]
-    if not cases:
-        print(f"no gradient-check case matches {args.only}", file=sys.stderr)
-        return 2
+    from .gradcheck_cases import all_cases, case_names, format_table, run_suite
+    cases = all_cases(reference=args.reference)
+    if args.only:
+        names = {name.lower(): name for name in case_names(cases)}
+        unknown = [name for name in args.only if name.lower() not in names]
+        if unknown:
+            print(f"scratchgan gradcheck: unknown name{'s' * (len(unknown) > 1)} {', '.join(unknown)}; "
+                  f"choose from {', '.join(names.values())}", file=sys.stderr)
+            return 2
+        wanted = {name.lower() for name in args.only}
+        cases = [case for case in cases if case.name.lower() in wanted]
     rows = run_suite(cases)
     print(format_table(rows))
     return 0 if all(passed for *_, passed in rows) else 1
@@ -140,7 +146,10 @@ def build_parser():
     p = sub.add_parser("gradcheck", help="check every layer's and loss's gradients against finite differences",
                        description="Run every layer and loss in several configurations through float64 "
                                    "finite-difference gradient checks and print a table; exits 1 on any failure.")
-    p.add_argument("--only", nargs="+", metavar="NAME", help="only these layers/losses (e.g. Conv2d BatchNorm)")
+    p.add_argument("--only", nargs="+", metavar="NAME",
+                   help="only these layers/losses (e.g. Conv2d BatchNorm; the table's first column)")
+    p.add_argument("--reference", action="store_true",
+                   help="check the textbook functions of scratchgan.reference instead, in the same configurations")
     p.set_defaults(func=cmd_gradcheck)
     add_train_parser(sub)
     add_sample_parser(sub)

@@ -6,7 +6,12 @@ Fourth-order central differences approximate each entry with error O(h^4);
 ``rel_error`` is CS231n's max_i |a - b| / max(1e-8, |a| + |b|).
 A random dy matters: with dy = 1 some gradients vanish identically (BatchNorm's
 dx) and the check proves nothing.
+
+``check_layer`` checks a layer object; ``check_function`` checks a pair of CS231n-style
+functions (``scratchgan.reference``); ``check_loss`` checks a (value, grad) loss.
 """
+import inspect
+
 import numpy as np
 
 from . import backend
@@ -64,6 +69,18 @@ def directional_error(f, x, analytic, df=None, n_directions=6, h=1e-3, seed=0):
     return worst
 
 
+def forward_with_cache(layer, x, train, keep=True):
+    """``layer.forward(x, train=train)``, keeping the cache for ``backward`` (``keep``) in either mode."""
+    # the keyword is keep_cache in newer layers (grad before): pass whichever this layer takes
+    keyword = "keep_cache" if "keep_cache" in inspect.signature(layer.forward).parameters else "grad"
+    return layer.forward(x, train=train, **{keyword: keep})
+
+
+def upstream_gradient(shape, seed=0):
+    """The random dy of a check: never the same draws as an input seeded ``seed``."""
+    return np.random.default_rng([seed, 1]).standard_normal(shape)
+
+
 def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
     """Check ``backward`` of ``layer`` at ``x`` against finite differences.
 
@@ -72,7 +89,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
     (Dropout's masks) are restored before every evaluation, so each one sees the
     same function. ``directional=True`` uses random directions instead of every entry.
     """
-    _require_float64(layer, x)
+    _require_float64([x] + [lyr.params[k] for _, lyr, k in layer.named_parameters()])
     named = [(name, lyr, key) for name, lyr, key in layer.named_parameters()]
     buffers = {(name, k): v.copy() for name, lyr in layer.named_layers() for k, v in lyr.buffers.items()}
     rng_state = backend.global_rng().state_dict()
@@ -85,35 +102,57 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
 
     restore()
     layer.zero_grad()
-    y = layer.forward(x, train=train, grad=True)
-    dy = np.random.default_rng([seed, 1]).standard_normal(y.shape)  # never the same draws as an input seeded `seed`
+    y = forward_with_cache(layer, x, train)
+    dy = upstream_gradient(y.shape, seed)
     dx = layer.backward(dy)
     analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
     targets = {"x": x, **{name: lyr.params[key] for name, lyr, key in named}}
 
     def output():
         restore()
-        return layer.forward(x, train=train, grad=False)
+        return forward_with_cache(layer, x, train, keep=False)
 
+    errors = _compare(output, targets, analytic, dy, h, seed, directional)
+    restore()
+    return errors
+
+
+def check_function(forward, backward, x, params=None, seed=0, h=1e-3, directional=False):
+    """Check a pair of pure functions, CS231n style, against finite differences.
+
+    ``forward(x) -> (out, cache)`` reads the arrays of ``params`` ({name: array}, perturbed in
+    place, so bind those very arrays into ``forward``); ``backward(dout, cache) -> (dx, {name: grad})``.
+    Returns {"x": rel error of dx, name: rel error of each parameter gradient}.
+    """
+    params = params or {}
+    _require_float64([x, *params.values()])
+    out, cache = forward(x)
+    dout = upstream_gradient(out.shape, seed)
+    dx, grads = backward(dout, cache)
+    if set(grads) != set(params):
+        raise ValueError(f"backward returned gradients for {sorted(grads)}, expected {sorted(params)}")
+    return _compare(lambda: forward(x)[0], {"x": x, **params}, {"x": dx, **grads}, dout, h, seed, directional)
+
+
+def _compare(output, targets, analytic, dy, h, seed, directional):
+    """{name: rel error of analytic[name] against differences of output() along targets[name]}."""
     errors = {}
     for name, array in targets.items():
         if directional:
             errors[name] = directional_error(output, array, analytic[name], dy, h=h, seed=seed)
         else:
             errors[name] = rel_error(analytic[name], numeric_gradient(output, array, dy, h))
-    restore()
     return errors
 
 
 def check_loss(loss_fn, pred, target, h=1e-4):
     """Relative error of a loss's gradient with respect to its prediction."""
-    _require_float64(None, pred)
+    _require_float64([pred])
     _, analytic = loss_fn(pred, target)
     return {"pred": rel_error(analytic, numeric_gradient(lambda: loss_fn(pred, target)[0], pred, h=h))}
 
 
-def _require_float64(layer, x):
-    arrays = [x] + ([] if layer is None else [lyr.params[k] for _, lyr, k in layer.named_parameters()])
+def _require_float64(arrays):
     if any(a.dtype != np.float64 for a in arrays) or any(backend.get_xp(a) is not np for a in arrays):
         raise ValueError("gradient checks need float64 NumPy arrays: build the layer after "
                          "set_default_dtype('float64') or call layer.to('cpu', dtype='float64')")

@@ -2,7 +2,9 @@
 
 Shared by ``scratchgan gradcheck`` (a table for users) and the pytest suite.
 Each case builds a float64 layer and an input away from kinks (ReLU at 0,
-Maxout ties), with random gamma/beta for BatchNorm.
+Maxout ties), with random gamma/beta for BatchNorm. ``reference_cases`` runs the
+same configurations through the textbook functions of ``scratchgan.reference``
+(``gradcheck --reference``); ``reference_of`` maps a fast layer to them.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -11,16 +13,19 @@ import numpy as np
 
 from . import layers as L
 from . import losses
+from . import reference as R
 from .backend import RNG
-from .gradcheck import TOLERANCE, check_layer, check_loss
+from .gradcheck import TOLERANCE, check_function, check_layer, check_loss
 
 
 @dataclass
 class Case:
     name: str
     config: str
-    build: Callable  # () -> (layer, x, train) or, for losses, (loss_fn, pred, target)
+    build: Callable  # () -> (layer, x, train); losses: (loss_fn, pred, target);
+    #                  reference layers: (forward, backward, x, params) as check_function takes them
     is_loss: bool = False
+    is_reference: bool = False
 
 
 def _f64(layer):
@@ -160,14 +165,124 @@ def loss_cases():
     ]
 
 
-def all_cases():
-    return layer_cases() + loss_cases()
+def all_cases(reference=False):
+    """Every layer and loss case; with ``reference``, the same configurations on scratchgan.reference."""
+    return reference_cases() if reference else layer_cases() + loss_cases()
+
+
+# -- the textbook functions in the same configurations ---------------------------------
+
+def reference_cases():
+    """The layer and loss cases, each with its fast layer or loss replaced by its reference."""
+    return ([Case(c.name, c.config, _reference_layer_build(c.build), is_reference=True) for c in layer_cases()]
+            + [Case(c.name, c.config, _reference_loss_build(c.build), is_loss=True, is_reference=True)
+               for c in loss_cases()])
+
+
+def _reference_layer_build(build):
+    def reference_build():
+        layer, x, train = build()
+        forward, backward, params = reference_of(layer, train)
+        return forward, backward, x, params
+    return reference_build
+
+
+def _reference_loss_build(build):
+    def reference_build():
+        loss_fn, pred, target = build()
+        return getattr(R, loss_fn.__name__), pred, target
+    return reference_build
+
+
+def reference_of(layer, train=True, mask=None, seed=0):
+    """The textbook counterpart of fast ``layer``, with copies of its parameters:
+    (forward(x) -> (out, cache), backward(dout, cache) -> (dx, {param name: grad}), {param name: array}).
+
+    Parameter names are the layer's ``named_parameters()`` names. BatchNorm's forward starts from
+    a copy of the layer's running statistics at every call; Dropout in training uses ``mask``, or
+    draws one (from ``seed``) on its first call and keeps it, so every call computes one function.
+    """
+    params = {key: value.copy() for key, value in layer.params.items()}
+    if isinstance(layer, L.Chain):
+        return _sequence([reference_of(child, train, seed=seed) for child in layer],
+                         [f"{i}." for i in range(len(layer))])
+    if isinstance(layer, L.Dense):
+        affine = _bind(R.affine_forward, R.affine_backward, params)
+        return affine if layer.activation is None else _sequence([affine, reference_of(layer.activation)], ["", ""])
+    if isinstance(layer, L.Maxout):
+        return _bind(R.maxout_forward, R.maxout_backward, params, pieces=layer.pieces)
+    if isinstance(layer, L.Conv2d):
+        return _bind(R.conv2d_forward, R.conv2d_backward, params, stride=layer.stride, padding=layer.padding)
+    if isinstance(layer, L.ConvTranspose2d):
+        return _bind(R.conv_transpose2d_forward, R.conv_transpose2d_backward, params, stride=layer.stride,
+                     padding=layer.padding, output_padding=layer.output_padding)
+    if isinstance(layer, L.BatchNorm):
+        state = {key: value.copy() for key, value in layer.buffers.items()}
+
+        def batchnorm(x, gamma, beta):
+            return R.batchnorm_forward(x, gamma, beta, dict(state), train, layer.eps, layer.momentum)
+        return _bind(batchnorm, R.batchnorm_backward, params)
+    if isinstance(layer, L.Dropout):
+        masks = [] if mask is None else [mask]
+
+        def dropout(x):
+            if train and not masks:
+                masks.append(R.dropout_mask(x.shape, layer.p, np.random.default_rng(seed)))
+            return R.dropout_forward(x, layer.p, masks[0] if train else None, train)
+        return _bind(dropout, R.dropout_backward, {})
+    options = {L.LeakyReLU: lambda: {"alpha": layer.alpha}, L.Softmax: lambda: {"axis": layer.axis},
+               L.Reshape: lambda: {"shape": layer.shape}}
+    pairs = {L.ReLU: (R.relu_forward, R.relu_backward), L.LeakyReLU: (R.leaky_relu_forward, R.leaky_relu_backward),
+             L.Tanh: (R.tanh_forward, R.tanh_backward), L.Sigmoid: (R.sigmoid_forward, R.sigmoid_backward),
+             L.Softmax: (R.softmax_forward, R.softmax_backward), L.Reshape: (R.reshape_forward, R.reshape_backward),
+             L.Flatten: (R.flatten_forward, R.flatten_backward)}
+    if type(layer) not in pairs:
+        raise TypeError(f"no reference function for {layer!r}")
+    return _bind(*pairs[type(layer)], params, **options.get(type(layer), dict)())
+
+
+def _bind(forward, backward, params, **options):
+    """A CS231n pair with ``params`` (in the order ``forward`` takes them) and ``options`` bound:
+    (forward(x), backward(dout, cache) -> (dx, {name: grad}), params)."""
+    def bound_forward(x):
+        return forward(x, *params.values(), **options)
+
+    def bound_backward(dout, cache):
+        result = backward(dout, cache)
+        dx, *grads = result if isinstance(result, tuple) else (result,)   # no parameters: dx alone
+        return dx, dict(zip(params, grads))
+    return bound_forward, bound_backward, params
+
+
+def _sequence(parts, prefixes):
+    """Bound parts (as _bind returns) in order, through reference.chain_forward / chain_backward;
+    part k's parameters are named prefixes[k] + name."""
+    pairs = [(forward, backward) for forward, backward, _ in parts]
+    params = {prefix + name: array for prefix, (_, _, p) in zip(prefixes, parts) for name, array in p.items()}
+
+    def forward(x):
+        return R.chain_forward(x, pairs)
+
+    def backward(dout, cache):
+        dx, per_layer = R.chain_backward(dout, cache)
+        return dx, {prefix + name: grad for prefix, (grads,) in zip(prefixes, per_layer) for name, grad in grads.items()}
+    return forward, backward, params
+
+
+# -- running and reporting ------------------------------------------------------------------
+
+def case_names(cases):
+    """The distinct case names, in suite order."""
+    return list(dict.fromkeys(case.name for case in cases))
 
 
 def run_case(case):
     """{gradient name: relative error} for one case."""
     if case.is_loss:
         return check_loss(*case.build())
+    if case.is_reference:
+        forward, backward, x, params = case.build()
+        return check_function(forward, backward, x, params)
     layer, x, train = case.build()
     return check_layer(layer, x, train=train)
 
@@ -192,6 +307,7 @@ def format_table(rows, tolerance=TOLERANCE):
     fmt = lambda r: "| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |"
     out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(r) for r in lines]
     failed = sum(not passed for *_, passed in rows)
-    out.append(f"\n{len(rows) - failed} passed, {failed} failed (max relative error < {tolerance:g}, float64, "
-               "fourth-order central differences, h = 1e-3 for layers, 1e-4 for losses)")
+    what = "reference functions (scratchgan.reference): " if rows and all(c.is_reference for c, *_ in rows) else ""
+    out.append(f"\n{what}{len(rows) - failed} passed, {failed} failed (max relative error < {tolerance:g}, "
+               "float64, fourth-order central differences, h = 1e-3 for layers, 1e-4 for losses)")
     return "\n".join(out)
