@@ -4,7 +4,9 @@ import pytest
 
 import scratchgan.layers as L
 from scratchgan.backend import RNG
-from scratchgan.gradcheck import TOLERANCE, check_layer, check_loss, numeric_gradient, rel_error
+from scratchgan.cli import main
+from scratchgan.gradcheck import (TOLERANCE, check_layer, check_loss, forward_with_cache, numeric_gradient,
+                                  rel_error)
 from scratchgan.gradcheck_cases import Case, all_cases, format_table, run_case, run_suite
 
 CASES = all_cases()
@@ -103,3 +105,38 @@ def test_table_reports_failures():
     assert rows[0][2] is False
     table = format_table(rows)
     assert "FAIL" in table and "0 passed, 1 failed" in table
+
+
+def test_forward_with_cache_keeps_the_cache_in_eval_mode_too():
+    layer = L.BatchNorm(3).to(dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    y = forward_with_cache(layer, x, train=False)
+    assert layer.backward(np.ones_like(y)).shape == x.shape
+    forward_with_cache(layer, x, train=True, keep=False)
+    with pytest.raises(RuntimeError, match="without a forward pass"):
+        layer.backward(np.ones_like(y))
+
+
+def test_cli_gradcheck_runs_the_chosen_cases(capsys):
+    assert main(["gradcheck", "--only", "flatten", "MSE"]) == 0       # names ignore case
+    out = capsys.readouterr().out
+    assert "| Flatten" in out and "| mse" in out and "| Dense" not in out
+    assert "2 passed, 0 failed" in out and "reference" not in out
+
+
+def test_cli_gradcheck_reference_checks_the_reference_functions(capsys):
+    assert main(["gradcheck", "--reference", "--only", "ConvTranspose2d", "BatchNorm", "l1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "configuration" not in line]
+    assert len(rows) == 7 + 5 + 1
+    assert "reference functions (scratchgan.reference): 13 passed, 0 failed" in out
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_cli_gradcheck_rejects_an_unknown_name(capsys, reference):
+    assert main(["gradcheck", *(["--reference"] if reference else []), "--only", "Conv2d", "Foo"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in captured.err
+    assert "unknown name Foo" in lines[0] and "Conv2d" in lines[0] and "binary_cross_entropy" in lines[0]
