@@ -5,7 +5,7 @@ code calls ``Flux.gradient`` (autograd), this port calls the layers' hand-writte
 ``backward``. ``scratchgan train mlp`` runs the same recipe with checkpoints, resume,
 Ctrl-C handling and more figures; this script is the readable, linear version.
 
-    python demos/mlp_tutorial.py --data-dir ../shared/data/mnist --epochs 10 --out runs/tutorial
+    python demos/mlp_tutorial.py --data-dir ~/data/mnist --epochs 10 --out runs/tutorial
 """
 import argparse
 from pathlib import Path

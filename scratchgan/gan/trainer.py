@@ -11,8 +11,8 @@ and after every k-th discriminator step a generator step reuses that fake batch:
     dfake = D.backward(dG_loss / dD(fake))      (D's parameter gradients switched off)
     G.backward(dfake);  G update
 
-This is the step of ``shared/bench/SPEC.md`` (for k = 1) and of the PyTorch DCGAN
-example: the fake that D just learned from is shown to the *updated* D for G's turn.
+This is the benchmark's step (docs/performance.md; for k = 1) and the PyTorch DCGAN
+example's: the fake that D just learned from is shown to the *updated* D for G's turn.
 """
 import math
 from dataclasses import asdict, dataclass, field
