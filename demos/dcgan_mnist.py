@@ -6,7 +6,7 @@ the loop. After every epoch it writes a grid of samples from a fixed noise batch
 end a loss plot. ``scratchgan train dcgan`` trains the same models with checkpoints,
 resume and evaluation (docs/dcgan.md); this script is the version to read.
 
-    python demos/dcgan_mnist.py --data-dir DATA/mnist --epochs 5 --out runs/dcgan_mnist
+    python demos/dcgan_mnist.py --data-dir ~/data/mnist --epochs 5 --out runs/dcgan_mnist
 """
 import argparse
 from dataclasses import dataclass
