@@ -12,7 +12,7 @@ through the sigmoid dD/dlogit = D(1 - D) ~ D -> 0), so G's gradients vanish; the
 non-saturating -log D(G(z)) has gradient -1/D, which cancels that D and keeps them alive.
 Writes domination.png and domination.json into --out.
 
-    python demos/domination.py --data-dir ../shared/data/mnist --epochs 1 --out runs/domination
+    python demos/domination.py --data-dir ~/data/mnist --epochs 1 --out runs/domination
 """
 import argparse
 import json

@@ -7,12 +7,15 @@ From a checkpoint written by ``scratchgan train`` (any recipe), writes into --ou
     arithmetic.png     vector arithmetic on mean latents: rows A, B, C, then A - B + C
                        decoded with small noise, as the DCGAN paper does for faces
 
-The three groups come from G's own samples, sorted by the shipped MNIST classifier and
-by stroke thickness (ink): A = thick digits of one class, B = thin digits of that class,
-C = thin digits of another. If "thickness" is a direction in latent space,
-A - B + C decodes to thick digits of the other class.
+The three groups come from G's own samples, sorted into classes and by stroke thickness
+(ink): A = thick digits of one class, B = thin digits of that class, C = thin digits of
+another. If "thickness" is a direction in latent space, A - B + C decodes to thick digits
+of the other class. The classes are the shipped MNIST classifier's predictions
+(``--groups classifier``, for MNIST generators) or, with ``--groups kmeans``, k-means
+clusters of the samples' pixels: no classifier needed, for any data set.
 
     python demos/latent_arithmetic.py runs/dcgan28/checkpoint.npz --out runs/dcgan28/latent
+    python demos/latent_arithmetic.py runs/fashion/checkpoint.npz --groups kmeans
 """
 import argparse
 from pathlib import Path
@@ -52,6 +55,30 @@ def classify_digits(images):
     return load_classifier().predict(images)
 
 
+def kmeans_clusters(images, k=10, iterations=20, seed=0):
+    """Cluster labels of the samples' pixels: Lloyd's k-means from a k-means++ start.
+
+    Fewer than k clusters when the samples have fewer distinct values (a collapsed G).
+    """
+    from scratchgan.evaluation.metrics import squared_distances
+    x = images.reshape(len(images), -1).astype(np.float64)
+    rng = np.random.default_rng(seed)
+    centres = x[rng.integers(len(x))][None]
+    while len(centres) < k:   # k-means++: each next centre drawn with probability ~ squared distance
+        d2 = squared_distances(x, centres).min(axis=1)
+        if d2.sum() <= 0:
+            break
+        centres = np.vstack([centres, x[rng.choice(len(x), p=d2 / d2.sum())]])
+    for _ in range(iterations):
+        labels = squared_distances(x, centres).argmin(axis=1)
+        centres = np.stack([x[labels == j].mean(axis=0) if (labels == j).any() else centres[j]
+                            for j in range(len(centres))])
+    return squared_distances(x, centres).argmin(axis=1)
+
+
+GROUPINGS = {"classifier": classify_digits, "kmeans": kmeans_clusters}
+
+
 def arithmetic_groups(G, setup, rng, n=4000, per_group=12, classify=classify_digits):
     """Latents of (A) thick class-a, (B) thin class-a and (C) thin class-b samples."""
     z = rng.standard_normal((n, setup.config.z_dim))
@@ -78,6 +105,9 @@ def main():
     parser.add_argument("--out", default=None, help="output folder (default: beside the checkpoint)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
+    parser.add_argument("--groups", default="classifier", choices=sorted(GROUPINGS),
+                        help="classes from the shipped MNIST classifier (default) or k-means clusters of pixels")
+    parser.add_argument("--n", type=int, default=4000, help="samples drawn to form the groups (default 4000)")
     args = parser.parse_args()
     out = Path(args.out or Path(args.checkpoint).parent / "latent")
     G, setup = load_generator(args.checkpoint, args.device)
@@ -86,14 +116,16 @@ def main():
     strips, labels = interpolation_strips(G, setup, rng)
     plots.save_image_strips(out / "interpolation.png", strips, labels=labels)
 
-    z, images, (a, b, c), (class_a, class_b) = arithmetic_groups(G, setup, rng)
+    z, images, (a, b, c), (class_a, class_b) = arithmetic_groups(G, setup, rng, n=args.n,
+                                                                 classify=GROUPINGS[args.groups])
     result_z = z[a].mean(axis=0) - z[b].mean(axis=0) + z[c].mean(axis=0)
     noisy = result_z + 0.25 * rng.standard_normal((len(a), setup.config.z_dim))
     rows = [images[a], images[b], images[c], decode(G, setup, np.vstack([result_z, noisy[:-1]]))]
+    kind = "class" if args.groups == "classifier" else "cluster"
     plots.save_image_strips(out / "arithmetic.png", rows,
-                            labels=[f"A: thick {class_a}", f"B: thin {class_a}", f"C: thin {class_b}",
-                                    "A - B + C"])
-    print(f"interpolation.png and arithmetic.png in {out}/ (A, B = class {class_a}, C = class {class_b})")
+                            labels=[f"A: thick {kind} {class_a}", f"B: thin {kind} {class_a}",
+                                    f"C: thin {kind} {class_b}", "A - B + C"])
+    print(f"interpolation.png and arithmetic.png in {out}/ (A, B = {kind} {class_a}, C = {kind} {class_b})")
 
 
 if __name__ == "__main__":

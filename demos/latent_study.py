@@ -10,7 +10,7 @@ run directory) and writes, into --out:
     latent_study.json  per run: diversity (mean pairwise distance of samples, in pixels and
                        in classifier features) and class coverage from the shipped classifier
 
-    python demos/latent_study.py --data-dir ../shared/data/mnist --epochs 3 --out runs/latent
+    python demos/latent_study.py --data-dir ~/data/mnist --epochs 3 --out runs/latent
 """
 import argparse
 import json

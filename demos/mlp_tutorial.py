@@ -5,7 +5,7 @@ code calls ``Flux.gradient`` (autograd), this port calls the layers' hand-writte
 ``backward``. ``scratchgan train mlp`` runs the same recipe with checkpoints, resume,
 Ctrl-C handling and more figures; this script is the readable, linear version.
 
-    python demos/mlp_tutorial.py --data-dir ../shared/data/mnist --epochs 10 --out runs/tutorial
+    python demos/mlp_tutorial.py --data-dir ~/data/mnist --epochs 10 --out runs/tutorial
 """
 import argparse
 from pathlib import Path
@@ -16,6 +16,7 @@ from scratchgan import Adam, Chain, Dense, Softmax, losses, manual_seed, sigmoid
 from scratchgan import plots
 from scratchgan.backend import RNG
 from scratchgan.data import BatchLoader, binarize, flatten, load_dataset, to_float
+from scratchgan.gan import d_accuracy
 
 Dz, Dh, Ddata = 28, 500, 28 ** 2
 BS = 200
@@ -82,14 +83,15 @@ def train(dis, gen, batches, nepochs, rng, num_samples=15):
 # -- Analysis: discriminator accuracy over 200 real + 200 fake per batch -----------------------
 def discriminator_accuracy(dis, gen, data, rng, BS=BS):
     """Per batch: the fraction of real images D calls real and of fakes it calls fake
-    (the tutorial's total_correct / 2 / BS is the mean of the two)."""
+    (the tutorial's total_correct / 2 / BS is the mean of the two). D calls a sample real when
+    P(real) > 0.5, the library's one rule (the Julia code counts P(real) = 0.5 as real)."""
     real_acc, fake_acc = [], []
     for start in range(0, len(data) - BS + 1, BS):
         batch = data[start:start + BS]
         fake_pred = dis.forward(binarize(gen.forward(rng.normal((BS, Dz)), train=False)), train=False)[:, 0]
         real_pred = dis.forward(batch, train=False)[:, 0]
-        real_acc.append(np.mean(real_pred >= 0.5))
-        fake_acc.append(np.mean(fake_pred < 0.5))
+        real_acc.append(float(d_accuracy(real_pred, real=True)))
+        fake_acc.append(float(d_accuracy(fake_pred, real=False)))
     return np.array(real_acc), np.array(fake_acc)
 
 

@@ -1,4 +1,7 @@
-"""``scratchgan bench``: time the training step of ``shared/bench/SPEC.md`` on the product code path.
+"""``scratchgan bench``: time the benchmark's training step on the product code path.
+
+The benchmark's two workloads and its step are described in docs/performance.md ("What is
+measured"); "the SPEC" below is that specification.
 
 One step is ``GANTrainer.train_step(real)``: sample noise, run G once, one D update on the
 real batch plus that fake batch, one G update through D with the non-saturating loss
@@ -11,7 +14,8 @@ Timing follows the SPEC: ``warmup`` untimed steps, then ``steps`` steps timed on
 metrics to the host every ``sync_every`` steps (every step on the CPU); a step that does so
 carries that cost, and ``mean_ms`` (the whole timed block, ending with a final flush and
 sync, divided by ``steps``) includes it amortized. Ratios against PyTorch come from
-``--compare-torch PYTHON``, which runs ``torch_reference.py`` in that interpreter,
+``--compare-torch PYTHON``, which runs the PyTorch reference of both workloads (shipped as
+``scratchgan/bench_torch.py``; ``--torch-reference PATH`` picks another) in that interpreter,
 interleaved with our own runs for several rounds (see docs/performance.md).
 """
 import argparse
@@ -29,7 +33,7 @@ import numpy as np
 from . import backend
 
 SPEC_BATCH = {"mlp": 200, "dcgan": 128}
-SPEC_GFLOP = {"mlp": 1.9, "dcgan": 36.0}   # per step at the SPEC batch (SPEC.md, "Work per step")
+SPEC_GFLOP = {"mlp": 1.9, "dcgan": 36.0}   # per step at the SPEC batch (docs/performance.md)
 WORKLOADS = tuple(SPEC_BATCH)
 SPEC_STEPS, SPEC_WARMUP = 20, 3
 IMAGE_SHAPE = (1, 28, 28)
@@ -218,14 +222,12 @@ print(json.dumps(ref.bench(name, make if batch == 0 else make_at_batch, device, 
 """
 
 
+TORCH_REFERENCE = Path(__file__).resolve().with_name("bench_torch.py")
+
+
 def find_torch_reference():
-    """shared/bench/torch_reference.py in the working directory, the repository, or a parent."""
-    repo = Path(__file__).resolve().parents[1]
-    for base in (Path.cwd(), *Path.cwd().parents, repo, *repo.parents):
-        candidate = base / "shared" / "bench" / "torch_reference.py"
-        if candidate.is_file():
-            return candidate
-    return None
+    """The PyTorch reference script shipped with the package (``scratchgan/bench_torch.py``)."""
+    return TORCH_REFERENCE
 
 
 def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_STEPS, batch=None, timeout=3600):
@@ -293,10 +295,11 @@ def add_commands(subparsers):
     """Register ``bench`` on an argparse subparsers object."""
     p = subparsers.add_parser(
         "bench", help="time the SPEC's GAN training step (mlp, dcgan); optionally against PyTorch",
-        description="Time one training step of the SPEC's workloads (shared/bench/SPEC.md): median and min "
+        description="Time one training step of the SPEC's workloads (docs/performance.md): median and min "
                     "over --steps steps after --warmup steps, GPU synchronized; images/s, GFLOP/s and peak "
-                    "memory. --compare-torch PYTHON interleaves runs of shared/bench/torch_reference.py in "
-                    "that interpreter and prints scratchgan/PyTorch ratios.")
+                    "memory. --compare-torch PYTHON interleaves runs of the PyTorch reference of both workloads "
+                    "(shipped as scratchgan/bench_torch.py) in that interpreter and prints scratchgan/PyTorch "
+                    "ratios.")
     p.add_argument("--workload", default="all", choices=(*WORKLOADS, "all"))
     p.add_argument("--device", default="cpu", choices=backend.DEVICES)
     p.add_argument("--batch", type=int, help="batch size (default: the SPEC's, mlp 200, dcgan 128); "
@@ -305,9 +308,9 @@ def add_commands(subparsers):
     p.add_argument("--warmup", type=int, default=SPEC_WARMUP, help=f"untimed steps first (default {SPEC_WARMUP})")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--compare-torch", metavar="PYTHON",
-                   help="a Python interpreter with PyTorch: run torch_reference.py in it, interleaved")
+                   help="a Python interpreter with PyTorch: run the PyTorch reference in it, interleaved")
     p.add_argument("--torch-reference", metavar="PATH",
-                   help="torch_reference.py (default: shared/bench/torch_reference.py, searched upward)")
+                   help="another PyTorch reference script (default: the shipped scratchgan/bench_torch.py)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of (ours, PyTorch) with --compare-torch (default 3)")
     p.set_defaults(func=cmd_bench)
     return p
@@ -339,7 +342,7 @@ def _torch_reference_path(args):
         raise BenchError(f"batch must be an integer >= 1, got {args.batch}")
     reference = Path(args.torch_reference) if args.torch_reference else find_torch_reference()
     if reference is None or not reference.is_file():
-        raise BenchError(f"torch_reference.py not found ({args.torch_reference or 'searched shared/bench/ upward'}); "
+        raise BenchError(f"torch_reference.py not found ({args.torch_reference or reference}); "
                          "pass --torch-reference PATH")
     return reference
 

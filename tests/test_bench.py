@@ -137,6 +137,25 @@ def test_compare_torch_cli_checks_batch_and_reference(tmp_path, capsys):
     assert "torch_reference.py not found" in capsys.readouterr().err
 
 
+def test_the_pytorch_reference_ships_with_the_package(tmp_path, monkeypatch, capsys):
+    import ast
+    from pathlib import Path
+
+    import scratchgan
+    reference = bench.find_torch_reference()
+    assert reference == Path(scratchgan.__file__).resolve().parent / "bench_torch.py" and reference.is_file()
+    tree = ast.parse(reference.read_text())
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert {"mlp", "dcgan", "bench"} <= functions   # what the runner calls
+    # the default is used without --torch-reference, and --torch-reference overrides it
+    used = []
+    monkeypatch.setattr(bench, "compare_with_torch", lambda workloads, device, python, ref, *a, **k: used.append(ref))
+    assert bench.main(["--workload", "mlp", "--compare-torch", sys.executable]) == 0
+    assert bench.main(["--workload", "mlp", "--compare-torch", sys.executable,
+                       "--torch-reference", str(fake_reference(tmp_path))]) == 0
+    assert used == [reference, tmp_path / "torch_reference.py"]
+
+
 def test_failing_reference_is_reported(tmp_path):
     bad = tmp_path / "torch_reference.py"
     bad.write_text("raise ImportError('No module named torch')\n")

@@ -1,7 +1,8 @@
 """Tests for the evaluation classifier, the metric report and the evaluation commands.
 
 Training mechanics run on a tiny synthetic dataset written to tmp_path as IDX files;
-the shipped weights are checked on real MNIST test digits when ../shared/data is present.
+the shipped weights are checked on real MNIST test digits when they are at hand
+($SCRATCHGAN_DATA, or ../shared/data beside the repository); those tests skip otherwise.
 """
 import json
 import os
@@ -22,10 +23,21 @@ from scratchgan.evaluation.report import (evaluate_samples, format_table, load_r
                                           real_feature_stats, reference_row)
 from scratchgan.losses import softmax_cross_entropy
 
-SHARED_MNIST = Path(os.environ.get("SCRATCHGAN_TEST_SHARED_DATA")
-                    or Path(__file__).resolve().parents[2] / "shared" / "data") / "mnist"
-needs_mnist = pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                                 reason="needs the MNIST files of ../shared/data")
+
+def real_mnist_dir():
+    """The folder holding real MNIST's files: $SCRATCHGAN_TEST_SHARED_DATA, then $SCRATCHGAN_DATA (each
+    itself or its mnist/), then ../shared/data/mnist beside the repository; None if none has them."""
+    roots = [os.environ.get("SCRATCHGAN_TEST_SHARED_DATA"), os.environ.get("SCRATCHGAN_DATA")]
+    candidates = [Path(root).expanduser() / sub for root in roots if root for sub in ("mnist", "")]
+    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
+    needed = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte")
+    return next((folder for folder in candidates
+                 if all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in needed)), None)
+
+
+SHARED_MNIST = real_mnist_dir()
+needs_mnist = pytest.mark.skipif(SHARED_MNIST is None, reason="needs real MNIST: set SCRATCHGAN_DATA "
+                                 "(or have ../shared/data/mnist beside the repository)")
 
 
 def synthetic_digits(n, seed):
@@ -180,14 +192,23 @@ def test_shipped_mnist_weights_match_their_record():
     meta = clf.metadata
     assert meta["dataset"] == "mnist" and meta["architecture"] == ARCHITECTURE
     assert meta["train_size"] == 10000 and meta["test_size"] == 10000
-    assert meta["test_accuracy"] >= 0.98
     assert not clf.net.training
 
 
+def real_test_digits(n):
+    images, labels = load_dataset("mnist", "test", data_dir=SHARED_MNIST, download=False)
+    return images[:n, None].astype(np.float32) / 255, labels[:n]
+
+
 @needs_mnist
-def test_shipped_mnist_weights_classify_real_test_digits(mnist_test):
-    images, labels = mnist_test
-    assert load_classifier().accuracy(images, labels) >= 0.97
+@pytest.mark.parametrize("n, threshold", [(2000, 0.98),
+                                          pytest.param(10000, 0.985, marks=pytest.mark.slow)])
+def test_shipped_mnist_weights_classify_real_test_digits(n, threshold):
+    """Measured, not read from the weights' metadata: the first n real MNIST test digits
+    (the whole test set when slow tests run; docs/evaluation.md reports 99.01 % on it)."""
+    images, labels = real_test_digits(n)
+    assert len(images) == n
+    assert load_classifier().accuracy(images, labels) >= threshold
 
 
 @pytest.mark.gpu
@@ -205,7 +226,7 @@ def test_classifier_runs_on_the_gpu(cupy):
 @needs_mnist
 def test_real_digits_score_far_better_than_noise(mnist_test):
     clf = load_classifier()
-    real = load_real_data("mnist", SHARED_MNIST.parent, clf, n=300)
+    real = load_real_data("mnist", SHARED_MNIST, clf, n=300)
     reference = reference_row(real=real, classifier=clf)
     noise = evaluate_samples(np.random.default_rng(0).uniform(size=(300, 28, 28)), classifier=clf, real=real,
                              n=300, name="noise")

@@ -1,5 +1,9 @@
-"""Every demo script runs end to end on a tiny synthetic MNIST and writes its figures."""
+"""Every demo script runs end to end on a tiny synthetic MNIST and writes its figures.
+
+The end-to-end runs are marked slow: ``python -m pytest -m slow`` runs them (CI does)."""
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,10 +27,21 @@ def tiny_mnist(tmp_path_factory):
 
 
 def run_demo(name, *args):
+    """Run demos/NAME with this checkout's scratchgan (not whichever one is installed)."""
+    path = os.pathsep.join(filter(None, [str(DEMOS.parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     result = subprocess.run([sys.executable, str(DEMOS / name), *map(str, args)], capture_output=True, text=True,
-                            timeout=600)
+                            timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
+
+
+def load_demo(name):
+    """A demo script imported as a module, to call its functions."""
+    spec = importlib.util.spec_from_file_location(Path(name).stem, DEMOS / name)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo
 
 
 def assert_images(folder, *names):
@@ -35,6 +50,7 @@ def assert_images(folder, *names):
             assert im.size[0] > 28, name
 
 
+@pytest.mark.slow
 def test_mlp_tutorial(tiny_mnist, tmp_path):
     out = run_demo("mlp_tutorial.py", "--data-dir", tiny_mnist, "--epochs", 2, "--batch-size", 20, "--out", tmp_path)
     assert "discriminator accuracy" in out
@@ -42,6 +58,47 @@ def test_mlp_tutorial(tiny_mnist, tmp_path):
                   "spot_the_fake_answers.png")
 
 
+@pytest.mark.slow
+def test_dcgan_mnist(tiny_mnist, tmp_path):
+    out = run_demo("dcgan_mnist.py", "--data-dir", tiny_mnist, "--epochs", 2, "--limit", 40, "--batch-size", 20,
+                   "--out", tmp_path)
+    assert "40 images, batches of 20, 2 epochs" in out and "epoch 2 done: D loss" in out
+    grids = []
+    for epoch in (1, 2):
+        with Image.open(tmp_path / f"samples_epoch_{epoch:03d}.png") as im:
+            grids.append(np.array(im))
+    assert grids[0].shape == (2 * (8 * (28 + 2) + 2),) * 2   # 8 x 8 samples, padding 2, enlarged twice
+    assert not np.array_equal(*grids)                        # G learned between the epochs
+    assert_images(tmp_path, "loss.png")
+
+
+@pytest.mark.slow
+def test_dcgan_mnist_updates_are_the_trainers_dcgan_step(tmp_path):
+    """The demo's written-out D and G updates are GANTrainer's step on the dcgan recipe, bit for bit."""
+    from scratchgan import manual_seed
+    from scratchgan.data import BatchLoader, to_tanh_range
+    from scratchgan.gan import GANTrainer, get_recipe
+    demo = load_demo("dcgan_mnist.py")
+    images = digits(24)
+    G, D, d_losses, g_losses = demo.train(to_tanh_range(images), demo.HyperParams(batch_size=8, epochs=1, n_samples=4),
+                                          tmp_path)
+    recipe = get_recipe("dcgan")
+    manual_seed(0)
+    setup = recipe.setup(recipe.options(batch_size=8, seed=0), (1, 28, 28))
+    trainer = GANTrainer(setup.G, setup.D, setup.opt_g, setup.opt_d, setup.head, setup.config)
+    for real in BatchLoader(setup.preprocess(images), 8, shuffle=True, seed=0):
+        trainer.train_step(real)
+    trainer.flush()
+    assert d_losses == trainer.history["d_loss"] and g_losses == trainer.history["g_loss"] and len(d_losses) == 3
+    for ours, theirs in ((G, setup.G), (D, setup.D)):
+        assert repr(ours) == repr(theirs)
+        for (name, layer, key), (_, other, _) in zip(ours.named_parameters(), theirs.named_parameters()):
+            assert np.array_equal(layer.params[key], other.params[key]), name
+        for (name, layer), (_, other) in zip(ours.named_layers(), theirs.named_layers()):
+            assert all(np.array_equal(layer.buffers[k], other.buffers[k]) for k in layer.buffers), name
+
+
+@pytest.mark.slow
 def test_domination(tiny_mnist, tmp_path):
     run_demo("domination.py", "--recipe", "mlp", "--data-dir", tiny_mnist, "--batch-size", 20, "--epochs", 2,
              "--out", tmp_path)
@@ -51,29 +108,45 @@ def test_domination(tiny_mnist, tmp_path):
     assert all(v["grad_norm G layer 0"] > 0 for v in summary.values())
 
 
+@pytest.mark.slow
 def test_latent_study_and_arithmetic(tiny_mnist, tmp_path):
     run_demo("latent_study.py", "--data-dir", tiny_mnist, "--epochs", 1, "--z", 1, 4, "--width", 4,
              "--batch-size", 20, "--n", 200, "--out", tmp_path)
     assert_images(tmp_path, "samples_by_z.png", "losses_by_z.png")
     report = json.loads((tmp_path / "latent_study.json").read_text())
     assert set(report) == {"z=1", "z=4"} and report["z=1"]["pixel_pairwise_distance"] >= 0
-    checkpoint = tmp_path / "z4" / "checkpoint.npz"
-    result = subprocess.run([sys.executable, str(DEMOS / "latent_arithmetic.py"), str(checkpoint), "--out",
-                             str(tmp_path / "arith")], capture_output=True, text=True, timeout=600)
-    assert_images(tmp_path / "arith", "interpolation.png")  # written before the arithmetic
-    # a one-epoch generator may draw a single class: the demo must then say so clearly
-    assert result.returncode == 0 or "needs samples of two classes" in result.stderr
+    # the shipped digit classifier may put every sample of a 3-step generator of blobs in one class,
+    # so the arithmetic groups the samples by k-means clusters of their pixels instead
+    out = run_demo("latent_arithmetic.py", tmp_path / "z4" / "checkpoint.npz", "--out", tmp_path / "arith",
+                   "--groups", "kmeans", "--n", 500)
+    assert "interpolation.png and arithmetic.png" in out and "C = cluster" in out
+    tile = 2 * (28 + 2)  # 28x28 samples, padding 2, enlarged twice
+    with Image.open(tmp_path / "arith" / "interpolation.png") as im:
+        assert im.size[1] == 8 * tile + 4 and im.size[0] > 10 * tile  # 8 strips of 10, labels on the left
+    with Image.open(tmp_path / "arith" / "arithmetic.png") as im:
+        assert im.size[1] == 4 * tile + 4 and im.size[0] > 12 * tile  # rows A, B, C, A - B + C of 12
 
 
+def test_kmeans_groups_separate_two_kinds_of_images():
+    demo = load_demo("latent_arithmetic.py")
+    rng = np.random.default_rng(0)
+    images = np.zeros((60, 1, 8, 8), np.float32)
+    images[:25, :, :4] = 1.0       # ink on top ...
+    images[25:, :, 4:] = 1.0       # ... or at the bottom
+    images += rng.uniform(0, 0.1, images.shape).astype(np.float32)
+    labels = demo.kmeans_clusters(images, k=2)
+    assert len(set(labels[:25])) == 1 and len(set(labels[25:])) == 1 and labels[0] != labels[-1]
+    assert len(set(demo.kmeans_clusters(images, k=10))) == 10
+    assert set(demo.kmeans_clusters(np.zeros((20, 8, 8), np.float32), k=10)) == {0}  # collapsed: one cluster
+
+
+@pytest.mark.slow
 def test_latent_arithmetic_groups_and_decoding(tiny_mnist, tmp_path):
     """A - B + C on real latents, with a stand-in classifier that always finds two classes."""
-    import importlib.util
     from scratchgan.gan.run import train_run
     from scratchgan.gan.sampling import load_generator
     train_run("mlp", tmp_path / "run", digits(), epochs=1, quiet=True, final_outputs=False, batch_size=20)
-    spec = importlib.util.spec_from_file_location("latent_arithmetic", DEMOS / "latent_arithmetic.py")
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
+    demo = load_demo("latent_arithmetic.py")
     G, setup = load_generator(tmp_path / "run" / "checkpoint.npz")
 
     def by_brightness(images):  # two "classes": the darker and the brighter half

@@ -1,5 +1,5 @@
 """Tests for scratchgan.plots: grid geometry, every image and plot file, the history CSV,
-the spot-the-fake quiz, input validation, and atomic saving."""
+the spot-the-fake quiz, input validation, atomic saving, and the package's public names."""
 import math
 import subprocess
 import sys
@@ -38,12 +38,12 @@ def has_color(rgb, color, tol=40):
 def capture_figures(monkeypatch):
     """Record the Figure each saver writes, to inspect legends and axes."""
     figures = []
-    original = plots._save_figure
+    original = plots.curves._save_figure
 
     def recording(path, fig):
         figures.append(fig)
         return original(path, fig)
-    monkeypatch.setattr(plots, "_save_figure", recording)
+    monkeypatch.setattr(plots.curves, "_save_figure", recording)
     return figures
 
 
@@ -207,10 +207,10 @@ def test_save_side_by_side_puts_titled_panels_in_a_row(tmp_path):
     grids = [plots.image_grid(x).repeat(2, 0).repeat(2, 1) for x in (grey, rgb)]
     out = pixels(path)
     assert out.ndim == 3  # one RGB panel makes the whole picture RGB
-    assert out.shape[1] == grids[0].shape[1] + plots.PANEL_GAP + grids[1].shape[1]
+    assert out.shape[1] == grids[0].shape[1] + plots.images.PANEL_GAP + grids[1].shape[1]
     title = out.shape[0] - grids[1].shape[0]  # the tallest panel fills the height below its title
     assert title > 0
-    left = grids[0].shape[1] + plots.PANEL_GAP
+    left = grids[0].shape[1] + plots.images.PANEL_GAP
     np.testing.assert_array_equal(out[title:, left:], grids[1])
     np.testing.assert_array_equal(out[title:title + grids[0].shape[0], :grids[0].shape[1], 1], grids[0])
     with pytest.raises(ValueError, match="non-empty dict"):
@@ -253,20 +253,20 @@ def test_save_spot_the_fake_frames_fakes_red_and_reals_green(tmp_path):
     is_fake[[0, 5, 7]] = True
     quiz_path, key_path = plots.save_spot_the_fake(tmp_path / "quiz.png", tmp_path / "answers.png",
                                                    images, is_fake, nrow=4, scale=2)
-    grid = plots.image_grid(images, nrow=4, padding=plots.QUIZ_PADDING).repeat(2, 0).repeat(2, 1)
+    grid = plots.image_grid(images, nrow=4, padding=plots.quiz.QUIZ_PADDING).repeat(2, 0).repeat(2, 1)
     quiz, key = pixels(quiz_path), pixels(key_path)
     assert quiz.shape[0] > grid.shape[0] and key.shape[0] > grid.shape[0]  # captions below
     quiz_left = (quiz.shape[1] - grid.shape[1]) // 2  # the grid is centred under a wider caption
     key_left = (key.shape[1] - grid.shape[1]) // 2
     np.testing.assert_array_equal(quiz[:grid.shape[0], quiz_left:quiz_left + grid.shape[1]], grid)
     key = key[:grid.shape[0], key_left:key_left + grid.shape[1]]
-    pad = plots.QUIZ_PADDING
+    pad = plots.quiz.QUIZ_PADDING
     for i in range(12):
         top, left = 2 * (pad + (i // 4) * (size + pad)), 2 * (pad + (i % 4) * (size + pad))
-        expected = plots.FAKE_COLOR if is_fake[i] else plots.REAL_COLOR
+        expected = plots.quiz.FAKE_COLOR if is_fake[i] else plots.quiz.REAL_COLOR
         assert tuple(key[top - 1, left - 1]) == expected, f"tile {i} border"
         assert tuple(key[top + 2 * size, left + 2 * size]) == expected, f"tile {i} border"
-        assert tuple(key[top - 2 * plots.QUIZ_BORDER - 1, left]) == (255, 255, 255), "gap between frames"
+        assert tuple(key[top - 2 * plots.quiz.QUIZ_BORDER - 1, left]) == (255, 255, 255), "gap between frames"
         tile = np.s_[top:top + 2 * size, left:left + 2 * size]
         np.testing.assert_array_equal(key[tile], np.repeat(grid[tile][..., None], 3, -1))  # image untouched
     with pytest.raises(ValueError, match="boolean mask of shape"):
@@ -299,7 +299,7 @@ def test_moving_average_skips_non_finite_values():
 def test_save_loss_plot_draws_both_curves_and_an_epoch_axis(tmp_path, monkeypatch):
     figures = capture_figures(monkeypatch)
     path = plots.save_loss_plot(tmp_path / "loss.png", history(), smooth=10)
-    assert png_size(path) == (plots.FIGSIZE[0] * plots.DPI, plots.FIGSIZE[1] * plots.DPI)
+    assert png_size(path) == (plots.curves.FIGSIZE[0] * plots.curves.DPI, plots.curves.FIGSIZE[1] * plots.curves.DPI)
     rgb = pixels(path)
     assert has_color(rgb, TAB_BLUE, tol=10) and has_color(rgb, TAB_ORANGE, tol=10)
     ax = figures[0].axes[0]
@@ -358,24 +358,6 @@ def test_save_accuracy_plot_reports_means(tmp_path, monkeypatch):
         plots.save_accuracy_plot(tmp_path / "bad.png", [1.2], [0.5])
     with pytest.raises(ValueError, match="no accuracies"):
         plots.save_accuracy_plot(tmp_path / "bad.png", [], [0.5])
-
-
-def test_save_grad_norm_plot(tmp_path, monkeypatch):
-    figures = capture_figures(monkeypatch)
-    steps = np.arange(0, 500, 10)
-    norms = {"G.dense1": np.exp(-steps / 100.0), "G.dense2": np.exp(-steps / 300.0)}
-    path = plots.save_grad_norm_plot(tmp_path / "grad.png", steps, norms)
-    assert png_size(path) == (800, 450)
-    ax = figures[0].axes[0]
-    assert ax.get_yscale() == "log" and len(ax.lines) == 2
-    plots.save_grad_norm_plot(tmp_path / "linear.png", steps, norms, log=False)
-    assert figures[1].axes[0].get_yscale() == "linear"
-    with pytest.raises(ValueError, match=r"norms\['G.dense1'\] has 3 values but steps has 50"):
-        plots.save_grad_norm_plot(tmp_path / "bad.png", steps, {"G.dense1": [1, 2, 3]})
-    with pytest.raises(ValueError, match="negative"):
-        plots.save_grad_norm_plot(tmp_path / "bad.png", [1, 2], {"x": [1.0, -1.0]})
-    with pytest.raises(ValueError, match="non-empty dict"):
-        plots.save_grad_norm_plot(tmp_path / "bad.png", steps, {})
 
 
 # --- history CSV ---------------------------------------------------------------------------
@@ -472,3 +454,11 @@ def test_save_curve_panels_draws_every_panel_and_checks_input(tmp_path):
     with pytest.raises(ValueError, match="panel 'x'"):
         plots.save_curve_panels(tmp_path / "bad.png", {"x": {}})
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_the_package_re_exports_each_module_public_function():
+    modules = (plots.images, plots.curves, plots.quiz, plots.history)
+    assert sorted(plots.__all__) == sorted(name for module in modules for name in module.__all__)
+    for module in modules:
+        for name in module.__all__:
+            assert getattr(plots, name) is getattr(module, name), name

@@ -59,6 +59,7 @@ def test_run_writes_every_output(tmp_path):
     assert meta["epoch"] == 2 and meta["recipe"] == "mlp" and meta["options"]["z_dim"] == 28
 
 
+@pytest.mark.slow
 def test_resume_continues_bit_identically(tmp_path):
     run(tmp_path, "straight", epochs=2, final_outputs=False)
     run(tmp_path, "resumed", epochs=1, final_outputs=False)
@@ -66,6 +67,7 @@ def test_resume_continues_bit_identically(tmp_path):
     assert_same_checkpoints(tmp_path / "straight/checkpoint.npz", tmp_path / "resumed/checkpoint.npz")
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_mid_epoch_and_resume_is_bit_identical(tmp_path):
     run(tmp_path, "straight", epochs=2, final_outputs=False, dropout=0.3)
 
@@ -145,6 +147,7 @@ def idx_dir(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_cli_train_resume_and_sample(tmp_path, idx_dir, capsys):
     out = tmp_path / "cli-run"
     args = ["train", "mlp", "--data-dir", str(idx_dir), "--epochs", "1", "--out", str(out),

@@ -1,10 +1,15 @@
 """The GAN trainer: step schedule, targets, gradients through G and D, history, divergence."""
+import types
+
 import numpy as np
 import pytest
 
-from scratchgan import SGD, Chain, Dense, Softmax, losses
+from scratchgan import SGD, BatchNorm, Chain, Dense, Dropout, Softmax, losses, manual_seed
 from scratchgan.backend import RNG
-from scratchgan.gan import DivergenceError, GANConfig, GANTrainer, d_targets, g_loss, get_head
+from scratchgan.evaluation.metrics import discriminator_accuracy
+from scratchgan.gan import (DivergenceError, GANConfig, GANTrainer, d_accuracy, d_correct, d_targets, g_loss,
+                            get_head)
+from scratchgan.gan.run import discriminator_accuracy as run_discriminator_accuracy
 from scratchgan.gradcheck import numeric_gradient, rel_error
 
 
@@ -174,6 +179,36 @@ def test_history_records_probabilities_and_accuracies():
     assert np.isfinite(h["d_loss"]) and np.isfinite(h["g_loss"])
 
 
+def tied_discriminator(trainer):
+    """Zero D's last Dense layer: its softmax then says P(real) = 0.5 exactly for every sample."""
+    for key in ("weight", "bias"):
+        trainer.D[1].params[key][...] = 0.0
+    return trainer
+
+
+def test_one_accuracy_rule_and_a_tie_counts_as_fake():
+    p = np.array([0.2, 0.5, np.nextafter(np.float32(0.5), np.float32(1)), 0.9], dtype=np.float32)
+    assert d_correct(p, real=True).tolist() == [False, False, True, True]
+    assert d_correct(p, real=False).tolist() == [True, True, False, False]
+    acc = d_accuracy(p, real=False)
+    assert acc == 0.5 and acc.dtype == np.float32 and d_accuracy(p, True, np.float64).dtype == np.float64
+    assert not d_correct(np.array([np.nan]), real=True)[0]
+
+    # every user of the rule: P(real) = 0.5 is wrong on real samples and right on fakes
+    trainer = tied_discriminator(make_trainer(lr=0.0))
+    real = real_batch()
+    p_real = trainer.head.prob_real(trainer.D.forward(real, train=False))
+    assert np.all(p_real == 0.5)
+    trainer.train_step(real)
+    assert trainer.history["acc_real"] == [0.0] and trainer.history["acc_fake"] == [1.0]
+    setup = types.SimpleNamespace(D=trainer.D, head=trainer.head)
+    acc_real, acc_fake = run_discriminator_accuracy(trainer, setup, real_batch(16), batch_size=8)
+    assert acc_real.tolist() == [0.0, 0.0] and acc_fake.tolist() == [1.0, 1.0]
+    fake = trainer.sample(5)
+    assert discriminator_accuracy(trainer.D, trainer.head, real, fake) == {"real": 0.0, "fake": 1.0,
+                                                                           "overall": 5 / 13}
+
+
 def test_history_is_flushed_in_batches_on_request():
     trainer = make_trainer()
     trainer.sync_every = 3
@@ -201,10 +236,32 @@ def test_non_finite_generator_loss_is_caught_too():
         trainer.train_step(real_batch())
 
 
+def trained_with_batchnorm_and_dropout_in_g(steps=3):
+    manual_seed(0)  # G's dropout masks come from the global generator
+    rng = RNG(4)
+    G = Chain(Dense(4, 6, rng=rng), BatchNorm(6), Dropout(0.5), Dense(6, 5, "sigmoid", rng=rng)).to(dtype=np.float64)
+    _, D = tiny_models()
+    config = GANConfig(z_dim=4, batch_size=8, seed=5, n_progress=3)
+    trainer = GANTrainer(G, D, SGD(G, lr=0.1), SGD(D, lr=0.1), get_head("softmax"), config)
+    for step in range(steps):  # running statistics move away from their initial (0, 1)
+        trainer.train_step(real_batch(seed=step))
+    return trainer
+
+
 def test_sampling_uses_eval_mode_and_fixed_noise_is_reproducible():
-    a, b = make_trainer(), make_trainer()
+    a, b = trained_with_batchnorm_and_dropout_in_g(), trained_with_batchnorm_and_dropout_in_g()
     assert np.array_equal(a.fixed_noise, b.fixed_noise) and a.fixed_noise.shape == (3, 4)
+    batchnorm = a.G[1]
+    running = {k: v.copy() for k, v in batchnorm.buffers.items()}
+    assert not np.allclose(running["running_mean"], 0)
+
+    noise = a.sample_noise(7)
+    samples = a.sample(noise=noise, batch_size=3)   # batches of 3, 3 and 1
+    assert all(np.array_equal(running[k], batchnorm.buffers[k]) for k in running)  # statistics untouched
+    eval_mode = a.G.forward(noise, train=False)     # running statistics, no dropout
+    np.testing.assert_allclose(samples, eval_mode, rtol=1e-12, atol=0)
     assert np.array_equal(a.sample(noise=a.fixed_noise), b.sample(noise=b.fixed_noise))
+    assert not np.allclose(samples, a.G.forward(noise, train=True))  # batch statistics, dropout
 
 
 def test_float32_training_stays_float32():

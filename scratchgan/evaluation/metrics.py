@@ -16,6 +16,7 @@ import numpy as np
 from scipy.special import logsumexp, xlogy
 
 from .. import backend
+from ..gan.objectives import d_correct
 
 PARZEN_SIGMAS = np.logspace(-1, 0, 10)  # 0.1 ... 1.0, the grid sigma is chosen from
 
@@ -225,8 +226,9 @@ def discriminator_accuracy(D, prob_real, real, fake, batch_size=500):
 
     prob_real: maps D's output to P(real), e.g. a head's ``prob_real`` (a head object
     works too). ``real`` and ``fake`` are arrays in D's input layout; they are moved to
-    D's device batch by batch. A real counts as right when P(real) > 0.5, a fake when
-    P(real) < 0.5. Returns {"real", "fake", "overall"}.
+    D's device batch by batch. D's verdict follows ``gan.objectives.d_correct``: a real
+    counts as right when P(real) > 0.5, a fake when P(real) <= 0.5 (a tie is "fake").
+    Returns {"real", "fake", "overall"}.
     """
     prob_real = getattr(prob_real, "prob_real", prob_real)
     if not callable(prob_real):
@@ -245,6 +247,6 @@ def _count_right(D, prob_real, x, batch_size, device, want_real):
     right = 0
     for start in range(0, len(x), batch_size):
         batch = backend.to_device(x[start:start + batch_size], device)
-        p = backend.asnumpy(prob_real(D.forward(batch, train=False, grad=False)))
-        right += int((p > 0.5).sum() if want_real else (p < 0.5).sum())
+        p = prob_real(D.forward(batch, train=False, grad=False))
+        right += int(d_correct(p, real=want_real).sum())
     return right

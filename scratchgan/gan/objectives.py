@@ -10,6 +10,11 @@ A head turns D's raw output into P(real) and a binary cross-entropy against a
 The minimax loss saturates: when D confidently rejects fakes, log(1 - D) is flat
 and G's gradient vanishes; the non-saturating loss has the same fixed point and
 strong gradients exactly then.
+
+D's verdict on a sample is "real" when P(real) > 0.5 and "fake" otherwise, so a tie,
+P(real) = 0.5 exactly, counts as "fake". ``d_correct`` and ``d_accuracy`` are the only
+place this rule is written: the trainer's per-step ``acc_real``/``acc_fake``, the run's
+``accuracy.png`` and ``evaluation.metrics.discriminator_accuracy`` all use them.
 """
 from .. import losses
 from ..layers.activations import sigmoid
@@ -64,6 +69,25 @@ def get_head(name):
         return HEADS[name]()
     except KeyError:
         raise ValueError(f"unknown discriminator head {name!r}; expected one of {sorted(HEADS)}") from None
+
+
+def d_correct(p_real, real):
+    """Where D is right about a batch that is all real (``real=True``) or all fake.
+
+    D calls a sample real when P(real) > 0.5: right on a real sample iff P(real) > 0.5,
+    right on a fake iff P(real) <= 0.5 (a tie counts as "fake"; NaN is never "real").
+    ``p_real``: an array of P(real), NumPy or CuPy; returns a boolean array of its shape.
+    """
+    called_real = p_real > 0.5
+    return called_real if real else ~called_real
+
+
+def d_accuracy(p_real, real, dtype=None):
+    """The fraction of a real (or fake) batch D classifies right, by ``d_correct``'s rule.
+
+    A 0-d array of ``dtype`` (default: p_real's) on p_real's device: no host synchronization.
+    """
+    return d_correct(p_real, real).mean(dtype=p_real.dtype if dtype is None else dtype)
 
 
 def d_targets(n, real, xp, dtype, smoothing=0.0, flip_prob=0.0, rng=None):

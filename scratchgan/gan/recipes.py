@@ -10,7 +10,7 @@ options, so ``scratchgan sample`` can rebuild the generator from a checkpoint al
   from its public Pylearn2 configuration): G = 100 -> 1200 ReLU -> 1200 ReLU -> 784 sigmoid,
   D = Maxout(240 x 5) -> Maxout(240 x 5) -> Dense(1) -> sigmoid (in the loss), with dropout,
   SGD + momentum, and the paper's initial weight ranges.
-- ``dcgan``: DCGAN (Radford et al. 2015) for 28x28 (the SPEC's DCGAN-28), 32x32 and 64x64.
+- ``dcgan``: DCGAN (Radford et al. 2015) for 28x28 (DCGAN-28 is the benchmark's dcgan workload), 32x32 and 64x64.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -135,7 +135,7 @@ GOODFELLOW2014 = Recipe(
 # -- dcgan ----------------------------------------------------------------------------------
 def dcgan_generator(z_dim, channels, size, ngf):
     """(N, z, 1, 1) -> (N, channels, size, size) in [-1, 1]."""
-    if size == 28:  # DCGAN-28 of shared/bench/SPEC.md
+    if size == 28:  # DCGAN-28, the benchmark's dcgan workload (docs/performance.md)
         blocks = [(z_dim, 4 * ngf, 7, 1, 0), (4 * ngf, 2 * ngf, 4, 2, 1)]
         last = (2 * ngf, channels)
     else:           # 32: 4 -> 8 -> 16 -> 32;  64: 4 -> 8 -> 16 -> 32 -> 64 (the DCGAN paper)

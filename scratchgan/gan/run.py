@@ -25,6 +25,7 @@ from ..data import BatchLoader, transforms
 from ..fileio import write_json
 from .checkpoint import Checkpoint, save_checkpoint
 from .evaluate import RunEvaluator
+from .objectives import d_accuracy
 from .recipes import get_recipe
 from .trainer import GANTrainer
 
@@ -214,7 +215,8 @@ def history_for_plots(history, steps_per_epoch):
 # -- after training ----------------------------------------------------------------------
 def discriminator_accuracy(trainer, setup, data, batch_size=200, binarize_fakes=False):
     """The tutorial's check: D (eval mode) on every batch of ``batch_size`` real samples and
-    as many fresh fakes. Returns per-batch accuracy on real and on fake samples."""
+    as many fresh fakes. Returns per-batch accuracy on real and on fake samples, by the rule
+    of ``objectives.d_correct`` (real when P(real) > 0.5)."""
     acc_real, acc_fake = [], []
     D, batch_size = setup.D, min(batch_size, len(data))
     for start in range(0, len(data) - batch_size + 1, batch_size):
@@ -224,8 +226,8 @@ def discriminator_accuracy(trainer, setup, data, batch_size=200, binarize_fakes=
             fake = transforms.binarize(fake)
         p_real = setup.head.prob_real(D.forward(real, train=False, grad=False))
         p_fake = setup.head.prob_real(D.forward(fake, train=False, grad=False))
-        acc_real.append(float((p_real >= 0.5).mean()))
-        acc_fake.append(float((p_fake < 0.5).mean()))
+        acc_real.append(float(d_accuracy(p_real, real=True)))
+        acc_fake.append(float(d_accuracy(p_fake, real=False)))
     return np.array(acc_real), np.array(acc_fake)
 
 

@@ -11,8 +11,8 @@ and after every k-th discriminator step a generator step reuses that fake batch:
     dfake = D.backward(dG_loss / dD(fake))      (D's parameter gradients switched off)
     G.backward(dfake);  G update
 
-This is the step of ``shared/bench/SPEC.md`` (for k = 1) and of the PyTorch DCGAN
-example: the fake that D just learned from is shown to the *updated* D for G's turn.
+This is the benchmark's step (docs/performance.md; for k = 1) and the PyTorch DCGAN
+example's: the fake that D just learned from is shown to the *updated* D for G's turn.
 """
 import math
 from dataclasses import asdict, dataclass, field
@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import backend
-from .objectives import d_targets, g_loss
+from .objectives import d_accuracy, d_targets, g_loss
 
 HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "acc_real", "acc_fake")
 
@@ -144,9 +144,8 @@ class GANTrainer:
 
     # -- history ------------------------------------------------------------------------
     def _record(self, d_loss, g_value, p_real, p_fake, g_turn):
-        half = self.dtype(0.5)
         metrics = self.xp.stack([d_loss, g_value, p_real.mean(), p_fake.mean(),
-                                 (p_real > half).mean(dtype=self.dtype), (p_fake < half).mean(dtype=self.dtype)])
+                                 d_accuracy(p_real, True, self.dtype), d_accuracy(p_fake, False, self.dtype)])
         self._pending.append((metrics, g_turn))
         if len(self._pending) >= self.sync_every:
             self.flush()
