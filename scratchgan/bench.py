@@ -66,7 +66,7 @@ def build_trainer(workload, device="cpu", batch=None, seed=0):
     setup = recipe.setup(options, IMAGE_SHAPE)
     setup.G.to(device)
     setup.D.to(device)
-    return GANTrainer(setup.G, setup.D, setup.opt_g, setup.opt_d, setup.head, setup.config, device)
+    return GANTrainer.from_setup(setup, device)
 
 
 def _check_options(workload, device, batch, steps, warmup):

@@ -115,7 +115,7 @@ def test_joint_discriminator_pass_equals_two_passes(head):
         trainer.joint_d_batch = joint
         real = real_batch()
         fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
-        loss, p_real, p_fake = trainer.discriminator_step(real, fake)
+        loss, p_real, p_fake, _ = trainer.discriminator_step(real, fake)
         results.append((loss, p_real, p_fake, snapshot(trainer.D)))
     (loss_j, pr_j, pf_j, d_j), (loss_s, pr_s, pf_s, d_s) = results
     assert np.isclose(loss_j, loss_s, rtol=1e-13, atol=0)
@@ -284,7 +284,145 @@ def test_loss_value_matches_the_tutorial_formula():
     fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
     p_real = trainer.D.forward(real, grad=False)[:, 0]
     p_fake = trainer.D.forward(fake, grad=False)[:, 0]
-    d_loss, _, _ = trainer.discriminator_step(real, fake)
+    d_loss, _, _, _ = trainer.discriminator_step(real, fake)
     assert np.isclose(d_loss, -np.mean(np.log(p_real)) - np.mean(np.log(1 - p_fake)))
     ref, _ = losses.binary_cross_entropy(p_real, 1.0)
     assert np.isclose(ref, -np.mean(np.log(p_real)))
+
+
+# -- objectives and extensions ------------------------------------------------------------
+class CountingExtension:
+    """Records the order of its hooks, adds a penalty 0.5 * ||W||^2 of D's first weight, keeps state."""
+
+    history_keys = ("weight_penalty",)
+
+    def __init__(self):
+        self.calls, self.total = [], np.zeros(1)
+
+    def d_penalty(self, trainer, batch):
+        self.calls.append("penalty")
+        assert set(batch) == {"real", "fake", "labels", "fake_labels"}
+        layer = trainer.D[0]
+        layer.grads["weight"] += layer.params["weight"]
+        return 0.5 * np.sum(layer.params["weight"] ** 2)
+
+    def after_d_step(self, trainer):
+        self.calls.append("d")
+        self.total += 1
+
+    def after_g_step(self, trainer):
+        self.calls.append("g")
+
+    def state_dict(self):
+        return {"total": self.total.copy()}
+
+    def load_state_dict(self, state):
+        self.total = state["total"].copy()
+
+
+def test_extension_hooks_run_in_order_and_their_penalty_is_recorded():
+    G, D = tiny_models()
+    ext = CountingExtension()
+    trainer = GANTrainer(G, D, SGD(G, lr=0.1), SGD(D, lr=0.1), get_head("softmax"),
+                         GANConfig(z_dim=4, batch_size=8, k=2, seed=5, n_progress=3), extensions=[ext])
+    penalty = 0.5 * np.sum(D[0].params["weight"] ** 2)
+    trainer.train_step(real_batch())
+    trainer.train_step(real_batch(seed=1))
+    assert ext.calls == ["penalty", "d", "penalty", "d", "g"]
+    assert trainer.history_keys[-1] == "weight_penalty"
+    assert np.isclose(trainer.history["weight_penalty"][0], penalty)
+    assert trainer.extension_arrays() == {"CountingExtension/total": ext.total} and ext.total[0] == 2
+    fresh = CountingExtension()
+    GANTrainer(G, D, SGD(G), SGD(D), get_head("softmax"), trainer.config,
+               extensions=[fresh]).load_extension_arrays(trainer.extension_arrays())
+    assert fresh.total[0] == 2
+
+
+def test_penalty_gradient_reaches_the_discriminator_update():
+    """With the cross-entropy loss switched off (lr 0 elsewhere), the update is -lr * penalty gradient."""
+    G, D = tiny_models()
+
+    class ZeroGame:
+        stat_keys = ()
+
+        def d_loss(self, out, is_real, labels, rng):
+            return np.float64(0.0), np.zeros_like(out)
+
+        def g_loss(self, out, labels):
+            return np.float64(0.0), np.zeros_like(out)
+
+        def score(self, out):
+            return out[:, 0]
+
+        def stats(self, real, fake):
+            return []
+
+    trainer = GANTrainer(G, D, SGD(G, lr=0.1), SGD(D, lr=0.1), ZeroGame(),
+                         GANConfig(z_dim=4, batch_size=8, seed=5, n_progress=3), extensions=[CountingExtension()])
+    before = D[0].params["weight"].copy()
+    trainer.train_step(real_batch())
+    assert np.allclose(D[0].params["weight"], before - 0.1 * before)
+    assert trainer.history_keys == ("d_loss", "g_loss", "weight_penalty")
+
+
+class LabelsAsFeatures(Dense):
+    """Test-only conditional layer: reads (x, y) and appends y's one-hot code to x."""
+
+    def __init__(self, in_features, num_classes, out_features, rng):
+        super().__init__(in_features + num_classes, out_features, "tanh", rng=rng)
+        self.num_classes, self.input_pattern = num_classes, None
+
+    def _check_input(self, xy):
+        x, y = xy
+        assert y.dtype.kind == "i"
+        super()._check_input(x)
+
+    def _forward(self, xy, train):
+        x, y = xy
+        onehot = (np.arange(self.num_classes) == y[:, None]).astype(x.dtype)
+        out, cache = super()._forward(np.concatenate([x, onehot], axis=1), train)
+        return out, (cache, x.shape[1])
+
+    def _backward(self, dy, cache):
+        inner, width = cache
+        return super()._backward(dy, inner)[:, :width], None
+
+    def _param_backward(self, dy, cache):
+        super()._param_backward(dy, cache[0])
+
+
+def conditional_trainer(joint=True):
+    rng = RNG(4)
+    G = Chain(LabelsAsFeatures(4, 3, 6, rng), Dense(6, 5, "sigmoid", rng=rng)).to(dtype=np.float64)
+    D = Chain(LabelsAsFeatures(5, 3, 7, rng), Dense(7, 1, rng=rng)).to(dtype=np.float64)
+    config = GANConfig(z_dim=4, batch_size=8, seed=5, n_progress=3, num_classes=3)
+    trainer = GANTrainer(G, D, SGD(G, lr=0.1), SGD(D, lr=0.1), get_head("logit"), config)
+    trainer.joint_d_batch = joint
+    return trainer
+
+
+def test_conditional_models_read_labels_and_fakes_get_uniform_labels():
+    trainer = conditional_trainer()
+    labels = trainer.sample_labels(30_000)
+    assert labels.dtype == np.int64 and set(np.unique(labels)) == {0, 1, 2}
+    assert np.allclose(np.bincount(labels) / 30_000, 1 / 3, atol=0.01)
+    g_before = snapshot(trainer.G)
+    trainer.train_step((real_batch(), np.array([0, 1, 2, 0, 1, 2, 0, 1])))
+    assert not same(g_before, snapshot(trainer.G)) and len(trainer.history["d_loss"]) == 1
+    samples = trainer.sample(noise=trainer.fixed_noise, labels=np.array([0, 1, 2]))
+    assert samples.shape == (3, 5)
+    with pytest.raises(ValueError, match="labels"):
+        trainer.train_step(real_batch())
+
+
+def test_conditional_joint_pass_equals_two_passes():
+    results = []
+    for joint in (True, False):
+        trainer = conditional_trainer(joint)
+        real, labels = real_batch(), np.array([2, 1, 0, 2, 1, 0, 2, 1])
+        fake_labels = trainer.sample_labels(8)
+        fake = trainer.G.forward((trainer.sample_noise(8), fake_labels), grad=False)
+        loss, *_ = trainer.discriminator_step(real, fake, labels, fake_labels)
+        results.append((loss, snapshot(trainer.D)))
+    assert np.isclose(results[0][0], results[1][0], rtol=1e-13)
+    assert all(np.allclose(results[0][1][k], results[1][1][k], rtol=1e-12) for k in results[0][1])

@@ -1,6 +1,7 @@
 """Checkpoints: one ``.npz`` holding everything needed to continue a run exactly.
 
-Arrays are stored under prefixes (``G/``, ``D/``, ``opt_g/``, ``opt_d/``, ``history/``)
+Arrays are stored under prefixes (``G/``, ``D/``, ``opt_g/``, ``opt_d/``, ``history/``, ``ext/``
+for the trainer's extensions)
 beside ``fixed_noise`` and ``progress`` (the per-epoch samples); everything else (recipe
 and options, counters, the states of every random generator and of the batch loader)
 is one JSON string under ``meta``. Files are written atomically: a crash or Ctrl-C
@@ -29,6 +30,7 @@ def save_checkpoint(path, meta, setup, trainer, progress):
         arrays.update({prefix + k: v for k, v in state.items()})
     trainer_state = trainer.state_dict()
     arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64) for k, v in trainer_state.pop("history").items()})
+    arrays.update({f"ext/{k}": backend.asnumpy(v) for k, v in trainer.extension_arrays().items()})
     arrays["fixed_noise"] = backend.asnumpy(trainer.fixed_noise)
     arrays["progress"] = np.asarray(progress, dtype=np.float32)
     meta = {**meta, "format": FORMAT_VERSION, "trainer": trainer_state,
@@ -69,6 +71,7 @@ class Checkpoint:
         setup.opt_d.load_state_dict(self.part("opt_d/"))
         history = {k: v.tolist() for k, v in self.part("history/").items()}
         trainer.load_state_dict({**self.meta["trainer"], "history": history})
+        trainer.load_extension_arrays(self.part("ext/"))
         trainer.fixed_noise = backend.to_device(self.arrays["fixed_noise"], trainer.device)
         backend.global_rng().load_state_dict(self.meta["global_rng"])
 

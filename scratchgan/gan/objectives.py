@@ -1,5 +1,11 @@
 """GAN objectives: discriminator heads, the D loss, and minimax vs non-saturating G losses.
 
+An *objective* is the game the trainer plays: ``d_loss`` (D's loss on a batch it should call
+real or fake), ``g_loss`` (G's loss on D's output for its fakes), ``score`` (a per-sample
+number the history records as D(x) and D(G(z))) and ``stats`` (the per-step history values).
+``CrossEntropyGame`` below is the original GAN's; other families (Wasserstein, least squares,
+auxiliary classifier) add their own classes with the same four methods.
+
 A head turns D's raw output into P(real) and a binary cross-entropy against a
 "realness" target t (1 = real, 0 = fake, 0.9 with one-sided label smoothing):
 
@@ -16,7 +22,7 @@ P(real) = 0.5 exactly, counts as "fake". ``d_correct`` and ``d_accuracy`` are th
 place this rule is written: the trainer's per-step ``acc_real``/``acc_fake``, the run's
 ``accuracy.png`` and ``evaluation.metrics.discriminator_accuracy`` all use them.
 """
-from .. import losses
+from .. import backend, losses
 from ..layers.activations import sigmoid
 
 G_LOSSES = ("non-saturating", "minimax")
@@ -113,3 +119,34 @@ def g_loss(head, out, kind):
         value, grad = head.bce(out, 0.0)
         return -value, -grad
     raise ValueError(f"unknown generator loss {kind!r}; expected one of {G_LOSSES}")
+
+
+class CrossEntropyGame:
+    """The original GAN's game on a head's output: D minimises the binary cross-entropy of
+    real against fake (with optional one-sided label smoothing and label flipping); G
+    minimises the minimax or the non-saturating loss above. The history records P(real) on
+    each batch and D's accuracy (``d_accuracy``'s rule)."""
+
+    stat_keys = ("d_real", "d_fake", "acc_real", "acc_fake")
+
+    def __init__(self, head, g_loss_kind="non-saturating", label_smoothing=0.0, flip_prob=0.0):
+        if g_loss_kind not in G_LOSSES:
+            raise ValueError(f"unknown generator loss {g_loss_kind!r}; expected one of {G_LOSSES}")
+        self.head, self.g_loss_kind = head, g_loss_kind
+        self.label_smoothing, self.flip_prob = label_smoothing, flip_prob
+
+    def d_loss(self, out, is_real, labels, rng):
+        """BCE of D's output on one batch against its (smoothed, possibly flipped) targets."""
+        prob = self.head.prob_real(out)
+        targets = d_targets(len(prob), is_real, backend.get_xp(prob), prob.dtype.type,
+                            self.label_smoothing, self.flip_prob, rng)
+        return self.head.bce(out, targets)
+
+    def g_loss(self, out, labels):
+        return g_loss(self.head, out, self.g_loss_kind)
+
+    def score(self, out):
+        return self.head.prob_real(out)
+
+    def stats(self, score_real, score_fake):
+        return [score_real.mean(), score_fake.mean(), d_accuracy(score_real, True), d_accuracy(score_fake, False)]

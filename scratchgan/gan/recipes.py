@@ -12,7 +12,7 @@ options, so ``scratchgan sample`` can rebuild the generator from a checkpoint al
   SGD + momentum, and the paper's initial weight ranges.
 - ``dcgan``: DCGAN (Radford et al. 2015) for 28x28 (DCGAN-28 is the benchmark's dcgan workload), 32x32 and 64x64.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -39,6 +39,8 @@ class Setup:
     preprocess: Callable   # uint8 images (N, C, H, W) -> the float32 array D reads
     to_unit: Callable      # G's output -> images in [0, 1] of shape (N, C, H, W)
     image_shape: tuple     # (C, H, W)
+    objective: object = None   # the game, if not the cross-entropy game on ``head`` (objectives.py)
+    extensions: list = field(default_factory=list)   # penalties, constraints, averages (trainer.py)
 
 
 @dataclass

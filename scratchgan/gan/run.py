@@ -68,7 +68,7 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     data = setup.preprocess(images)
     loader = BatchLoader(data, options["batch_size"], shuffle=True, drop_last=True, seed=options["seed"],
                          device=device)
-    trainer = GANTrainer(setup.G, setup.D, setup.opt_g, setup.opt_d, setup.head, setup.config, device)
+    trainer = GANTrainer.from_setup(setup, device)
     progress = [_progress_row(trainer, setup)]
     epoch, epoch_metrics = 0, []
     if checkpoint is not None:

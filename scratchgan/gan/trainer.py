@@ -3,13 +3,16 @@
 One call of ``GANTrainer.train_step(real)`` is one discriminator step::
 
     z ~ N(0, I);  fake = G(z)                                  (G runs once per step)
-    D loss = BCE(D(real), t_real) + BCE(D(fake), t_fake);  backprop through D;  D update
+    D loss = L_D(D(real), real) + L_D(D(fake), fake) [+ penalties];  backprop through D;  D update
 
 and after every k-th discriminator step a generator step reuses that fake batch::
 
-    G loss = non-saturating BCE(D(fake), 1) or minimax -BCE(D(fake), 0)
+    G loss = L_G(D(fake))            e.g. non-saturating BCE(D(fake), 1) or minimax -BCE(D(fake), 0)
     dfake = D.backward(dG_loss / dD(fake))      (D's parameter gradients switched off)
     G.backward(dfake);  G update
+
+L_D and L_G come from the objective (objectives.py: the cross-entropy game by default);
+extensions hook penalties, weight constraints and weight averages into the step.
 
 This is the benchmark's step (docs/performance.md; for k = 1) and the PyTorch DCGAN
 example's: the fake that D just learned from is shown to the *updated* D for G's turn.
@@ -20,9 +23,23 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .. import backend
-from .objectives import d_accuracy, d_targets, g_loss
+from .objectives import CrossEntropyGame
 
-HISTORY_KEYS = ("d_loss", "g_loss", "d_real", "d_fake", "acc_real", "acc_fake")
+
+
+def concat(a, b):
+    """Two batches as one: arrays joined along axis 0, tuples of arrays item by item."""
+    if isinstance(a, tuple):
+        return tuple(concat(x, y) for x, y in zip(a, b))
+    return backend.get_xp(a).concatenate([a, b])
+
+
+def split(batch, n):
+    """Inverse of concat: (the first n samples, the rest)."""
+    if isinstance(batch, tuple):
+        halves = [split(x, n) for x in batch]
+        return tuple(h[0] for h in halves), tuple(h[1] for h in halves)
+    return batch[:n], batch[n:]
 
 
 def _param_dtype(model):
@@ -45,6 +62,7 @@ class GANConfig:
     flip_prob: float = 0.0           # probability of swapping each sample's D target
     seed: int = 0
     n_progress: int = 15             # fixed-noise samples drawn after every epoch
+    num_classes: int = 0             # > 0: a conditional model, G(z, y) and D(x, y)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self):
@@ -58,94 +76,159 @@ class GANConfig:
 
 
 class GANTrainer:
-    """Holds G, D, their optimizers, the noise generator, counters and the history."""
+    """Holds G, D, their optimizers, the objective, the noise generator, counters and the history.
 
-    def __init__(self, G, D, opt_g, opt_d, head, config, device="cpu", sync_every=None):
+    ``objective``: the game (``objectives.CrossEntropyGame`` or another family's); a head
+    (``get_head(...)``) is wrapped in a CrossEntropyGame configured from ``config``.
+    ``extensions``: objects that join the step through any of these optional hooks:
+
+    - ``d_penalty(trainer, batch)``: after D's loss is back-propagated, add a penalty's
+      gradient into D's gradients and return its value (recorded under ``history_keys``);
+    - ``after_d_step(trainer)`` / ``after_g_step(trainer)``: after each optimizer step
+      (weight clipping, a moving average of G's weights, ...);
+    - ``state_dict()`` / ``load_state_dict(state)``: state saved in checkpoints.
+
+    For a conditional model (``config.num_classes`` > 0) batches are (images, labels),
+    G reads (z, y) and D reads (x, y); fakes get labels drawn uniformly from the classes.
+    """
+
+    def __init__(self, G, D, opt_g, opt_d, objective, config, device="cpu", sync_every=None, extensions=()):
         if config.k < 1:
             raise ValueError(f"k (discriminator steps per generator step) must be >= 1, got {config.k}")
-        self.G, self.D, self.opt_g, self.opt_d, self.head, self.config = G, D, opt_g, opt_d, head, config
+        if not hasattr(objective, "d_loss"):   # a head: the original cross-entropy game
+            objective = CrossEntropyGame(objective, config.g_loss, config.label_smoothing, config.flip_prob)
+        self.G, self.D, self.opt_g, self.opt_d, self.config = G, D, opt_g, opt_d, config
+        self.objective, self.extensions = objective, list(extensions)
+        self.head = getattr(objective, "head", None)
         self.device, self.xp = device, backend.xp_for(device)
         self.dtype = _param_dtype(G)
-        self.rng = backend.RNG(config.seed + 1)   # noise and label flips; weights use the global one
+        self.rng = backend.RNG(config.seed + 1)   # noise, labels and label flips; weights use the global one
         self.fixed_noise = backend.to_device(
             np.random.default_rng(config.seed + 2).standard_normal(self.noise_dims(config.n_progress))
             .astype(self.dtype), device)
         self.d_steps = 0   # discriminator updates done
         self.g_steps = 0   # generator updates done
-        self.history = {key: [] for key in HISTORY_KEYS}
+        self.history_keys = (("d_loss", "g_loss") + tuple(objective.stat_keys)
+                             + tuple(key for ext in self.extensions for key in getattr(ext, "history_keys", ())))
+        self.history = {key: [] for key in self.history_keys}
         self._pending = []  # per-step metrics still on the device
         self.sync_every = sync_every or (1 if device == "cpu" else 25)
         #: run D on real and fake as one batch (see discriminator_step); off if a layer mixes samples
         self.joint_d_batch = not any(layer.mixes_batch for _, layer in D.named_layers())
 
-    # -- noise ------------------------------------------------------------------------
+    @classmethod
+    def from_setup(cls, setup, device="cpu", **kw):
+        """The trainer of a recipe's Setup (its models, optimizers, objective and extensions)."""
+        return cls(setup.G, setup.D, setup.opt_g, setup.opt_d, setup.objective or setup.head, setup.config,
+                   device, extensions=setup.extensions, **kw)
+
+    @property
+    def conditional(self):
+        return self.config.num_classes > 0
+
+    # -- noise and labels ---------------------------------------------------------------
     def noise_dims(self, n):
         return (n, self.config.z_dim, *self.config.noise_shape)
 
     def sample_noise(self, n):
         return self.rng.normal(self.noise_dims(n), dtype=self.dtype, xp=self.xp)
 
+    def sample_labels(self, n):
+        """Class labels for n fakes, uniform over the classes (int64 on the training device)."""
+        u = self.rng.uniform((n,), dtype=np.float64, xp=self.xp)
+        return self.xp.minimum((u * self.config.num_classes).astype(np.int64), self.config.num_classes - 1)
+
+    def with_labels(self, x, labels):
+        """A model's input: x alone, or (x, labels) for a conditional model."""
+        return (x, labels) if self.conditional else x
+
     # -- one step ------------------------------------------------------------------
-    def train_step(self, real):
-        """One discriminator update, then a generator update if this is the k-th."""
+    def train_step(self, batch):
+        """One discriminator update on ``batch`` (images, or (images, labels) for a conditional
+        model), then a generator update if this is the k-th."""
+        real, labels = self._unpack(batch)
         g_turn = (self.d_steps + 1) % self.config.k == 0
-        fake = self.G.forward(self.sample_noise(len(real)), train=True, grad=g_turn)
-        d_loss, p_real, p_fake = self.discriminator_step(real, fake)
-        g_value = self.generator_step(fake) if g_turn else self.xp.asarray(np.nan, dtype=self.dtype)
-        self._record(d_loss, g_value, p_real, p_fake, g_turn)
+        fake_labels = self.sample_labels(len(real)) if self.conditional else None
+        fake = self.G.forward(self.with_labels(self.sample_noise(len(real)), fake_labels), train=True, grad=g_turn)
+        d_loss, score_real, score_fake, penalties = self.discriminator_step(real, fake, labels, fake_labels)
+        g_value = self.generator_step(fake, fake_labels) if g_turn else self.xp.asarray(np.nan, dtype=self.dtype)
+        self._record(d_loss, g_value, score_real, score_fake, penalties, g_turn)
         return g_turn
 
-    def discriminator_step(self, real, fake):
+    def _unpack(self, batch):
+        real, labels = batch if isinstance(batch, tuple) else (batch, None)
+        if self.conditional and labels is None:
+            raise ValueError("a conditional model trains on (images, labels) batches; got images only")
+        return real, labels
+
+    def discriminator_step(self, real, fake, labels=None, fake_labels=None):
         """D update on the real batch and the fake batch (G's output, treated as data).
 
-        Returns D's loss, BCE(D(real), t_real) + BCE(D(fake), t_fake), and P(real) for each
-        batch. When no layer of D mixes the samples of a batch (no BatchNorm), the two batches
-        go through D as one: the same sums in matrix products twice as tall. Each BCE is a
-        mean over its own N samples, so over the joined 2N the loss is half their sum, and
-        loss and gradient are doubled.
+        D's loss is the objective's loss on the real batch plus its loss on the fake batch,
+        plus any extension's penalty. When no layer of D mixes the samples of a batch (no
+        BatchNorm), the two batches go through D as one: the same sums in matrix products
+        twice as tall, each half's loss the mean over its own samples as before.
+        Returns (loss, D's score of each real, of each fake, [penalty values]).
         """
-        cfg, xp = self.config, self.xp
-        t_real, t_fake = (d_targets(len(batch), is_real, xp, self.dtype, cfg.label_smoothing, cfg.flip_prob,
-                                    self.rng) for batch, is_real in ((real, True), (fake, False)))
         self.D.zero_grad()
+        real_in, fake_in = self.with_labels(real, labels), self.with_labels(fake, fake_labels)
         if self.joint_d_batch and len(real) == len(fake):
-            d_loss, p = self._d_pass(xp.concatenate([real, fake]), xp.concatenate([t_real, t_fake]), scale=2)
-            p_real, p_fake = p[:len(real)], p[len(real):]
+            out = self.D.forward(concat(real_in, fake_in), train=True)
+            out_real, out_fake = split(out, len(real))
+            (loss_real, d_real), (loss_fake, d_fake) = self._d_losses(out_real, out_fake, labels, fake_labels)
+            self.D.backward(concat(d_real, d_fake), input_grad=False)   # the batch is data: no dx
         else:
-            (loss_real, p_real), (loss_fake, p_fake) = self._d_pass(real, t_real), self._d_pass(fake, t_fake)
-            d_loss = loss_real + loss_fake
+            out_real, loss_real = self._d_pass(real_in, True, labels)
+            out_fake, loss_fake = self._d_pass(fake_in, False, fake_labels)
+        batch = {"real": real, "fake": fake, "labels": labels, "fake_labels": fake_labels}
+        penalties = [ext.d_penalty(self, batch) for ext in self.extensions if hasattr(ext, "d_penalty")]
         self.opt_d.step()
         self.d_steps += 1
-        return d_loss, p_real, p_fake
+        self._after("after_d_step")
+        d_loss = loss_real + loss_fake
+        for value in penalties:
+            d_loss = d_loss + value
+        return d_loss, self.objective.score(out_real), self.objective.score(out_fake), penalties
 
-    def _d_pass(self, batch, target, scale=1):
-        """Forward and backward of ``batch`` through D, adding to D's gradients; (scale * loss, P(real))."""
+    def _d_losses(self, out_real, out_fake, labels, fake_labels):
+        """The objective's (loss, d out) on the real and on the fake batch, real first (its label flips too)."""
+        return (self.objective.d_loss(out_real, True, labels, self.rng),
+                self.objective.d_loss(out_fake, False, fake_labels, self.rng))
+
+    def _d_pass(self, batch, is_real, labels):
+        """Forward and backward of one batch through D, adding to D's gradients; (output, loss)."""
         out = self.D.forward(batch, train=True)
-        loss, dout = self.head.bce(out, target)
-        if scale != 1:
-            loss, dout = loss * self.dtype(scale), dout * self.dtype(scale)
+        loss, dout = self.objective.d_loss(out, is_real, labels, self.rng)
         self.D.backward(dout, input_grad=False)   # the batch is data here: no dx needed
-        return loss, self.head.prob_real(out)
+        return out, loss
 
-    def generator_step(self, fake):
+    def generator_step(self, fake, fake_labels=None):
         """G update through D on the same fake batch; D only passes the gradient back."""
         self.D.requires_grad_(False)
         try:
-            out = self.D.forward(fake, train=True)
-            loss, dout = g_loss(self.head, out, self.config.g_loss)
+            out = self.D.forward(self.with_labels(fake, fake_labels), train=True)
+            loss, dout = self.objective.g_loss(out, fake_labels)
             dfake = self.D.backward(dout)
         finally:
             self.D.requires_grad_(True)
+        if self.conditional:
+            dfake = dfake[0]                          # no gradient for the labels
         self.G.zero_grad()
         self.G.backward(dfake, input_grad=False)      # nor d(noise)
         self.opt_g.step()
         self.g_steps += 1
+        self._after("after_g_step")
         return loss
 
+    def _after(self, hook):
+        for ext in self.extensions:
+            if hasattr(ext, hook):
+                getattr(ext, hook)(self)
+
     # -- history ------------------------------------------------------------------------
-    def _record(self, d_loss, g_value, p_real, p_fake, g_turn):
-        metrics = self.xp.stack([d_loss, g_value, p_real.mean(), p_fake.mean(),
-                                 d_accuracy(p_real, True, self.dtype), d_accuracy(p_fake, False, self.dtype)])
+    def _record(self, d_loss, g_value, score_real, score_fake, penalties, g_turn):
+        values = [d_loss, g_value, *self.objective.stats(score_real, score_fake), *penalties]
+        metrics = self.xp.stack([self.xp.asarray(v, dtype=self.dtype) for v in values])
         self._pending.append((metrics, g_turn))
         if len(self._pending) >= self.sync_every:
             self.flush()
@@ -164,7 +247,7 @@ class GANTrainer:
                 raise DivergenceError(
                     f"non-finite loss at discriminator step {first_step + offset} "
                     f"(D loss {d_loss}, G loss {g_value}); stopping without saving this state")
-            for key, value in zip(HISTORY_KEYS, row):
+            for key, value in zip(self.history_keys, row):
                 self.history[key].append(float(value))
 
     def last(self, key):
@@ -175,10 +258,16 @@ class GANTrainer:
         return math.nan
 
     # -- sampling ------------------------------------------------------------------
-    def sample(self, n=None, noise=None, batch_size=500):
-        """Generator samples in eval mode (BatchNorm uses its running statistics)."""
+    def sample(self, n=None, noise=None, labels=None, batch_size=500):
+        """Generator samples in eval mode (BatchNorm uses its running statistics).
+
+        A conditional model draws class ``labels`` (an array, one per sample), uniform if None.
+        """
         noise = self.sample_noise(n) if noise is None else noise
-        outs = [self.G.forward(noise[i:i + batch_size], train=False, grad=False)
+        if self.conditional:
+            labels = self.sample_labels(len(noise)) if labels is None else self.xp.asarray(labels)
+        outs = [self.G.forward(self.with_labels(noise[i:i + batch_size], None if labels is None
+                                                else labels[i:i + batch_size]), train=False, grad=False)
                 for i in range(0, len(noise), batch_size)]
         return self.xp.concatenate(outs)
 
@@ -188,8 +277,19 @@ class GANTrainer:
         return {"d_steps": self.d_steps, "g_steps": self.g_steps, "rng": self.rng.state_dict(),
                 "history": {k: list(v) for k, v in self.history.items()}}
 
+    def extension_arrays(self):
+        """Every extension's state as one flat dict of NumPy arrays, "<extension class>/<key>"."""
+        return {f"{type(ext).__name__}/{key}": value for ext in self.extensions if hasattr(ext, "state_dict")
+                for key, value in ext.state_dict().items()}
+
+    def load_extension_arrays(self, arrays):
+        for ext in self.extensions:
+            if hasattr(ext, "load_state_dict"):
+                prefix = f"{type(ext).__name__}/"
+                ext.load_state_dict({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+
     def load_state_dict(self, state):
         self.d_steps, self.g_steps = int(state["d_steps"]), int(state["g_steps"])
         self.rng.load_state_dict(state["rng"])
-        self.history = {k: list(state["history"][k]) for k in HISTORY_KEYS}
+        self.history = {k: list(state["history"][k]) for k in self.history_keys}
         self._pending = []
