@@ -26,7 +26,6 @@ from .. import backend
 from .objectives import CrossEntropyGame
 
 
-
 def concat(a, b):
     """Two batches as one: arrays joined along axis 0, tuples of arrays item by item."""
     if isinstance(a, tuple):
