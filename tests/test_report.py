@@ -205,6 +205,11 @@ def test_missing_data_in_progress_runs_and_bad_directories(runs, tmp_path, capsy
     text, page = build(tmp_path, [stopped], quiz_tiles=0)
     assert "No history.csv" in text and "left out (--quiz-tiles 0)" in text
     assert list(page.data()["charts"]) == ["run0-seconds"]  # the checkpoint's epoch_seconds: epoch 1 only
+    # resuming keeps the earlier epochs' seconds and adds the rest
+    seconds = read_run(stopped).recorded("epoch_seconds")
+    train_run(None, stopped, digits(), resume=True, quiet=True, final_outputs=False)
+    resumed = read_run(stopped).recorded("epoch_seconds")
+    assert len(seconds) == 1 and resumed[:1] == seconds and len(resumed) == 2 and resumed[1] > 0
     (tmp_path / "empty").mkdir()
     with pytest.raises(ReportError, match="not a run directory"):
         build_report([tmp_path / "empty"], tmp_path / "x.html")

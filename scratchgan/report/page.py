@@ -29,6 +29,11 @@ HISTORY_CHARTS = [
     ("acc", "Discriminator accuracy on the training batches", "accuracy",
      {"acc_real": "on real", "acc_fake": "on fake"}),
 ]
+# history.csv column -> title of its chart when runs are overlaid
+COMPARISON_TITLES = {"d_loss": "D loss", "g_loss": "G loss", "d_real": "D(x): mean D output on real batches",
+                     "d_fake": "D(G(z)): mean D output on fake batches",
+                     "acc_real": "D accuracy on the real training batches",
+                     "acc_fake": "D accuracy on the fake training batches"}
 # (metrics.csv column, chart title, y-axis label)
 METRIC_CHARTS = [
     ("frechet_distance", "Fréchet distance per epoch (lower is better)", "Fréchet distance"),
@@ -413,7 +418,7 @@ def _comparison_charts(runs, data):
     with_history = [r for r in runs if r.history]
     x_label = ("epoch" if all(r.steps_per_epoch for r in with_history) else "discriminator step")
     columns = list(dict.fromkeys(c for r in with_history for c in r.history))
-    titles = {c: name for *_, cols in HISTORY_CHARTS for c, name in cols.items()}
+    names = {c: name for *_, cols in HISTORY_CHARTS for c, name in cols.items()}
     for column in columns:
         series, buckets = [], []
         for r in with_history:
@@ -423,7 +428,7 @@ def _comparison_charts(runs, data):
                 buckets.append(bucket)
         note = ("Longer histories are shown as means of consecutive steps "
                 f"(at most {MAX_POINTS} points per run)." if max(buckets) > 1 else "Every step of each history.csv.")
-        parts.append(_chart(data, f"cmp-h-{column}", titles.get(column, column), titles.get(column, column),
+        parts.append(_chart(data, f"cmp-h-{column}", COMPARISON_TITLES.get(column, column), names.get(column, column),
                             series, x_label, note))
     for column, title, ylab in METRIC_CHARTS:
         series = [_series(r.name, r.metrics["epoch"], r.metrics[column]) for r in runs
