@@ -45,6 +45,9 @@ def cmd_train(args):
                   dataset=dataset, quiet=args.quiet, evaluate=not args.no_evaluate, data_dir=args.data_dir,
                   eval_samples=args.eval_samples,
                   **options)
+        if not args.no_report:
+            from .report import write_run_report
+            write_run_report(out, data_dir=args.data_dir, images=images, quiet=args.quiet)
     except Interrupted as e:
         print(f"\n{e}: {out / CHECKPOINT}; continue with --resume --out {out}", file=sys.stderr)
         return 130
@@ -122,6 +125,7 @@ def add_train_parser(sub):
                    help="skip the classifier metrics per epoch and after training (MNIST runs)")
     p.add_argument("--eval-samples", type=int, default=10000,
                    help="samples for the evaluation after training (default 10000, the papers' protocol)")
+    p.add_argument("--no-report", action="store_true", help="do not write report.html (see scratchgan report)")
     for name, (kind, text) in OPTION_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)
@@ -140,6 +144,51 @@ def add_sample_parser(sub):
     p.set_defaults(func=cmd_sample)
 
 
+# -- scratchgan report ----------------------------------------------------------------------
+def cmd_report(args):
+    from pathlib import Path
+    from .report import ReportError, build_report
+    runs = []
+    for path in map(Path, args.runs):
+        if path.is_dir():
+            runs.append(path)
+        else:  # e.g. a stray file matched by `scratchgan report runs/*`
+            print(f"scratchgan report: skipping {path}: not a directory", file=sys.stderr)
+    if not runs:
+        print("scratchgan report: no run directory to report on", file=sys.stderr)
+        return 2
+    out = Path(args.output or (runs[0] / "report.html" if len(runs) == 1 else "report.html"))
+    try:
+        build_report(runs, out, data_dir=args.data_dir, seed=args.seed, quiz_tiles=args.quiz_tiles,
+                     reference=not args.no_reference)
+    except (ReportError, OSError) as e:
+        print(f"scratchgan report: {e}", file=sys.stderr)
+        return 2
+    print(f"report on {len(runs)} run{'s' if len(runs) > 1 else ''} written to {out}")
+    return 0
+
+
+def add_report_parser(sub):
+    p = sub.add_parser("report", help="one self-contained HTML page on a run (or comparing runs), with a quiz",
+                       description="Write a self-contained HTML page (images embedded, no network) on one run "
+                                   "directory, or comparing several: options, dataset, device, time per epoch, "
+                                   "final metrics beside the real-data reference row, interactive loss, "
+                                   "D-output and metric curves, the progress animation, the sample grid, and a "
+                                   "playable spot-the-fake quiz drawn from the checkpoint and the data. "
+                                   "See docs/report.md.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by scratchgan train")
+    p.add_argument("-o", "--output", help="the HTML file (default RUN/report.html for one run, ./report.html "
+                                          "for several)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files, for the quiz's real images and the "
+                                      "reference row (default: $SCRATCHGAN_DATA, the cache; never downloads)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the quiz's images (default 0)")
+    p.add_argument("--quiz-tiles", type=int, default=24, help="images in the quiz, a third fake (default 24; "
+                                                              "0 leaves the quiz out)")
+    p.add_argument("--no-reference", action="store_true",
+                   help="leave out the real-data reference row (computed once per dataset and n, then cached)")
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="scratchgan", description="GANs with hand-written backprop.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +202,7 @@ def build_parser():
     p.set_defaults(func=cmd_gradcheck)
     add_train_parser(sub)
     add_sample_parser(sub)
+    add_report_parser(sub)
     from .evaluation.cli import add_commands as add_evaluation_commands
     add_evaluation_commands(sub)
     from .bench import add_commands as add_bench_commands

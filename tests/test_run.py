@@ -151,7 +151,7 @@ def idx_dir(tmp_path):
 def test_cli_train_resume_and_sample(tmp_path, idx_dir, capsys):
     out = tmp_path / "cli-run"
     args = ["train", "mlp", "--data-dir", str(idx_dir), "--epochs", "1", "--out", str(out),
-            "--batch-size", "100", "--eval-samples", "300", "--quiet"]
+            "--batch-size", "100", "--eval-samples", "300", "--quiet", "--no-report"]  # the report: test_report.py
     assert main(args) == 0
     assert (out / "samples.png").exists()
     # an MNIST-shaped run is evaluated with the shipped classifier, per epoch and at the end
@@ -161,7 +161,7 @@ def test_cli_train_resume_and_sample(tmp_path, idx_dir, capsys):
     assert evaluation["n"] == 300 and evaluation["frechet_distance"] > 0 and 0 <= evaluation["recall"] <= 1
     assert main(args) == 2 and "--resume" in capsys.readouterr().err
     assert main(["train", "mlp", "--data-dir", str(idx_dir), "--epochs", "2", "--out", str(out),
-                 "--resume", "--quiet"]) == 0
+                 "--resume", "--quiet", "--no-report"]) == 0
     assert Checkpoint(out / "checkpoint.npz").meta["epoch"] == 2
     assert main(["sample", str(out / "checkpoint.npz"), "-n", "10", "-o", str(tmp_path / "s.npy")]) == 0
     samples = np.load(tmp_path / "s.npy")

@@ -16,6 +16,7 @@
 """
 import contextlib
 import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -70,14 +71,16 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                          device=device)
     trainer = GANTrainer.from_setup(setup, device)
     progress = [_progress_row(trainer, setup)]
-    epoch, epoch_metrics = 0, []
+    epoch, epoch_metrics, epoch_seconds = 0, [], []
     if checkpoint is not None:
         checkpoint.restore(setup, trainer)
         loader.load_state_dict(checkpoint.meta["loader"])
         progress, epoch = checkpoint.progress(), checkpoint.meta["epoch"]
         epoch_metrics = checkpoint.meta.get("epoch_metrics", [])
+        epoch_seconds = checkpoint.meta.get("epoch_seconds", [])
     evaluator = RunEvaluator.create(dataset, data_dir, images, quiet) if evaluate else None
-    meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset}
+    meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset,
+            "device": device, "epoch_seconds": epoch_seconds}  # training seconds of each epoch, for the report
 
     def save(epoch_done):
         state = {**meta, "epoch": epoch_done, "loader": loader.state_dict(), "epoch_metrics": epoch_metrics}
@@ -85,7 +88,9 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
 
     with _interrupt_flag() as interrupted:
         while epoch < options["epochs"]:
+            started = time.perf_counter()
             _train_epoch(trainer, loader, epoch, options["epochs"], quiet, callback, interrupted, save)
+            epoch_seconds.append(round(time.perf_counter() - started, 3))
             epoch += 1
             progress.append(_progress_row(trainer, setup))
             if evaluator is not None:
