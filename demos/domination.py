@@ -16,11 +16,13 @@ Writes domination.png and domination.json into --out.
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from scratchgan import backend, plots
+from scratchgan.cli import run_command
 from scratchgan.data import load_images
 from scratchgan.gan.recipes import get_recipe
 from scratchgan.gan.run import train_run
@@ -95,4 +97,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("domination.py", main))

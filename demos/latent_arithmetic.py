@@ -15,11 +15,13 @@ A - B + C decodes to thick digits of the other class.
     python demos/latent_arithmetic.py runs/dcgan28/checkpoint.npz --out runs/dcgan28/latent
 """
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from scratchgan import backend, plots
+from scratchgan.cli import run_command
 from scratchgan.gan.sampling import load_generator
 
 
@@ -97,4 +99,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("latent_arithmetic.py", main))

@@ -8,6 +8,7 @@ Ctrl-C handling and more figures; this script is the readable, linear version.
     python demos/mlp_tutorial.py --data-dir ../shared/data/mnist --epochs 10 --out runs/tutorial
 """
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from scratchgan import Adam, Chain, Dense, Softmax, losses, manual_seed, sigmoid, tanh
 from scratchgan import plots
 from scratchgan.backend import RNG
+from scratchgan.cli import run_command
 from scratchgan.data import BatchLoader, binarize, flatten, load_dataset, to_float
 
 Dz, Dh, Ddata = 28, 500, 28 ** 2
@@ -127,4 +129,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("mlp_tutorial.py", main))

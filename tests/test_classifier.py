@@ -1,7 +1,8 @@
 """Tests for the evaluation classifier, the metric report and the evaluation commands.
 
 Training mechanics run on a tiny synthetic dataset written to tmp_path as IDX files;
-the shipped weights are checked on real MNIST test digits when ../shared/data is present.
+the shipped weights are checked on real MNIST test digits where this machine has them
+(SCRATCHGAN_DATA, or the project's shared data folder: see realdata.py).
 """
 import json
 import os
@@ -20,12 +21,10 @@ from scratchgan.evaluation.classifier import (ARCHITECTURE, ChecksumError, as_im
 from scratchgan.evaluation.cli import main as cli_main
 from scratchgan.evaluation.report import (evaluate_samples, format_table, load_real_data, quick_metrics,
                                           real_feature_stats, reference_row)
+from scratchgan.gan.sampling import sample_from_checkpoint
 from scratchgan.losses import softmax_cross_entropy
 
-SHARED_MNIST = Path(os.environ.get("SCRATCHGAN_TEST_SHARED_DATA")
-                    or Path(__file__).resolve().parents[2] / "shared" / "data") / "mnist"
-needs_mnist = pytest.mark.skipif(not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
-                                 reason="needs the MNIST files of ../shared/data")
+from realdata import MNIST_DIR as SHARED_MNIST, needs_mnist
 
 
 def synthetic_digits(n, seed):
@@ -205,7 +204,7 @@ def test_classifier_runs_on_the_gpu(cupy):
 @needs_mnist
 def test_real_digits_score_far_better_than_noise(mnist_test):
     clf = load_classifier()
-    real = load_real_data("mnist", SHARED_MNIST.parent, clf, n=300)
+    real = load_real_data("mnist", SHARED_MNIST, clf, n=300)
     reference = reference_row(real=real, classifier=clf)
     noise = evaluate_samples(np.random.default_rng(0).uniform(size=(300, 28, 28)), classifier=clf, real=real,
                              n=300, name="noise")
@@ -248,7 +247,16 @@ def test_evaluate_samples_on_synthetic_data(synthetic_dir, tmp_path):
 
 # --- the commands ------------------------------------------------------------------------------
 
-def test_evaluate_command_on_samples_and_on_a_checkpoint(synthetic_dir, tmp_path, monkeypatch, capsys):
+def tiny_checkpoint(folder, dataset="mnist"):
+    """A one-epoch mlp run on blob digits, recorded as trained on ``dataset``; returns its checkpoint."""
+    from scratchgan.gan.run import train_run
+    from test_run import digits
+    train_run("mlp", folder, digits(40), epochs=1, quiet=True, final_outputs=False, evaluate=False,
+              batch_size=20, dataset=dataset)
+    return folder / "checkpoint.npz"
+
+
+def test_evaluate_command_on_samples_and_on_a_checkpoint(synthetic_dir, tmp_path, capsys):
     weights = tmp_path / "clf.npz"
     build_classifier().save(weights)
     samples = np.random.default_rng(0).uniform(size=(30, 28, 28)).astype(np.float32)
@@ -259,19 +267,15 @@ def test_evaluate_command_on_samples_and_on_a_checkpoint(synthetic_dir, tmp_path
     assert "real test vs train" in printed and "samples.npy" in printed
     rows = json.loads((tmp_path / "out.json").read_text())
     assert [row["name"] for row in rows] == ["real test vs train", "samples.npy"] and rows[1]["n"] == 20
+    assert rows[1]["reference_n"] == 20 and rows[1]["dataset"] == "mnist"
 
-    calls = []
-
-    def sample_from_checkpoint(path, n, device="cpu", seed=0):
-        calls.append((path, n, device, seed))
-        return samples[:n, None]
-    monkeypatch.setitem(sys.modules, "scratchgan.gan.sampling",
-                        types.SimpleNamespace(sample_from_checkpoint=sample_from_checkpoint))
-    checkpoint = tmp_path / "run.npz"
-    checkpoint.write_bytes(b"not read: sampling is faked")
-    assert cli_main(["evaluate", str(checkpoint), *common, "--no-reference"]) == 0
-    assert calls == [(str(checkpoint), 20, "cpu", 0)]
-    assert "run.npz" in capsys.readouterr().out
+    checkpoint = tiny_checkpoint(tmp_path / "run")
+    assert cli_main(["evaluate", str(checkpoint), *common, "--no-reference", "--json", str(tmp_path / "c.json")]) == 0
+    assert "checkpoint.npz" in capsys.readouterr().out
+    row, = json.loads((tmp_path / "c.json").read_text())
+    expected = sample_from_checkpoint(checkpoint, 20)
+    again = evaluate_samples(expected, data_dir=synthetic_dir, n=20, classifier=load_classifier(weights))
+    assert row["frechet_distance"] == pytest.approx(again["frechet_distance"])   # the checkpoint's own samples
 
 
 def test_evaluate_command_rejects_other_files(tmp_path, capsys):

@@ -9,6 +9,7 @@ from .. import backend
 
 QUICK_SAMPLES = 2000
 EVAL_SEED = 10_000
+MIN_EVAL_SAMPLES = 10   # the classifier score uses 10 splits
 
 
 class RunEvaluator:
@@ -16,6 +17,7 @@ class RunEvaluator:
         from ..evaluation import real_feature_stats
         self.classifier, self.dataset, self.data_dir = classifier, dataset, data_dir
         self.real_stats = real_feature_stats(classifier, real_images)
+        self.n_real = len(real_images)
 
     @classmethod
     def create(cls, dataset, data_dir, images, quiet=False):
@@ -25,7 +27,7 @@ class RunEvaluator:
         from ..evaluation import load_classifier
         try:
             classifier = load_classifier(dataset=dataset)
-        except (FileNotFoundError, ValueError) as e:
+        except (OSError, ValueError) as e:
             if not quiet:
                 print(f"no evaluation for this run: {e}")
             return None
@@ -38,7 +40,7 @@ class RunEvaluator:
     def epoch(self, trainer, setup, epoch):
         from ..evaluation import quick_metrics
         images = self.samples(trainer, setup, QUICK_SAMPLES, EVAL_SEED + epoch)
-        return {"epoch": epoch, **quick_metrics(images, self.classifier, self.real_stats)}
+        return {"epoch": epoch, **quick_metrics(images, self.classifier, self.real_stats), "reference_n": self.n_real}
 
     def final(self, trainer, setup, n=10000):
         from ..evaluation import evaluate_samples
