@@ -202,11 +202,14 @@ def error_text(error):
 
 @contextlib.contextmanager
 def _one_line_warnings():
-    """Show warnings (e.g. DataWarning: data that are not the official files) as "warning: ..." lines."""
-    previous = warnings.showwarning
+    """Show warnings (e.g. DataWarning: data that are not the official files) as "warning: ..." lines,
+    each distinct one once (a split loaded again, e.g. for the final evaluation, says nothing new)."""
+    previous, shown = warnings.showwarning, set()
 
     def show(message, category, filename, lineno, file=None, line=None):
-        print(f"warning: {message}", file=file or sys.stderr)
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"warning: {message}", file=file or sys.stderr)
 
     warnings.showwarning = show
     try:

@@ -1,5 +1,6 @@
 """Every demo script runs end to end on a tiny synthetic MNIST and writes its figures."""
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +23,14 @@ def tiny_mnist(tmp_path_factory):
     return folder
 
 
+def demo_env():
+    """The environment for a demo: this checkout's scratchgan first, not whichever is installed."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(DEMOS.parent), os.environ.get("PYTHONPATH", "")])}
+
+
 def run_demo(name, *args):
     result = subprocess.run([sys.executable, str(DEMOS / name), *map(str, args)], capture_output=True, text=True,
-                            timeout=600)
+                            timeout=600, env=demo_env())
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -59,7 +65,7 @@ def test_latent_study_and_arithmetic(tiny_mnist, tmp_path):
     assert set(report) == {"z=1", "z=4"} and report["z=1"]["pixel_pairwise_distance"] >= 0
     checkpoint = tmp_path / "z4" / "checkpoint.npz"
     result = subprocess.run([sys.executable, str(DEMOS / "latent_arithmetic.py"), str(checkpoint), "--out",
-                             str(tmp_path / "arith")], capture_output=True, text=True, timeout=600)
+                             str(tmp_path / "arith")], capture_output=True, text=True, timeout=600, env=demo_env())
     assert_images(tmp_path / "arith", "interpolation.png")  # written before the arithmetic
     # a one-epoch generator may draw a single class: the demo must then say so clearly
     assert result.returncode == 0 or "needs samples of two classes" in result.stderr

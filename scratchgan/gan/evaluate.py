@@ -43,8 +43,11 @@ class RunEvaluator:
         return {"epoch": epoch, **quick_metrics(images, self.classifier, self.real_stats), "reference_n": self.n_real}
 
     def final(self, trainer, setup, n=10000):
-        from ..evaluation import evaluate_samples
-        images = self.samples(trainer, setup, n, EVAL_SEED)
-        row = evaluate_samples(images, self.dataset, self.data_dir, n=n, classifier=self.classifier)
+        """The full evaluation; the real data are loaded first, so a missing test split fails before sampling,
+        and no more samples are drawn than the reference set can be compared with."""
+        from ..evaluation import evaluate_samples, load_real_data
+        real = load_real_data(self.dataset, self.data_dir, self.classifier, n)
+        images = self.samples(trainer, setup, min(n, len(real.reference)), EVAL_SEED)
+        row = evaluate_samples(images, n=n, classifier=self.classifier, real=real)
         row["class_histogram"] = [round(float(h), 4) for h in row["class_histogram"]]
         return row

@@ -140,13 +140,15 @@ def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_
 
     Returns (out folder, Checkpoint or None, Recipe, the run's complete options).
     """
-    out = check_writable_dir(out_dir)
+    out = Path(out_dir)
     _check_eval_samples(eval_samples, evaluate)
     checkpoint = _checkpoint_to_resume(out / CHECKPOINT, resume)
     if checkpoint is not None:
         recipe, options, epochs = _resumed_options(checkpoint, recipe, options, epochs)
     recipe = get_recipe(recipe)
-    return out, checkpoint, recipe, recipe.options(**options, epochs=epochs)
+    options = recipe.options(**options, epochs=epochs)
+    check_writable_dir(out)  # last: it creates the folder
+    return out, checkpoint, recipe, options
 
 
 def data_record(images, identity=None):
