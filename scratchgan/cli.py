@@ -1,6 +1,7 @@
 """The ``scratchgan`` command line: gradcheck, train, sample (and evaluate, bench)."""
 import argparse
 import contextlib
+import signal
 import sys
 import warnings
 
@@ -30,8 +31,10 @@ def cmd_train(args):
                     eval_samples=args.eval_samples)
     xp_for(args.device)  # DeviceError now, not after loading the data
     # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
-    _, checkpoint, _, _ = prepare_run(args.recipe, out, **run_args, **options)
+    _, checkpoint, recipe, _ = prepare_run(args.recipe, out, **run_args, **options)
     dataset, image_size, channels = _data_options(args, checkpoint)
+    default_size = 64 if dataset.lower().startswith("folder:") else 28
+    recipe.check_image_size(default_size if image_size is None else image_size)  # before loading the data
     images, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
                                    quiet=args.quiet, with_identity=True)
     try:
@@ -175,11 +178,13 @@ def run_command(prog, command, *args):
     Anything else is a bug and keeps its traceback. Data warnings print as one line too.
     """
     try:
-        with _one_line_warnings():
+        with _one_line_warnings(), _sigterm_like_ctrl_c():
             return command(*args)
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"\n{prog}: interrupted ({'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name}); "
+              f"files are written atomically: none is half-written", file=sys.stderr)
+        return 128 + int(signum)
     except Exception as e:  # noqa: BLE001 - filtered just below
         if not is_expected_error(e):
             raise
@@ -198,6 +203,29 @@ def error_text(error):
     if isinstance(error, OSError) and error.strerror and not type(error).__module__.startswith("scratchgan"):
         return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
     return str(error) or type(error).__name__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``kill``, ``timeout`` and job schedulers send), raised like Ctrl-C's KeyboardInterrupt."""
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_like_ctrl_c():
+    """While a command runs, SIGTERM stops it as Ctrl-C does: cleanly, temporary files removed.
+    (``train`` installs its own handlers while it trains: it saves a checkpoint first.)"""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ which deletes what a killed ``atomic_write`` left behind.
 
 import contextlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -44,9 +45,21 @@ def atomic_write(path):
 
 
 def write_json(path, value):
-    """``value`` as indented JSON in ``path``, written atomically."""
+    """``value`` as indented JSON in ``path``, written atomically. NaN and infinities (which JSON does
+    not have, and most readers refuse) are written as null: "no value"."""
     with atomic_write(path) as f:
-        f.write((json.dumps(value, indent=2) + "\n").encode())
+        f.write((json.dumps(_finite(value), indent=2, allow_nan=False) + "\n").encode())
+
+
+def _finite(value):
+    """``value`` with every non-finite float, at any depth, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def remove_stale_temporaries(folder, names):

@@ -26,6 +26,19 @@ from test_run import digits
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def offline(tmp_path, monkeypatch):
+    """No test here may find the user's data or reach the network."""
+    from scratchgan.data import datasets
+    monkeypatch.delenv("SCRATCHGAN_DATA", raising=False)
+    monkeypatch.setenv("SCRATCHGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datasets, "DEBIAN_ROOT", tmp_path / "debian")
+
+    def no_network(url, timeout=None):
+        raise AssertionError(f"test tried to open {url}")
+    monkeypatch.setattr(datasets, "_urlopen", no_network)
+
+
 def cli(capsys, *args):
     """(exit status, stdout, stderr) of ``scratchgan ARGS`` run in this process."""
     code = main([str(a) for a in args])
@@ -142,8 +155,6 @@ def test_sample_refuses_a_bad_checkpoint(capsys, tmp_path, bad, name):
 @pytest.mark.parametrize("name", BAD)
 def test_evaluate_refuses_a_bad_checkpoint(capsys, tmp_path, bad, name):
     path, needle = bad[name]
-    if name in ("unknown_recipe", "bad_option"):
-        needle = ""  # evaluate reads the dataset first; the rebuild fails when sampling
     err = assert_clean_error(cli(capsys, "evaluate", path, "--json", tmp_path / "e.json"), needle)
     assert "allow_pickle" not in err and not (tmp_path / "e.json").exists()
 
@@ -225,6 +236,7 @@ def test_evaluate_matches_sizes_and_says_so(capsys, tmp_path, data_root):
                          "--json", tmp_path / "e.json")
     assert code == 0, err
     assert "30 samples against 30 reference (training) images: sizes matched" in out
+    assert "scored as mnist samples (the default; pass --dataset" in out
     for row in json.loads((tmp_path / "e.json").read_text()):
         assert row["n"] == row["reference_n"] == 30 and row["n_requested"] == 10000
 
@@ -320,6 +332,22 @@ def test_train_refuses_nonsense_options_before_any_work(capsys, tmp_path, flag, 
     result = cli(capsys, "train", "mlp", "--data-dir", tmp_path / "no-data", "--out", out, "--quiet", flag, value)
     assert_clean_error(result, needle)   # not the missing data: options come first
     assert not out.exists() and "run written" not in result[1]
+
+
+@pytest.mark.parametrize("recipe, size, needle", [("dcgan", 30, "dcgan supports images of size 28, 32, 64, not 30"),
+                                                   ("mlp", 0, "image size must be a positive integer, got 0")])
+def test_train_checks_the_image_size_before_loading_data(capsys, tmp_path, recipe, size, needle):
+    assert_clean_error(cli(capsys, "train", recipe, "--image-size", size, "--data-dir", tmp_path / "no-data",
+                           "--out", tmp_path / "run"), needle)
+
+
+def test_a_corrupt_checksum_record_says_to_reinstall(capsys, tmp_path, monkeypatch):
+    weights = tmp_path / "weights"
+    shutil.copytree(classifier_module.WEIGHTS_DIR, weights)
+    (weights / "checksums.json").write_text("{not json")
+    monkeypatch.setattr(classifier_module, "WEIGHTS_DIR", weights)
+    np.save(tmp_path / "s.npy", np.zeros((20, 28, 28), np.float32))
+    assert_clean_error(cli(capsys, "evaluate", tmp_path / "s.npy"), "checksums.json is missing or corrupt: reinstall")
 
 
 def test_train_checks_out_before_loading_data(capsys, tmp_path):

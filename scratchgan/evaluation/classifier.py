@@ -269,7 +269,7 @@ def record_if_shipped(path, dataset, sha256):
     if path.parent != WEIGHTS_DIR:
         return False
     checksums = WEIGHTS_DIR / CHECKSUMS_FILE
-    table = json.loads(checksums.read_text()) if checksums.is_file() else {}
+    table = _shipped_table() if checksums.is_file() else {}
     table[dataset] = {"file": path.name, "sha256": sha256}
     write_json(checksums, dict(sorted(table.items())))
     return True
@@ -279,7 +279,7 @@ def record_if_shipped(path, dataset, sha256):
 
 def shipped_weights(dataset="mnist"):
     """(path, sha256) of the weights shipped for ``dataset``, or a clear error when there are none."""
-    table = json.loads((WEIGHTS_DIR / CHECKSUMS_FILE).read_text())
+    table = _shipped_table()
     if dataset not in table:
         raise FileNotFoundError(
             f"no classifier weights ship for {dataset!r} (shipped: {', '.join(sorted(table))}); train one with "
@@ -287,6 +287,18 @@ def shipped_weights(dataset="mnist"):
             f"`scratchgan evaluate CHECKPOINT --classifier {dataset}_classifier.npz` (or load_classifier(path))")
     entry = table[dataset]
     return WEIGHTS_DIR / entry["file"], entry["sha256"]
+
+
+def _shipped_table():
+    """checksums.json: {dataset: {"file", "sha256"}}; ValueError if it is missing or malformed."""
+    path = WEIGHTS_DIR / CHECKSUMS_FILE
+    try:
+        table = json.loads(path.read_text())
+        if all(isinstance(e, dict) and {"file", "sha256"} <= set(e) for e in table.values()):
+            return table
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise ValueError(f"{path} is missing or corrupt: reinstall scratchgan (it records the shipped weights' checksums)")
 
 
 def load_classifier(path=None, dataset="mnist", sha256=None, device="cpu"):

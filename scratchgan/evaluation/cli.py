@@ -68,7 +68,10 @@ def dataset_to_evaluate(path, asked):
     if path.suffix != ".npz":
         return asked or "mnist", []
     from ..gan.checkpoint import Checkpoint
-    meta = Checkpoint(path).meta
+    from ..gan.sampling import rebuild_setup
+    checkpoint = Checkpoint(path)
+    checkpoint.load_generator(rebuild_setup(checkpoint).G)  # the whole checkpoint checked before any data load
+    meta = checkpoint.meta
     recorded = meta.get("dataset")
     if meta["image_shape"] != [1, 28, 28] or recorded not in DATASET_NAMES:
         raise ValueError(f"{path} is a run on {recorded!r} images of shape {tuple(meta['image_shape'])}: "
@@ -92,14 +95,20 @@ def cmd_evaluate(args):
     if args.json:
         check_writable_file(args.json)  # before the work
     dataset, notes = dataset_to_evaluate(args.samples, args.dataset)
+    if args.dataset is None and Path(args.samples).suffix != ".npz":
+        notes.append(f"note: scored as {dataset} samples (the default; pass --dataset for another dataset)")
     classifier = load_classifier(args.classifier, dataset=dataset)
     trained_on = classifier.metadata.get("dataset", dataset)
     if trained_on != dataset:
         raise ValueError(f"the classifier {args.classifier or ''} was trained on {trained_on}, not {dataset}: "
                          f"pass a {dataset} classifier (scratchgan train-classifier --dataset {dataset} --out F.npz, "
                          f"then --classifier F.npz)")
-    samples = load_samples(args.samples, args.n, args.seed)
-    real = load_real_data(dataset, args.data_dir, classifier, n=min(args.n, len(samples)), seed=args.seed)
+    from_checkpoint = Path(args.samples).suffix == ".npz"
+    samples = None if from_checkpoint else load_samples(args.samples, args.n)
+    wanted = args.n if samples is None else min(args.n, len(samples))
+    real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
+    if from_checkpoint:  # drawn after the real data are known: no more samples than can be compared
+        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed)
     m = matched_size(len(samples), real)
     if m < args.n:
         notes.append(f"note: {m} samples against {m} reference (training) images: sizes matched to the "

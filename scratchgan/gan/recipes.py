@@ -48,6 +48,15 @@ class Recipe:
     summary: str
     defaults: dict
     build: Callable        # (options, image_shape) -> Setup
+    image_sizes: tuple = ()  # the square sizes it builds models for; () for any
+
+    def check_image_size(self, size):
+        """ValueError unless this recipe can train on size x size images (checked before loading data)."""
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"image size must be a positive integer, got {size!r}")
+        if self.image_sizes and size not in self.image_sizes:
+            raise ValueError(f"{self.name} supports images of size {', '.join(map(str, self.image_sizes))}, "
+                             f"not {size} (--image-size)")
 
     def options(self, **overrides):
         """This recipe's defaults with ``overrides`` applied (None values keep the default).
@@ -233,7 +242,7 @@ def build_dcgan(o, image_shape):
 
 DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/ReLU G, Conv/LeakyReLU D, Adam 2e-4",
                {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
-                "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan)
+                "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan, image_sizes=DCGAN_SIZES)
 
 RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
 
