@@ -1,8 +1,10 @@
 """Evaluation during and after a run, in the features of the shipped digit classifier.
 
 Available for 1x28x28 runs on a dataset with classifier weights (MNIST ships them). Each
-epoch gets cheap metrics on 2,000 samples (Fréchet distance, classifier score, class
-coverage); the end of the run gets the full evaluation of docs/evaluation.md on 10,000.
+epoch gets cheap metrics on 2,000 samples against the statistics of all training images
+(Fréchet distance, classifier score, class coverage; ``n`` and ``reference_n`` recorded:
+compare epochs with each other); the end of the run gets the full evaluation of
+docs/evaluation.md on ``eval_samples`` (10,000), matched in size to the reference set.
 Samples come from their own seeded noise, so evaluating never changes the training run.
 """
 from .. import backend

@@ -122,14 +122,17 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                 if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
                     raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
                                       f"checkpoint saved after step {trainer.d_steps}", stop_signal())
+            if final_outputs:
+                with _raise_on_stop(epoch):
+                    if stop_signal():  # arrived since the last check
+                        _final_stop_handler(epoch)(stop_signal(), None)
+                    _unlink(out / EVALUATION)  # never leave an earlier evaluation beside newer results
+                    summary = write_final_outputs(out, trainer, setup, data, options, meta)
+                    if evaluator is not None:
+                        _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, eval_samples,
+                                                epoch)
     except DivergenceError as e:
         raise DivergenceError(f"{e}. {describe_checkpoint(ckpt_path)}") from None
-    if final_outputs:
-        with _raise_on_stop(epoch):
-            _unlink(out / EVALUATION)  # never leave an earlier evaluation beside newer results
-            summary = write_final_outputs(out, trainer, setup, data, options, meta)
-            if evaluator is not None:
-                _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, eval_samples, epoch)
     return trainer
 
 
@@ -229,7 +232,9 @@ def _write_epoch_metrics(out, epoch_metrics, quiet):
               "classes holding >= 2% of samples": {"samples": columns["classes_covered"]},
               "coverage: KL(class histogram || uniform)": {"samples": columns["coverage_kl"]}}
     plots.save_curve_panels(out / "metrics.png", panels, x=columns["epoch"], xlabel="epoch",
-                            title=f"Per-epoch evaluation on {columns['n'][-1]} samples")
+                            title=f"Per-epoch evaluation: {columns['n'][-1]} samples against "
+                                  f"{columns.get('reference_n', ['all'])[-1]} training images (compare epochs, "
+                                  f"not with evaluation.json)")
     if not quiet:
         last = epoch_metrics[-1]
         print(f"epoch {last['epoch']}: Fréchet distance {last['frechet_distance']:.2f}, classifier score "
@@ -315,15 +320,18 @@ def _stop_requests():
         yield lambda: state["signum"]
 
 
-@contextlib.contextmanager
-def _raise_on_stop(epochs_done):
-    """While active (the final outputs and evaluation), Ctrl-C and SIGTERM stop at once."""
+def _final_stop_handler(epochs_done):
     def handler(signum, frame):
         raise Interrupted(f"{_signal_name(signum)} during the final outputs: training is complete and saved "
                           f"({epochs_done} epochs); figures and evaluation may be missing or from the last "
                           f"epoch", signum)
+    return handler
 
-    with _signal_handlers(handler):
+
+@contextlib.contextmanager
+def _raise_on_stop(epochs_done):
+    """While active (the final outputs and evaluation), Ctrl-C and SIGTERM stop at once."""
+    with _signal_handlers(_final_stop_handler(epochs_done)):
         yield
 
 
