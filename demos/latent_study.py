@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchgan import backend, plots
-from scratchgan.cli import run_command
+from scratchgan.cli import positive_int, run_command
 from scratchgan.data import load_images
 from scratchgan.gan.checkpoint import Checkpoint
 from scratchgan.gan.run import CHECKPOINT, history_for_plots, train_run
@@ -72,15 +72,17 @@ def diversity(samples):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--z", type=int, nargs="+", default=[1, 10, 50, 100], help="latent sizes")
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--z", type=positive_int, nargs="+", default=[1, 10, 50, 100], help="latent sizes")
     parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n", type=int, default=2000, help="samples per run for the measures")
+    parser.add_argument("--n", type=positive_int, default=2000, help="samples per run for the measures (>= 10)")
     parser.add_argument("--out", default="runs/latent")
-    parser.add_argument("--width", type=int, default=64, help="ngf = ndf (64 is DCGAN-28; smaller is faster)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's 128")
+    parser.add_argument("--width", type=positive_int, default=64, help="ngf = ndf (64 is DCGAN-28; smaller is faster)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the recipe's 128")
     args = parser.parse_args()
+    if args.n < 10:
+        parser.error(f"--n must be at least 10 (the classifier score uses 10 splits), got {args.n}")
     out = Path(args.out)
     images, identity = load_images("mnist", data_dir=args.data_dir, with_identity=True)
 

@@ -16,7 +16,7 @@ import numpy as np
 from scratchgan import Adam, Chain, Dense, Softmax, losses, manual_seed, sigmoid, tanh
 from scratchgan import plots
 from scratchgan.backend import RNG
-from scratchgan.cli import run_command
+from scratchgan.cli import positive_int, run_command
 from scratchgan.data import BatchLoader, binarize, flatten, load_dataset, to_float
 
 Dz, Dh, Ddata = 28, 500, 28 ** 2
@@ -98,10 +98,10 @@ def discriminator_accuracy(dis, gen, data, rng, BS=BS):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: look up or download)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--out", default="runs/tutorial")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=BS, help="the tutorial's BS (200)")
+    parser.add_argument("--batch-size", type=positive_int, default=BS, help="the tutorial's BS (200)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

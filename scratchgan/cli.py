@@ -55,17 +55,36 @@ def cmd_train(args):
 def _data_options(args, checkpoint):
     """(dataset, image_size, channels) to load: the checkpoint's when resuming; asking for others is an error."""
     from .gan.run import RunError
+    dataset = None if args.dataset is None else canonical_dataset(args.dataset)
     if checkpoint is None:
-        return args.dataset or "mnist", args.image_size, args.channels
+        return dataset or "mnist", args.image_size, args.channels
     meta = checkpoint.meta
     recorded = {"dataset": meta.get("dataset", "mnist"), "channels": meta["image_shape"][0],
                 "image_size": meta["image_shape"][1]}
-    asked = {"dataset": args.dataset, "channels": args.channels, "image_size": args.image_size}
+    asked = {"dataset": dataset, "channels": args.channels, "image_size": args.image_size}
     changed = [f"--{k.replace('_', '-')} {v} (the run has {recorded[k]})" for k, v in asked.items()
                if v is not None and v != recorded[k]]
     if changed:
         raise RunError(f"cannot change the data when resuming: {', '.join(changed)}; leave them out")
     return recorded["dataset"], recorded["image_size"], recorded["channels"]
+
+
+def canonical_dataset(spec):
+    """The name a run records for a --dataset: "mnist" for "MNIST", "folder:PATH" kept as given."""
+    from .data import parse_dataset_spec
+    kind, value = parse_dataset_spec(spec)
+    return value if kind == "idx" else spec
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (for the demos' counts and sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def cmd_sample(args):

@@ -5,11 +5,7 @@ the shipped weights are checked on real MNIST test digits where this machine has
 (SCRATCHGAN_DATA, or the project's shared data folder: see realdata.py).
 """
 import json
-import os
 import shutil
-import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest

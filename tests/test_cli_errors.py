@@ -215,6 +215,23 @@ def test_evaluate_refuses_arrays_that_are_not_images(capsys, tmp_path, array, ne
     assert "allow_pickle" not in err
 
 
+def test_evaluate_needs_ten_samples(capsys, tmp_path):
+    np.save(tmp_path / "s.npy", np.zeros((5, 28, 28), np.float32))
+    assert_clean_error(cli(capsys, "evaluate", tmp_path / "s.npy"), "s.npy: 5 samples; the evaluation needs at least 10")
+
+
+def test_dataset_names_are_recorded_in_their_canonical_form(capsys, tmp_path, data_root):
+    from argparse import Namespace
+    from scratchgan.cli import _data_options
+    code, out, err = cli(capsys, "train", "mlp", "--dataset", "MNIST", "--data-dir", data_root, "--out", tmp_path / "r",
+                         "--epochs", 1, "--batch-size", 100, "--quiet", "--no-evaluate")
+    assert code == 0, err
+    checkpoint = Checkpoint(tmp_path / "r" / "checkpoint.npz")
+    assert checkpoint.meta["dataset"] == "mnist"   # so evaluate and the run's own evaluation know it
+    asked = Namespace(dataset="Mnist", image_size=None, channels=None)
+    assert _data_options(asked, checkpoint) == ("mnist", 28, 1)   # the same dataset when resuming
+
+
 def test_evaluate_refuses_files_that_are_not_npy(capsys, tmp_path):
     (tmp_path / "r.npy").write_bytes(np.random.default_rng(1).bytes(1000))
     assert_clean_error(cli(capsys, "evaluate", tmp_path / "r.npy"), "is not a NumPy .npy file")
@@ -395,14 +412,33 @@ def test_a_diverging_run_says_truthfully_that_nothing_was_saved(capsys, tmp_path
     assert "intact" not in err and not (out / "checkpoint.npz").exists() and "run written" not in result[1]
 
 
+@pytest.mark.slow
+def test_ctrl_c_during_the_final_evaluation(capsys, tmp_path, monkeypatch, data_root):
+    from scratchgan.gan.evaluate import RunEvaluator
+
+    def final(self, trainer, setup, n):
+        os.kill(os.getpid(), signal.SIGINT)
+        raise AssertionError("Ctrl-C should have stopped the evaluation")
+
+    monkeypatch.setattr(RunEvaluator, "final", final)
+    out = tmp_path / "run"
+    result = cli(capsys, "train", "mlp", "--data-dir", data_root, "--out", out, "--quiet", "--epochs", 1,
+                 "--batch-size", 100, "--eval-samples", 100)
+    err = assert_clean_error(result, "Ctrl-C during the final outputs: training is complete and saved",
+                             f"--resume --out {out}", code=130)
+    assert "run written" not in result[1] and not (out / "evaluation.json").exists()
+    assert Checkpoint(out / "checkpoint.npz").meta["epoch"] == 1 and "Traceback" not in err
+
+
 @pytest.mark.filterwarnings("default::scratchgan.data.identity.DataWarning")
 def test_data_warnings_are_one_line(capsys, tmp_path, data_root):
+    # the data load and warn; then the batch size turns out larger than the 1,100 images
     code, out, err = cli(capsys, "train", "mlp", "--data-dir", data_root, "--out", tmp_path / "run", "--quiet",
-                         "--epochs", 1, "--batch-size", 100, "--no-evaluate")
-    assert code == 0, err
-    assert err.startswith("warning: ") and "not the official mnist data" in err and "Traceback" not in err
-    assert len(err.strip().splitlines()) == 1
-    assert Checkpoint(tmp_path / "run" / "checkpoint.npz").meta["data"]["match"] == "unknown"
+                         "--epochs", 1, "--batch-size", 5000, "--no-evaluate")
+    assert code == 2 and "Traceback" not in err
+    warning, error = err.strip().splitlines()
+    assert warning.startswith("warning: ") and "not the official mnist data" in warning
+    assert error.startswith("scratchgan train: error: ") and "batch_size 5000 is larger than the 1100" in error
 
 
 def test_the_other_entry_points_report_errors_the_same_way(capsys):

@@ -84,3 +84,13 @@ def test_latent_study_evaluates_its_runs_on_the_given_data_dir(monkeypatch, caps
     assert code in (0, None), err
     evaluation = json.loads((tmp_path / "out" / "z2" / "evaluation.json").read_text())
     assert evaluation["n"] == evaluation["reference_n"] == 100 and not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize("name, args", [("domination.py", ["--limit", "-5"]), ("domination.py", ["--epochs", "0"]),
+                                        ("mlp_tutorial.py", ["--epochs", "0"]), ("mlp_tutorial.py", ["--batch-size", "0"]),
+                                        ("latent_study.py", ["--z", "0"]), ("latent_study.py", ["--n", "5"])])
+def test_demo_counts_must_make_sense(monkeypatch, capsys, tmp_path, name, args):
+    """--limit -5 would silently drop the last five images; --epochs 0 would plot an untrained model."""
+    code, out, err = run_demo_here(monkeypatch, capsys, name, *args, "--out", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err and "must be at least" in err
+    assert not (tmp_path / "out").exists()

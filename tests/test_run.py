@@ -191,6 +191,14 @@ def test_cli_help_explains_every_option(capsys):
 
 # --- reliability: checks before work, signals, divergence, what is on disk ----------------------
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The checkpoint of an uninterrupted two-epoch run, to compare stopped-and-resumed runs with."""
+    folder = tmp_path_factory.mktemp("straight")
+    run(folder, "straight", epochs=2, final_outputs=False)
+    return folder / "straight" / "checkpoint.npz"
+
+
 @pytest.mark.parametrize("option, value", [
     ("epochs", 0), ("epochs", -1), ("lr", -1.0), ("lr", 0.0), ("lr", float("nan")), ("lr", float("inf")),
     ("z_dim", 0), ("batch_size", 0), ("k", 0), ("seed", -1), ("dropout", 1.0), ("label_smoothing", 0.5),
@@ -210,13 +218,14 @@ def test_eval_samples_is_checked_before_any_work(tmp_path):
     run(tmp_path, "off", epochs=1, evaluate=False, eval_samples=0, final_outputs=False)  # irrelevant when off
 
 
-def test_resume_cannot_undo_epochs_and_equal_epochs_redo_the_final_outputs(tmp_path):
-    run(tmp_path, epochs=2, evaluate=False)
+def test_resume_cannot_undo_epochs_and_equal_epochs_redo_the_final_outputs(tmp_path, straight):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.npz").write_bytes(straight.read_bytes())    # two epochs, no final outputs yet
     with pytest.raises(RunError, match="--epochs 1 is fewer than the 2 epoch"):
-        train_run(None, tmp_path / "run", digits(), epochs=1, resume=True, quiet=True, evaluate=False)
-    (tmp_path / "run" / "samples.png").unlink()
-    trainer = train_run(None, tmp_path / "run", digits(), epochs=2, resume=True, quiet=True, evaluate=False)
-    assert trainer.d_steps == 6 and (tmp_path / "run" / "samples.png").exists()
+        train_run(None, out, digits(), epochs=1, resume=True, quiet=True, evaluate=False)
+    trainer = train_run(None, out, digits(), epochs=2, resume=True, quiet=True, evaluate=False)
+    assert trainer.d_steps == 6 and (out / "samples.png").exists() and (out / "summary.json").exists()
 
 
 def test_resume_mid_epoch_needs_at_least_that_epoch(tmp_path):
@@ -244,14 +253,6 @@ def test_the_run_records_its_data(tmp_path):
     assert data["match"] == "unknown" and data["images_sha256"] == "ab" * 32
     assert data["array_shape"] == [60, 1, 28, 28] and len(data["array_sha256"]) == 64
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["data"] == data
-
-
-@pytest.fixture(scope="module")
-def straight(tmp_path_factory):
-    """The checkpoint of an uninterrupted two-epoch run, to compare stopped-and-resumed runs with."""
-    folder = tmp_path_factory.mktemp("straight")
-    run(folder, "straight", epochs=2, final_outputs=False)
-    return folder / "straight" / "checkpoint.npz"
 
 
 def test_sigterm_mid_epoch_saves_and_resume_is_bit_identical(tmp_path, straight):

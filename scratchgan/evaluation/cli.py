@@ -105,6 +105,9 @@ def cmd_evaluate(args):
                          f"then --classifier F.npz)")
     from_checkpoint = Path(args.samples).suffix == ".npz"
     samples = None if from_checkpoint else load_samples(args.samples, args.n)
+    if samples is not None and len(samples) < 10:
+        raise ValueError(f"{args.samples}: {len(samples)} samples; the evaluation needs at least 10 "
+                         f"(the classifier score uses 10 splits)")
     wanted = args.n if samples is None else min(args.n, len(samples))
     real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
     if from_checkpoint:  # drawn after the real data are known: no more samples than can be compared
