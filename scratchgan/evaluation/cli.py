@@ -90,7 +90,7 @@ def dataset_to_evaluate(path, asked):
 
 def cmd_evaluate(args):
     from .classifier import load_classifier
-    from .report import check_n, evaluate_samples, format_table, load_real_data, matched_size, reference_row
+    from .report import check_n, evaluate_samples, format_table, reference_row
     check_n(args.n)
     if args.json:
         check_writable_file(args.json)  # before the work
@@ -98,24 +98,8 @@ def cmd_evaluate(args):
     if args.dataset is None and Path(args.samples).suffix != ".npz":
         notes.append(f"note: scored as {dataset} samples (the default; pass --dataset for another dataset)")
     classifier = load_classifier(args.classifier, dataset=dataset)
-    trained_on = classifier.metadata.get("dataset", dataset)
-    if trained_on != dataset:
-        raise ValueError(f"the classifier {args.classifier or ''} was trained on {trained_on}, not {dataset}: "
-                         f"pass a {dataset} classifier (scratchgan train-classifier --dataset {dataset} --out F.npz, "
-                         f"then --classifier F.npz)")
-    from_checkpoint = Path(args.samples).suffix == ".npz"
-    samples = None if from_checkpoint else load_samples(args.samples, args.n)
-    if samples is not None and len(samples) < 10:
-        raise ValueError(f"{args.samples}: {len(samples)} samples; the evaluation needs at least 10 "
-                         f"(the classifier score uses 10 splits)")
-    wanted = args.n if samples is None else min(args.n, len(samples))
-    real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
-    if from_checkpoint:  # drawn after the real data are known: no more samples than can be compared
-        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed)
-    m = matched_size(len(samples), real)
-    if m < args.n:
-        notes.append(f"note: {m} samples against {m} reference (training) images: sizes matched to the "
-                     f"smaller side (--n {args.n}: {len(samples)} samples, {len(real.reference)} reference images)")
+    check_classifier_dataset(classifier, dataset, args.classifier)
+    samples, real, m = samples_and_real_data(args, dataset, classifier, notes)
     rows = [reference_row(n=m, real=real, classifier=classifier, seed=args.seed)] if not args.no_reference else []
     rows.append(evaluate_samples(samples, n=m, classifier=classifier, seed=args.seed, real=real,
                                  name=Path(args.samples).name))
@@ -126,6 +110,35 @@ def cmd_evaluate(args):
         write_json(args.json, rows)
         print(f"wrote {args.json}")
     return 0
+
+
+def check_classifier_dataset(classifier, dataset, path=None):
+    """ValueError if the classifier was trained on another dataset than the samples'."""
+    trained_on = classifier.metadata.get("dataset", dataset)
+    if trained_on != dataset:
+        raise ValueError(f"the classifier {path or ''} was trained on {trained_on}, not {dataset}: pass a {dataset} "
+                         f"classifier (scratchgan train-classifier --dataset {dataset} --out F.npz, then "
+                         f"--classifier F.npz)")
+
+
+def samples_and_real_data(args, dataset, classifier, notes):
+    """(samples, real data, m): both sides at the same size m, the smallest of --n, the samples and the
+    reference set (a note in ``notes`` when m < --n). From a checkpoint, only m samples are drawn."""
+    from .report import load_real_data, matched_size
+    from_checkpoint = Path(args.samples).suffix == ".npz"
+    samples = None if from_checkpoint else load_samples(args.samples, args.n)
+    if samples is not None and len(samples) < 10:
+        raise ValueError(f"{args.samples}: {len(samples)} samples; the evaluation needs at least 10 "
+                         f"(the classifier score uses 10 splits)")
+    wanted = args.n if samples is None else min(args.n, len(samples))
+    real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
+    if from_checkpoint:
+        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed)
+    m = matched_size(len(samples), real)
+    if m < args.n:
+        notes.append(f"note: {m} samples against {m} reference (training) images: sizes matched to the "
+                     f"smaller side (--n {args.n}: {len(samples)} samples, {len(real.reference)} reference images)")
+    return samples, real, m
 
 
 def add_commands(subparsers):
@@ -149,8 +162,9 @@ def add_commands(subparsers):
     p = subparsers.add_parser(
         "evaluate", help="score generated samples: Fréchet distance, classifier score, coverage, Parzen, P/R",
         description="Compute the evaluation metrics for samples (.npy of images in [0, 1], shape (N, 28, 28) "
-                    "or (N, 1, 28, 28)) or for a training checkpoint (.npz, sampled on the CPU), and print "
-                    "them beside the same metrics for real test data against the training data.")
+                    "or (N, 1, 28, 28)) or for a training checkpoint (.npz, sampled on the CPU, scored on the "
+                    "dataset it records), and print them beside the same metrics for real test data against "
+                    "the training data. Samples and reference images are compared at the same size.")
     p.add_argument("samples", metavar="CHECKPOINT_OR_SAMPLES", help="a .npz checkpoint or a .npy of samples")
     p.add_argument("--n", type=int, default=10000, help="samples to evaluate (and real images per set)")
     p.add_argument("--dataset", choices=DATASET_NAMES,
