@@ -172,6 +172,13 @@ def test_lookup_order(tmp_path, monkeypatch):
     assert find_dataset_dir("mnist", split="test") == datasets.DEBIAN_ROOT / "mnist"
 
 
+def test_env_naming_no_folder_is_said(tmp_path, monkeypatch):
+    make_dataset(cache_dir("mnist"))
+    monkeypatch.setenv("SCRATCHGAN_DATA", str(tmp_path / "typo"))
+    with pytest.warns(DataWarning, match="SCRATCHGAN_DATA=.*typo is not a folder; looking for mnist elsewhere"):
+        assert find_dataset_dir("mnist", split="test") == cache_dir("mnist")
+
+
 def test_env_dir_lacking_files_falls_through(tmp_path, monkeypatch):
     make_dataset(tmp_path / "env" / "mnist", files=TRAIN)
     make_dataset(cache_dir("mnist"))

@@ -94,3 +94,14 @@ def test_demo_counts_must_make_sense(monkeypatch, capsys, tmp_path, name, args):
     code, out, err = run_demo_here(monkeypatch, capsys, name, *args, "--out", tmp_path / "out")
     assert code == 2 and "Traceback" not in err and "must be at least" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_latent_arithmetic_refuses_runs_its_digit_classifier_cannot_sort(monkeypatch, capsys, tmp_path):
+    from scratchgan.gan.run import train_run
+    from test_run import digits
+    train_run("mlp", tmp_path / "run", digits(40), epochs=1, quiet=True, final_outputs=False, evaluate=False,
+              batch_size=20, dataset="fashion-mnist")
+    code, out, err = run_demo_here(monkeypatch, capsys, "latent_arithmetic.py", tmp_path / "run" / "checkpoint.npz",
+                                   "--out", tmp_path / "out")
+    assert code == 2 and "is a 'fashion-mnist' run" in err and "Traceback" not in err
+    assert (tmp_path / "out" / "interpolation.png").exists() and not (tmp_path / "out" / "arithmetic.png").exists()

@@ -8,7 +8,8 @@
    SCRATCHGAN_CACHE replaces the scratchgan/ root);
 4. Debian's /usr/share/datasets/<name> (apt-get install dataset-fashion-mnist).
 
-Folders 1 and 2 may hold the files themselves or a `<name>/` subfolder holding them. Each
+Folders 1 and 2 may hold the files themselves or a `<name>/` subfolder holding them
+(SCRATCHGAN_DATA naming no folder at all gets a `DataWarning`). Each
 file may be gzipped or not (`train-images-idx3-ubyte.gz` or `train-images-idx3-ubyte`).
 Files this module downloads are checked against the official MD5s. Every split loaded is
 then identified by its content (`identity.py`): another dataset's files under this one's
@@ -21,6 +22,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -28,7 +30,7 @@ from typing import Optional
 from tqdm import tqdm
 
 from ..fileio import atomic_write, remove_stale_temporaries
-from .identity import identify
+from .identity import DataWarning, identify
 from .idx import DataError, read_idx
 
 DEBIAN_ROOT = Path("/usr/share/datasets")
@@ -109,6 +111,9 @@ def find_dataset_dir(name, data_dir=None, split=None):
     if data_dir is not None:
         return _explicit_dir(name, Path(data_dir).expanduser(), files)
     env = os.environ.get("SCRATCHGAN_DATA")
+    if env and not Path(env).expanduser().is_dir():  # a typo would otherwise go unnoticed (and download)
+        warnings.warn(f"SCRATCHGAN_DATA={env} is not a folder; looking for {name} elsewhere", DataWarning,
+                      stacklevel=2)
     candidates = [Path(env).expanduser() / name, Path(env).expanduser()] if env else []
     candidates += [cache_dir(name), DEBIAN_ROOT / name]
     return next((folder for folder in candidates if not _missing(folder, files)), None)
