@@ -210,6 +210,14 @@ def test_every_option_is_checked_before_any_work(tmp_path, option, value):
     assert steps == [] and not (tmp_path / "run").exists()
 
 
+def test_every_recipe_option_has_a_check():
+    from scratchgan.gan.recipes import OPTION_CHECKS, RECIPES
+    for recipe in RECIPES.values():
+        unchecked = set(recipe.defaults) - set(OPTION_CHECKS) - set(recipe.checks)
+        assert not unchecked, f"{recipe.name}: add checks for {sorted(unchecked)} (OPTION_CHECKS or Recipe.checks)"
+        recipe.options()   # the defaults pass their own checks
+
+
 def test_eval_samples_is_checked_before_any_work(tmp_path):
     steps = []
     with pytest.raises(ValueError, match="eval_samples \\(--eval-samples\\) must be an integer >= 10.*--no-evaluate"):

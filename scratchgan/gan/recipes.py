@@ -13,7 +13,7 @@ options, so ``scratchgan sample`` can rebuild the generator from a checkpoint al
 - ``dcgan``: DCGAN (Radford et al. 2015) for 28x28 (the SPEC's DCGAN-28), 32x32 and 64x64.
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -49,6 +49,7 @@ class Recipe:
     defaults: dict
     build: Callable        # (options, image_shape) -> Setup
     image_sizes: tuple = ()  # the square sizes it builds models for; () for any
+    checks: dict = field(default_factory=dict)  # checks of its own options, beside OPTION_CHECKS
 
     def check_image_size(self, size):
         """ValueError unless this recipe can train on size x size images (checked before loading data)."""
@@ -69,7 +70,7 @@ class Recipe:
                              f"its options are {sorted(self.defaults)}")
         merged = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
         for name, value in merged.items():
-            check_option(name, value)
+            check_option(name, value, self.checks)
         return merged
 
     def setup(self, options, image_shape=(1, 28, 28)):
@@ -109,11 +110,13 @@ OPTION_CHECKS = {
 }
 
 
-def check_option(name, value):
-    """Raise ValueError naming the option unless ``value`` is valid for it."""
-    ok, wanted = OPTION_CHECKS[name]
-    if not ok(value):
-        raise ValueError(f"option {name} must be {wanted}, got {value!r}")
+def check_option(name, value, checks=None):
+    """Raise ValueError naming the option unless ``value`` is valid for it: by ``checks`` (a recipe's own,
+    same form as OPTION_CHECKS: name -> (predicate, what it wants)), else OPTION_CHECKS. An option
+    neither knows is passed as given."""
+    check = (checks or {}).get(name) or OPTION_CHECKS.get(name)
+    if check is not None and not check[0](value):
+        raise ValueError(f"option {name} must be {check[1]}, got {value!r}")
 
 
 def _is_int(v):
