@@ -65,3 +65,16 @@ def test_unexpected_errors_keep_their_traceback():
         raise ZeroDivisionError("a bug, not bad input")
     with pytest.raises(ZeroDivisionError):
         run_command("scratchgan x", buggy)
+
+
+def test_a_folder_refusing_files_is_found_by_the_probe(tmp_path, monkeypatch):
+    """What a read-only folder does for a non-root user (root may write anywhere, so it is simulated)."""
+    from scratchgan import fileio
+
+    def refuse(dir=None):
+        raise PermissionError(13, "Permission denied", str(dir))
+    monkeypatch.setattr(fileio.tempfile, "TemporaryFile", refuse)
+    with pytest.raises(OutputError, match="cannot write into .*: Permission denied"):
+        check_writable_dir(tmp_path)
+    with pytest.raises(OutputError, match="cannot write .*x.npy: Permission denied"):
+        check_writable_file(tmp_path / "x.npy")
