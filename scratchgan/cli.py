@@ -95,6 +95,8 @@ def cmd_sample(args):
         raise ValueError(f"-o must end in .npy or .png, got {args.output}")
     if args.n < 1:
         raise ValueError(f"-n must be at least 1, got {args.n}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     check_writable_file(args.output)  # before sampling
     samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed)
     if args.output.endswith(".png"):

@@ -208,11 +208,22 @@ def test_sample_refuses_a_generator_that_outputs_nan(capsys, tmp_path, checkpoin
     (np.zeros(784, np.float32), "shape (N, 28, 28)"),
     (np.zeros((0, 28, 28), np.float32), "N > 0"),
     (np.array([{"x": 1}, None], dtype=object), "holds Python objects"),
+    # checked before any real data are loaded (no data here: a lookup would try to download)
+    (np.zeros((20, 3, 28, 28), np.float32), "got (20, 3, 28, 28)"),
+    (np.full((20, 28, 28), 3.0, np.float32), "pixel values must lie in [0, 1]"),
+    (np.full((20, 28, 28), np.nan, np.float32), "NaN"),
 ])
 def test_evaluate_refuses_arrays_that_are_not_images(capsys, tmp_path, array, needle):
     np.save(tmp_path / "s.npy", array, allow_pickle=True)
     err = assert_clean_error(cli(capsys, "evaluate", tmp_path / "s.npy"), needle)
     assert "allow_pickle" not in err
+
+
+@pytest.mark.parametrize("command", [["sample", "CKPT", "-o", "OUT/s.npy"], ["evaluate", "CKPT"],
+                                     ["train-classifier", "--out", "OUT/c.npz"]])
+def test_negative_seeds_are_named(capsys, tmp_path, checkpoint, command):
+    args = [str(a).replace("CKPT", str(checkpoint)).replace("OUT", str(tmp_path)) for a in command]
+    assert_clean_error(cli(capsys, *args, "--seed", -1), "--seed must be a non-negative integer, got -1")
 
 
 def test_evaluate_needs_ten_samples(capsys, tmp_path):

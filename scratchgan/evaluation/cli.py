@@ -18,6 +18,7 @@ NPY_MAGIC = b"\x93NUMPY"
 
 def cmd_train_classifier(args):
     from .classifier import train_classifier
+    check_seed(args.seed)
     out = args.out or f"{args.dataset}_classifier.npz"
     classifier = train_classifier(args.dataset, args.data_dir, epochs=args.epochs, seed=args.seed, out_path=out,
                                   batch_size=args.batch_size, lr=args.lr, max_shift=args.max_shift,
@@ -92,6 +93,7 @@ def cmd_evaluate(args):
     from .classifier import load_classifier
     from .report import check_n, evaluate_samples, format_table, reference_row
     check_n(args.n)
+    check_seed(args.seed)
     if args.json:
         check_writable_file(args.json)  # before the work
     dataset, notes = dataset_to_evaluate(args.samples, args.dataset)
@@ -112,6 +114,11 @@ def cmd_evaluate(args):
     return 0
 
 
+def check_seed(seed):
+    if seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed}")
+
+
 def check_classifier_dataset(classifier, dataset, path=None):
     """ValueError if the classifier was trained on another dataset than the samples'."""
     trained_on = classifier.metadata.get("dataset", dataset)
@@ -124,12 +131,16 @@ def check_classifier_dataset(classifier, dataset, path=None):
 def samples_and_real_data(args, dataset, classifier, notes):
     """(samples, real data, m): both sides at the same size m, the smallest of --n, the samples and the
     reference set (a note in ``notes`` when m < --n). From a checkpoint, only m samples are drawn."""
+    from .. import backend
+    from .classifier import as_image_batch
     from .report import load_real_data, matched_size
     from_checkpoint = Path(args.samples).suffix == ".npz"
     samples = None if from_checkpoint else load_samples(args.samples, args.n)
-    if samples is not None and len(samples) < 10:
-        raise ValueError(f"{args.samples}: {len(samples)} samples; the evaluation needs at least 10 "
-                         f"(the classifier score uses 10 splits)")
+    if samples is not None:  # their shape, range and count checked before any real data are loaded
+        samples = backend.asnumpy(as_image_batch(samples, what=str(args.samples)))
+        if len(samples) < 10:
+            raise ValueError(f"{args.samples}: {len(samples)} samples; the evaluation needs at least 10 "
+                             f"(the classifier score uses 10 splits)")
     wanted = args.n if samples is None else min(args.n, len(samples))
     real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
     if from_checkpoint:
