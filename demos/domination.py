@@ -16,11 +16,13 @@ Writes domination.png and domination.json into --out.
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from scratchgan import backend, plots
+from scratchgan.cli import positive_int, run_command
 from scratchgan.data import load_images
 from scratchgan.gan.recipes import get_recipe
 from scratchgan.gan.run import train_run
@@ -63,12 +65,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe", default="dcgan", choices=("dcgan", "mlp"))
     parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--limit", type=int, default=None, help="train on the first N images only")
+    parser.add_argument("--epochs", type=positive_int, default=1)
+    parser.add_argument("--limit", type=positive_int, default=None, help="train on the first N images only")
     parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/domination")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the recipe's")
     args = parser.parse_args()
     out = Path(args.out)
     images = load_images("mnist", data_dir=args.data_dir)[:args.limit]
@@ -95,4 +97,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("domination.py", main))

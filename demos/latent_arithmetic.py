@@ -18,11 +18,14 @@ clusters of the samples' pixels: no classifier needed, for any data set.
     python demos/latent_arithmetic.py runs/fashion/checkpoint.npz --groups kmeans
 """
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from scratchgan import backend, plots
+from scratchgan.cli import run_command
+from scratchgan.gan.checkpoint import Checkpoint
 from scratchgan.gan.sampling import load_generator
 
 
@@ -99,6 +102,15 @@ def arithmetic_groups(G, setup, rng, n=4000, per_group=12, classify=classify_dig
     return z, images, (pick(class_a, True), pick(class_a, False), pick(class_b, False)), (class_a, class_b)
 
 
+def check_digits(path, setup):
+    """The arithmetic sorts samples with the MNIST digit classifier: refuse other runs, whose classes it cannot tell."""
+    dataset = Checkpoint(path).meta.get("dataset")
+    if dataset != "mnist" or tuple(setup.image_shape) != (1, 28, 28):
+        raise ValueError(f"{path} is a {dataset!r} run of {'x'.join(map(str, setup.image_shape))} images; the "
+                         f"arithmetic sorts samples with the MNIST digit classifier, so it needs a 1x28x28 MNIST "
+                         f"run (interpolation.png was written)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint")
@@ -115,6 +127,7 @@ def main():
 
     strips, labels = interpolation_strips(G, setup, rng)
     plots.save_image_strips(out / "interpolation.png", strips, labels=labels)
+    check_digits(args.checkpoint, setup)
 
     z, images, (a, b, c), (class_a, class_b) = arithmetic_groups(G, setup, rng, n=args.n,
                                                                  classify=GROUPINGS[args.groups])
@@ -129,4 +142,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("latent_arithmetic.py", main))

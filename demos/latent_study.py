@@ -14,11 +14,13 @@ run directory) and writes, into --out:
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from scratchgan import backend, plots
+from scratchgan.cli import positive_int, run_command
 from scratchgan.data import load_images
 from scratchgan.gan.checkpoint import Checkpoint
 from scratchgan.gan.run import CHECKPOINT, history_for_plots, train_run
@@ -34,16 +36,18 @@ def mean_pairwise_distance(x):
     return float(np.sqrt(d2)[~np.eye(n, dtype=bool)].mean())
 
 
-def train_or_resume(out, images, z_dim, epochs, device, seed, width=64, batch_size=None):
-    """A DCGAN-28 run for this latent size; an existing run directory is continued, not redone."""
+def train_or_resume(out, images, z_dim, epochs, device, seed, width=64, batch_size=None, data_dir=None,
+                    identity=None):
+    """A DCGAN-28 run for this latent size; an existing run directory is continued, not redone.
+    ``data_dir`` is where the run's final evaluation reads the real MNIST data."""
     run_dir = out / f"z{z_dim}"
     checkpoint = run_dir / CHECKPOINT
     if checkpoint.exists() and Checkpoint(checkpoint).meta["epoch"] >= epochs:
         return run_dir
     train_run(None if checkpoint.exists() else "dcgan", run_dir, images, epochs=epochs, device=device,
-              resume=checkpoint.exists(), dataset="mnist", **({} if checkpoint.exists() else
-                                                               {"z_dim": z_dim, "seed": seed, "ngf": width,
-                                                                "ndf": width, "batch_size": batch_size}))
+              resume=checkpoint.exists(), dataset="mnist", data_dir=data_dir, data_identity=identity,
+              **({} if checkpoint.exists() else {"z_dim": z_dim, "seed": seed, "ngf": width, "ndf": width,
+                                                 "batch_size": batch_size}))
     return run_dir
 
 
@@ -68,22 +72,24 @@ def diversity(samples):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--z", type=int, nargs="+", default=[1, 10, 50, 100], help="latent sizes")
+    parser.add_argument("--epochs", type=positive_int, default=3)
+    parser.add_argument("--z", type=positive_int, nargs="+", default=[1, 10, 50, 100], help="latent sizes")
     parser.add_argument("--device", default="cpu", choices=backend.DEVICES)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n", type=int, default=2000, help="samples per run for the measures")
+    parser.add_argument("--n", type=positive_int, default=2000, help="samples per run for the measures (>= 10)")
     parser.add_argument("--out", default="runs/latent")
-    parser.add_argument("--width", type=int, default=64, help="ngf = ndf (64 is DCGAN-28; smaller is faster)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's 128")
+    parser.add_argument("--width", type=positive_int, default=64, help="ngf = ndf (64 is DCGAN-28; smaller is faster)")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the recipe's 128")
     args = parser.parse_args()
+    if args.n < 10:
+        parser.error(f"--n must be at least 10 (the classifier score uses 10 splits), got {args.n}")
     out = Path(args.out)
-    images = load_images("mnist", data_dir=args.data_dir)
+    images, identity = load_images("mnist", data_dir=args.data_dir, with_identity=True)
 
     grids, panels, report = {}, {"D loss": {}, "G loss": {}, "D(x)": {}, "D(G(z))": {}}, {}
     for z_dim in args.z:
         run_dir = train_or_resume(out, images, z_dim, args.epochs, args.device, args.seed, args.width,
-                                  args.batch_size)
+                                  args.batch_size, args.data_dir, identity)
         samples = sample_from_checkpoint(run_dir / CHECKPOINT, args.n, device=args.device, seed=1)
         grids[f"z = {z_dim}"] = samples[:64]
         history = history_for_plots(plots.read_history_csv(run_dir / "history.csv"), 1)
@@ -100,4 +106,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("latent_study.py", main))

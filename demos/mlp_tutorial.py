@@ -8,6 +8,7 @@ Ctrl-C handling and more figures; this script is the readable, linear version.
     python demos/mlp_tutorial.py --data-dir ~/data/mnist --epochs 10 --out runs/tutorial
 """
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from scratchgan import Adam, Chain, Dense, Softmax, losses, manual_seed, sigmoid, tanh
 from scratchgan import plots
 from scratchgan.backend import RNG
+from scratchgan.cli import positive_int, run_command
 from scratchgan.data import BatchLoader, binarize, flatten, load_dataset, to_float
 from scratchgan.gan import d_accuracy
 
@@ -98,10 +100,10 @@ def discriminator_accuracy(dis, gen, data, rng, BS=BS):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", help="folder with the MNIST IDX files (default: look up or download)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=positive_int, default=10)
     parser.add_argument("--out", default="runs/tutorial")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=BS, help="the tutorial's BS (200)")
+    parser.add_argument("--batch-size", type=positive_int, default=BS, help="the tutorial's BS (200)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,4 +131,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command("mlp_tutorial.py", main))

@@ -1,6 +1,9 @@
 """The ``scratchgan`` command line: gradcheck, train, sample (and evaluate, bench)."""
 import argparse
+import contextlib
+import signal
 import sys
+import warnings
 
 from .backend import DEVICES
 
@@ -23,58 +26,88 @@ def cmd_gradcheck(args):
 
 
 def cmd_train(args):
-    from .backend import DeviceError, xp_for
-    from .data import DataError
-    from .data.images import load_images
-    from .gan.checkpoint import CheckpointError, Checkpoint
-    from .gan.run import CHECKPOINT, Interrupted, RunError, train_run
-    from .gan.trainer import DivergenceError
     from pathlib import Path
+    from .backend import xp_for
+    from .data.images import load_images
+    from .gan.run import Interrupted, describe_checkpoint, prepare_run, train_run
+    from .gan.trainer import DivergenceError
     out = Path(args.out or f"runs/{args.recipe}")
+    options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
+    run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
+                    eval_samples=args.eval_samples)
+    xp_for(args.device)  # DeviceError now, not after loading the data
+    # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
+    _, checkpoint, recipe, _ = prepare_run(args.recipe, out, **run_args, **options)
+    dataset, image_size, channels = _data_options(args, checkpoint)
+    default_size = 64 if dataset.lower().startswith("folder:") else 28
+    recipe.check_image_size(default_size if image_size is None else image_size)  # before loading the data
+    images, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
+                                   quiet=args.quiet, with_identity=True)
     try:
-        xp_for(args.device)  # DeviceError now, not after loading the data
-        dataset, image_size, channels = args.dataset, args.image_size, args.channels
-        if args.resume and (out / CHECKPOINT).exists():
-            meta = Checkpoint(out / CHECKPOINT).meta
-            dataset = meta["dataset"]
-            channels, image_size = meta["image_shape"][0], meta["image_shape"][1]
-        images = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
-                             quiet=args.quiet)
-        options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
-        train_run(args.recipe, out, images, epochs=args.epochs, device=args.device, resume=args.resume,
-                  dataset=dataset, quiet=args.quiet, evaluate=not args.no_evaluate, data_dir=args.data_dir,
-                  eval_samples=args.eval_samples,
-                  **options)
+        train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
+                  data_dir=args.data_dir, data_identity=identity, **run_args, **options)
         if not args.no_report:
             from .report import write_run_report
             write_run_report(out, data_dir=args.data_dir, images=images, quiet=args.quiet)
     except Interrupted as e:
-        print(f"\n{e}: {out / CHECKPOINT}; continue with --resume --out {out}", file=sys.stderr)
-        return 130
+        print(f"\n{e}. {describe_checkpoint(out / 'checkpoint.npz')}\ncontinue with: scratchgan train "
+              f"{args.recipe} --resume --out {out}" + (f" --data-dir {args.data_dir}" if args.data_dir else ""),
+              file=sys.stderr)
+        return e.exit_code
     except DivergenceError as e:
-        print(f"training diverged: {e}\nthe checkpoint of the last completed epoch is intact: "
-              f"{out / CHECKPOINT}", file=sys.stderr)
+        print(f"scratchgan train: training diverged: {e}", file=sys.stderr)
         return 3
-    except (DataError, RunError, CheckpointError, DeviceError, ValueError) as e:
-        print(f"scratchgan train: {e}", file=sys.stderr)
-        return 2
     print(f"run written to {out}/")
     return 0
 
 
+def _data_options(args, checkpoint):
+    """(dataset, image_size, channels) to load: the checkpoint's when resuming; asking for others is an error."""
+    from .gan.run import RunError
+    dataset = None if args.dataset is None else canonical_dataset(args.dataset)
+    if checkpoint is None:
+        return dataset or "mnist", args.image_size, args.channels
+    meta = checkpoint.meta
+    recorded = {"dataset": meta.get("dataset", "mnist"), "channels": meta["image_shape"][0],
+                "image_size": meta["image_shape"][1]}
+    asked = {"dataset": dataset, "channels": args.channels, "image_size": args.image_size}
+    changed = [f"--{k.replace('_', '-')} {v} (the run has {recorded[k]})" for k, v in asked.items()
+               if v is not None and v != recorded[k]]
+    if changed:
+        raise RunError(f"cannot change the data when resuming: {', '.join(changed)}; leave them out")
+    return recorded["dataset"], recorded["image_size"], recorded["channels"]
+
+
+def canonical_dataset(spec):
+    """The name a run records for a --dataset: "mnist" for "MNIST", "folder:PATH" kept as given."""
+    from .data import parse_dataset_spec
+    kind, value = parse_dataset_spec(spec)
+    return value if kind == "idx" else spec
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (for the demos' counts and sizes)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def cmd_sample(args):
     import numpy as np
-    from .fileio import atomic_write
-    from .gan.checkpoint import CheckpointError
+    from .fileio import atomic_write, check_writable_file
     from .gan.sampling import sample_from_checkpoint
     if not args.output.endswith((".npy", ".png")):
-        print("scratchgan sample: -o must end in .npy or .png", file=sys.stderr)
-        return 2
-    try:
-        samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed)
-    except CheckpointError as e:
-        print(f"scratchgan sample: {e}", file=sys.stderr)
-        return 2
+        raise ValueError(f"-o must end in .npy or .png, got {args.output}")
+    if args.n < 1:
+        raise ValueError(f"-n must be at least 1, got {args.n}")
+    if args.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
+    check_writable_file(args.output)  # before sampling
+    samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed)
     if args.output.endswith(".png"):
         from .plots import save_grid
         save_grid(args.output, samples)
@@ -110,9 +143,11 @@ def add_train_parser(sub):
     p = sub.add_parser("train", help="train a GAN recipe and write figures and checkpoints into a run directory",
                        description="Train a GAN. Writes checkpoint.npz, history.csv, loss/D-output plots, "
                                    "per-epoch progress (PNG + GIF), a final sample grid, D accuracy and "
-                                   "spot-the-fake images into --out. Ctrl-C saves a checkpoint; --resume continues.")
+                                   "spot-the-fake images into --out. Ctrl-C or SIGTERM saves a checkpoint; "
+                                   "--resume continues (see docs/errors.md).")
     p.add_argument("recipe", choices=sorted(RECIPES), help="; ".join(f"{r.name}: {r.summary}" for r in RECIPES.values()))
-    p.add_argument("--dataset", default="mnist", help="mnist (default), fashion-mnist or folder:PATH (images)")
+    p.add_argument("--dataset", help="mnist (default), fashion-mnist or folder:PATH (images); "
+                                     "a resumed run uses its own")
     p.add_argument("--data-dir", help="folder holding the dataset's IDX files (default: look up, then download)")
     p.add_argument("--image-size", type=int, help="dcgan: 28, 32 or 64 (default: the data's size; folders 64)")
     p.add_argument("--channels", type=int, choices=(1, 3), help="folder datasets: 1 (grey) or 3 (RGB, default)")
@@ -124,7 +159,8 @@ def add_train_parser(sub):
     p.add_argument("--no-evaluate", action="store_true",
                    help="skip the classifier metrics per epoch and after training (MNIST runs)")
     p.add_argument("--eval-samples", type=int, default=10000,
-                   help="samples for the evaluation after training (default 10000, the papers' protocol)")
+                   help="samples for the evaluation after training (default 10000, the papers' protocol; "
+                        "at least 10; --no-evaluate skips it)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html (see scratchgan report)")
     for name, (kind, text) in OPTION_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
@@ -212,7 +248,82 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return run_command(f"scratchgan {args.command}", args.func, args)
+
+
+def run_command(prog, command, *args):
+    """``command(*args)``, with the library's own errors and expected OS errors reported as one
+    line on stderr (exit status 2) and Ctrl-C as "interrupted" (130), never as a traceback.
+
+    Anything else is a bug and keeps its traceback. Data warnings print as one line too.
+    """
+    try:
+        with _one_line_warnings(), _sigterm_like_ctrl_c():
+            return command(*args)
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        print(f"\n{prog}: interrupted ({'Ctrl-C' if signum == signal.SIGINT else signal.Signals(signum).name}); "
+              f"files are written atomically: none is half-written", file=sys.stderr)
+        return 128 + int(signum)
+    except Exception as e:  # noqa: BLE001 - filtered just below
+        if not is_expected_error(e):
+            raise
+        print(f"{prog}: error: {error_text(e)}", file=sys.stderr)
+        return 2
+
+
+def is_expected_error(error):
+    """OS errors, bad values (DataError, ChecksumError, ...), memory, and every error class scratchgan defines."""
+    own = type(error).__module__.split(".")[0] == "scratchgan"
+    return own or isinstance(error, (OSError, ValueError, MemoryError))
+
+
+def error_text(error):
+    """The message of an error, with OS errors as "reason: file" rather than "[Errno 2] ..."."""
+    if isinstance(error, OSError) and error.strerror and not type(error).__module__.startswith("scratchgan"):
+        return f"{error.strerror}: {error.filename}" if error.filename else error.strerror
+    return str(error) or type(error).__name__
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``kill``, ``timeout`` and job schedulers send), raised like Ctrl-C's KeyboardInterrupt."""
+    signum = signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_like_ctrl_c():
+    """While a command runs, SIGTERM stops it as Ctrl-C does: cleanly, temporary files removed.
+    (``train`` installs its own handlers while it trains: it saves a checkpoint first.)"""
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Show warnings (e.g. DataWarning: data that are not the official files) as "warning: ..." lines,
+    each distinct one once (a split loaded again, e.g. for the final evaluation, says nothing new)."""
+    previous, shown = warnings.showwarning, set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if str(message) not in shown:
+            shown.add(str(message))
+            print(f"warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 if __name__ == "__main__":

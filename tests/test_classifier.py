@@ -1,15 +1,11 @@
 """Tests for the evaluation classifier, the metric report and the evaluation commands.
 
 Training mechanics run on a tiny synthetic dataset written to tmp_path as IDX files;
-the shipped weights are checked on real MNIST test digits when they are at hand
-($SCRATCHGAN_DATA, or ../shared/data beside the repository); those tests skip otherwise.
+the shipped weights are checked on real MNIST test digits where this machine has them
+(SCRATCHGAN_DATA, or the project's shared data folder: see realdata.py).
 """
 import json
-import os
 import shutil
-import sys
-import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,23 +17,10 @@ from scratchgan.evaluation.classifier import (ARCHITECTURE, ChecksumError, as_im
 from scratchgan.evaluation.cli import main as cli_main
 from scratchgan.evaluation.report import (evaluate_samples, format_table, load_real_data, quick_metrics,
                                           real_feature_stats, reference_row)
+from scratchgan.gan.sampling import sample_from_checkpoint
 from scratchgan.losses import softmax_cross_entropy
 
-
-def real_mnist_dir():
-    """The folder holding real MNIST's files: $SCRATCHGAN_TEST_SHARED_DATA, then $SCRATCHGAN_DATA (each
-    itself or its mnist/), then ../shared/data/mnist beside the repository; None if none has them."""
-    roots = [os.environ.get("SCRATCHGAN_TEST_SHARED_DATA"), os.environ.get("SCRATCHGAN_DATA")]
-    candidates = [Path(root).expanduser() / sub for root in roots if root for sub in ("mnist", "")]
-    candidates.append(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
-    needed = ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte")
-    return next((folder for folder in candidates
-                 if all((folder / f).is_file() or (folder / f"{f}.gz").is_file() for f in needed)), None)
-
-
-SHARED_MNIST = real_mnist_dir()
-needs_mnist = pytest.mark.skipif(SHARED_MNIST is None, reason="needs real MNIST: set SCRATCHGAN_DATA "
-                                 "(or have ../shared/data/mnist beside the repository)")
+from realdata import MNIST_DIR as SHARED_MNIST, needs_mnist
 
 
 def synthetic_digits(n, seed):
@@ -269,7 +252,16 @@ def test_evaluate_samples_on_synthetic_data(synthetic_dir, tmp_path):
 
 # --- the commands ------------------------------------------------------------------------------
 
-def test_evaluate_command_on_samples_and_on_a_checkpoint(synthetic_dir, tmp_path, monkeypatch, capsys):
+def tiny_checkpoint(folder, dataset="mnist"):
+    """A one-epoch mlp run on blob digits, recorded as trained on ``dataset``; returns its checkpoint."""
+    from scratchgan.gan.run import train_run
+    from test_run import digits
+    train_run("mlp", folder, digits(40), epochs=1, quiet=True, final_outputs=False, evaluate=False,
+              batch_size=20, dataset=dataset)
+    return folder / "checkpoint.npz"
+
+
+def test_evaluate_command_on_samples_and_on_a_checkpoint(synthetic_dir, tmp_path, capsys):
     weights = tmp_path / "clf.npz"
     build_classifier().save(weights)
     samples = np.random.default_rng(0).uniform(size=(30, 28, 28)).astype(np.float32)
@@ -280,19 +272,15 @@ def test_evaluate_command_on_samples_and_on_a_checkpoint(synthetic_dir, tmp_path
     assert "real test vs train" in printed and "samples.npy" in printed
     rows = json.loads((tmp_path / "out.json").read_text())
     assert [row["name"] for row in rows] == ["real test vs train", "samples.npy"] and rows[1]["n"] == 20
+    assert rows[1]["reference_n"] == 20 and rows[1]["dataset"] == "mnist"
 
-    calls = []
-
-    def sample_from_checkpoint(path, n, device="cpu", seed=0):
-        calls.append((path, n, device, seed))
-        return samples[:n, None]
-    monkeypatch.setitem(sys.modules, "scratchgan.gan.sampling",
-                        types.SimpleNamespace(sample_from_checkpoint=sample_from_checkpoint))
-    checkpoint = tmp_path / "run.npz"
-    checkpoint.write_bytes(b"not read: sampling is faked")
-    assert cli_main(["evaluate", str(checkpoint), *common, "--no-reference"]) == 0
-    assert calls == [(str(checkpoint), 20, "cpu", 0)]
-    assert "run.npz" in capsys.readouterr().out
+    checkpoint = tiny_checkpoint(tmp_path / "run")
+    assert cli_main(["evaluate", str(checkpoint), *common, "--no-reference", "--json", str(tmp_path / "c.json")]) == 0
+    assert "checkpoint.npz" in capsys.readouterr().out
+    row, = json.loads((tmp_path / "c.json").read_text())
+    expected = sample_from_checkpoint(checkpoint, 20)
+    again = evaluate_samples(expected, data_dir=synthetic_dir, n=20, classifier=load_classifier(weights))
+    assert row["frechet_distance"] == pytest.approx(again["frechet_distance"])   # the checkpoint's own samples
 
 
 def test_evaluate_command_rejects_other_files(tmp_path, capsys):

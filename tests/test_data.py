@@ -2,6 +2,7 @@
 
 Everything runs offline on tiny files written to tmp_path; downloads go to a fake opener.
 """
+import contextlib
 import gzip
 import hashlib
 import io
@@ -10,20 +11,22 @@ import os
 import re
 import struct
 import urllib.error
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from scratchgan.data import (DATASETS, BatchLoader, DataError, Dataset, binarize, cache_dir, datasets,
-                             find_dataset_dir, flatten, from_tanh_range, load_dataset, read_idx,
-                             to_float, to_tanh_range, write_idx)
+from scratchgan.data import (DATASETS, BatchLoader, DataError, Dataset, DataWarning, binarize, cache_dir, datasets,
+                             find_dataset_dir, flatten, from_tanh_range, identity, load_dataset, load_images,
+                             read_idx, to_float, to_tanh_range, write_idx)
 from scratchgan.fileio import atomic_write
+
+from realdata import FASHION_DIR, MNIST_DIR, needs_fashion, needs_mnist
 
 TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-SHARED_DATA = Path(os.environ.get("SCRATCHGAN_TEST_SHARED_DATA")
-                   or Path(__file__).resolve().parents[2] / "shared" / "data")
+REAL_DIRS = {"mnist": MNIST_DIR, "fashion-mnist": FASHION_DIR}
 
 
 @pytest.fixture(autouse=True)
@@ -169,6 +172,13 @@ def test_lookup_order(tmp_path, monkeypatch):
     assert find_dataset_dir("mnist", split="test") == datasets.DEBIAN_ROOT / "mnist"
 
 
+def test_env_naming_no_folder_is_said(tmp_path, monkeypatch):
+    make_dataset(cache_dir("mnist"))
+    monkeypatch.setenv("SCRATCHGAN_DATA", str(tmp_path / "typo"))
+    with pytest.warns(DataWarning, match="SCRATCHGAN_DATA=.*typo is not a folder; looking for mnist elsewhere"):
+        assert find_dataset_dir("mnist", split="test") == cache_dir("mnist")
+
+
 def test_env_dir_lacking_files_falls_through(tmp_path, monkeypatch):
     make_dataset(tmp_path / "env" / "mnist", files=TRAIN)
     make_dataset(cache_dir("mnist"))
@@ -237,6 +247,151 @@ def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
     assert cache_dir("mnist") == tmp_path / "xdg" / "scratchgan" / "mnist"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache_dir("mnist") == Path.home() / ".cache" / "scratchgan" / "mnist"
+
+
+# --- identity: what the files really hold -------------------------------------------------
+
+def random_split(n, seed=0, zero_fraction=0.8, low=1, high=256):
+    """uint8 images (n, 28, 28) with about `zero_fraction` zero pixels, the rest uniform in [low, high), and labels."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(low, high, size=(n, 28, 28))
+    images[rng.random((n, 28, 28)) < zero_fraction] = 0
+    return images.astype(np.uint8), (np.arange(n) % 10).astype(np.uint8)
+
+
+def write_split(folder, split, images, labels):
+    folder.mkdir(parents=True, exist_ok=True)
+    names = TRAIN if split == "train" else TEST
+    write_idx(folder / names[0], images)
+    write_idx(folder / names[1], labels)
+    return folder
+
+
+def pretend_official(monkeypatch, dataset, split, images, labels, n=None):
+    """Make (images, labels) the "official" (dataset, split) for this test, as identity.py records them."""
+    sha = lambda a: hashlib.sha256(a.tobytes()).hexdigest()  # noqa: E731
+    entry = identity.OfficialSplit(dataset, split, n or len(images), identity.idx_md5(images),
+                                   identity.idx_md5(labels), sha(images[:identity.HEAD]),
+                                   sha(labels[:identity.HEAD]))
+    monkeypatch.setattr(identity, "OFFICIAL", (entry,))
+
+
+@contextlib.contextmanager
+def no_warnings():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+def test_unknown_idx_folder_is_accepted_with_a_warning_and_a_fingerprint(tmp_path):
+    images, labels = random_split(300)
+    folder = write_split(tmp_path / "mine", "train", images, labels)
+    with pytest.warns(DataWarning, match=r"not the official mnist data \(their content matches no known dataset\)"):
+        loaded, _, record = load_dataset("mnist", "train", data_dir=folder, with_identity=True)
+    np.testing.assert_array_equal(loaded, images)
+    assert record["match"] == "unknown" and record["source"] == str(folder) and record["n"] == 300
+    assert record["images_sha256"] == hashlib.sha256(images.tobytes()).hexdigest()
+    assert record["labels_sha256"] == hashlib.sha256(labels.tobytes()).hexdigest()
+    assert record["label_histogram"] == [30] * 10 and record["image_shape"] == [28, 28]
+    assert record["mean_pixel"] == pytest.approx(images.mean(), abs=1e-3)
+    assert record["zero_fraction"] == pytest.approx((images == 0).mean(), abs=1e-4)
+    json.dumps(record)  # recorded in checkpoints and summaries
+
+
+def test_official_files_complete_subset_and_modified(tmp_path, monkeypatch):
+    images, labels = random_split(300, seed=1)
+    pretend_official(monkeypatch, "mnist", "train", images, labels)
+    with no_warnings():
+        assert identity.identify("mnist", "train", images, labels, "d")["match"] == "official"
+        assert identity.identify("mnist", "train", images[:150], labels[:150], "d")["match"] == "official subset"
+    changed = images.copy()
+    changed[200, 5, 5] ^= 1    # beyond the first 100: only the whole-file MD5 sees it
+    for bad_images, bad_labels in ((changed, labels), (images, np.roll(labels, 1))):
+        with pytest.warns(DataWarning, match="start like the official mnist train split but differ"):
+            record = identity.identify("mnist", "train", bad_images, bad_labels, "d")
+        assert record["match"] == "modified official"
+    folder = write_split(tmp_path / "subset", "train", images[:120], labels[:120])
+    with no_warnings():
+        assert load_dataset("mnist", data_dir=folder, with_identity=True)[2]["match"] == "official subset"
+
+
+def test_another_datasets_files_are_refused_naming_both(tmp_path, monkeypatch):
+    images, labels = random_split(200, seed=2)
+    pretend_official(monkeypatch, "fashion-mnist", "train", images, labels, n=60000)
+    folder = write_split(tmp_path / "data", "train", images, labels)
+    monkeypatch.setenv("SCRATCHGAN_DATA", str(folder))   # the issue's case: the variable names the wrong folder
+    with pytest.raises(DataError) as info:
+        load_dataset("mnist", "train")
+    message = str(info.value)
+    assert message.startswith(str(folder)) and "\n" not in message
+    assert "fashion-mnist train files, not mnist train" in message and "--dataset fashion-mnist" in message
+    assert load_dataset("fashion-mnist", "train", data_dir=folder)[0].shape == (200, 28, 28)
+
+
+def test_the_test_split_under_the_training_names_is_refused(tmp_path, monkeypatch):
+    images, labels = random_split(150, seed=3)
+    pretend_official(monkeypatch, "mnist", "test", images, labels, n=10000)
+    folder = write_split(tmp_path / "data", "train", images, labels)
+    with pytest.raises(DataError, match="these are mnist test files, not mnist train"):
+        load_dataset("mnist", "train", data_dir=folder)
+
+
+def test_unknown_content_with_another_datasets_statistics_is_refused(tmp_path):
+    # Fashion-MNIST-like statistics: half the pixels zero, the rest averaging ~146 (mean ~73)
+    images, labels = random_split(1000, seed=4, zero_fraction=0.5, low=37, high=256)
+    with pytest.raises(DataError, match=r"look like fashion-mnist, not mnist: mean pixel 7\d\.\d and 50% zero"):
+        identity.identify("mnist", "train", images, labels, "d")
+    with pytest.warns(DataWarning, match="their statistics are fashion-mnist's"):
+        assert identity.identify("fashion-mnist", "train", images, labels, "d")["match"] == "unknown"
+    with pytest.warns(DataWarning):   # below 1,000 images statistics decide nothing
+        identity.identify("mnist", "train", images[:999], labels[:999], "d")
+    mnist_like, mnist_labels = random_split(1000, seed=5, zero_fraction=0.81, low=80, high=256)
+    with pytest.raises(DataError, match="look like mnist, not fashion-mnist"):
+        identity.identify("fashion-mnist", "test", mnist_like, mnist_labels, "d")
+
+
+def test_load_images_returns_the_identity_and_folders_get_a_fingerprint(tmp_path):
+    images, labels = random_split(120, seed=6)
+    folder = write_split(tmp_path / "idx", "train", images, labels)
+    loaded, record = load_images("mnist", data_dir=folder, with_identity=True)
+    assert loaded.shape == (120, 1, 28, 28) and record["match"] == "unknown" and record["n"] == 120
+    from PIL import Image
+    (tmp_path / "pics").mkdir()
+    Image.new("RGB", (8, 8), (10, 20, 30)).save(tmp_path / "pics" / "a.png")
+    loaded, record = load_images(f"folder:{tmp_path / 'pics'}", image_size=8, with_identity=True)
+    assert record["match"] == "image folder" and record["n"] == 1 and record["image_shape"] == [3, 8, 8]
+    assert record["images_sha256"] == hashlib.sha256(loaded.tobytes()).hexdigest()
+
+
+@needs_fashion
+def test_real_fashion_mnist_is_not_accepted_as_mnist(monkeypatch):
+    monkeypatch.setenv("SCRATCHGAN_DATA", str(FASHION_DIR))
+    with pytest.raises(DataError, match="these are fashion-mnist test files, not mnist test"):
+        load_dataset("mnist", "test")   # the test split: the same check as train, a sixth of the reading
+    with no_warnings():
+        images, labels, record = load_dataset("fashion-mnist", "test", with_identity=True)
+    assert record["match"] == "official"
+    order = np.random.default_rng(0).permutation(len(images))[:2000]   # shuffled: no official head
+    with pytest.raises(DataError, match="look like fashion-mnist, not mnist"):
+        identity.identify("mnist", "test", images[order], labels[order], "shuffled")
+
+
+@needs_mnist
+def test_real_mnist_is_recognized_and_not_accepted_as_fashion_mnist(tmp_path):
+    with no_warnings():
+        train = load_dataset("mnist", "train", data_dir=MNIST_DIR, with_identity=True)[2]
+        test = load_dataset("mnist", "test", data_dir=MNIST_DIR, with_identity=True)[2]
+    assert train["match"] == ("official" if train["n"] == 60000 else "official subset")
+    assert test["match"] == "official"
+    with pytest.raises(DataError, match="these are mnist train files, not fashion-mnist train"):
+        load_dataset("fashion-mnist", "train", data_dir=MNIST_DIR)
+    swapped = tmp_path / "swapped"      # the test files under the training names
+    swapped.mkdir()
+    for src, dst in zip(TEST, TRAIN):
+        source = MNIST_DIR / src if (MNIST_DIR / src).exists() else MNIST_DIR / src[:-3]
+        (swapped / (dst if source.suffix == ".gz" else dst[:-3])).write_bytes(source.read_bytes())
+    with pytest.raises(DataError, match="these are mnist test files, not mnist train"):
+        load_dataset("mnist", "train", data_dir=swapped)
 
 
 # --- download ----------------------------------------------------------------------------
@@ -482,11 +637,14 @@ def test_invalid_loader_arguments():
     ("mnist", 10_000, [5, 0, 4, 1, 9, 2, 1, 3, 1, 4], [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]),
     ("fashion-mnist", 60_000, [9, 0, 0, 3, 0, 2, 7, 2, 5, 5], [9, 2, 1, 1, 6, 1, 4, 6, 5, 7])])
 def test_shared_real_data(name, train_size, first_train, first_test):
-    if not (SHARED_DATA / name).is_dir():
-        pytest.skip(f"{SHARED_DATA / name} not present")
-    for data_dir in (SHARED_DATA, SHARED_DATA / name):
+    folder = REAL_DIRS[name]
+    if folder is None:
+        pytest.skip(f"no real {name} files here (set SCRATCHGAN_DATA)")
+    for data_dir in ((folder.parent,) if folder.name == name else ()) + (folder,):
         for split, size, first in (("train", train_size, first_train), ("test", 10_000, first_test)):
             images, labels = load_dataset(name, split, data_dir=data_dir, download=False)
+            if split == "train" and name == "mnist":
+                size = len(images)  # the development data hold the first 10,000 of 60,000
             assert images.shape == (size, 28, 28) and images.dtype == np.uint8
             assert labels.shape == (size,) and labels.max() == 9 and labels.min() == 0
             assert labels[:10].tolist() == first and images.max() == 255

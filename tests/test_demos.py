@@ -26,12 +26,15 @@ def tiny_mnist(tmp_path_factory):
     return folder
 
 
+def demo_env():
+    """The environment for a demo: this checkout's scratchgan first, not whichever is installed."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(DEMOS.parent), os.environ.get("PYTHONPATH")]))}
+
+
 def run_demo(name, *args):
     """Run demos/NAME with this checkout's scratchgan (not whichever one is installed)."""
-    path = os.pathsep.join(filter(None, [str(DEMOS.parent), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path}
     result = subprocess.run([sys.executable, str(DEMOS / name), *map(str, args)], capture_output=True, text=True,
-                            timeout=600, env=env)
+                            timeout=600, env=demo_env())
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 

@@ -8,10 +8,13 @@
    SCRATCHGAN_CACHE replaces the scratchgan/ root);
 4. Debian's /usr/share/datasets/<name> (apt-get install dataset-fashion-mnist).
 
-Folders 1 and 2 may hold the files themselves or a `<name>/` subfolder holding them. Each
+Folders 1 and 2 may hold the files themselves or a `<name>/` subfolder holding them
+(SCRATCHGAN_DATA naming no folder at all gets a `DataWarning`). Each
 file may be gzipped or not (`train-images-idx3-ubyte.gz` or `train-images-idx3-ubyte`).
-Files found on disk are checked by their IDX headers only, so a folder may hold a subset
-of the data; files this module downloads are checked against the official MD5s.
+Files this module downloads are checked against the official MD5s. Every split loaded is
+then identified by its content (`identity.py`): another dataset's files under this one's
+name are refused, and files that are not the official ones (a subset of them is fine, e.g.
+the first 10,000 MNIST digits) are accepted with a `DataWarning` naming their fingerprint.
 """
 import hashlib
 import http.client
@@ -19,13 +22,15 @@ import os
 import time
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from tqdm import tqdm
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, remove_stale_temporaries
+from .identity import DataWarning, identify
 from .idx import DataError, read_idx
 
 DEBIAN_ROOT = Path("/usr/share/datasets")
@@ -71,12 +76,14 @@ DATASETS = {
 }
 
 
-def load_dataset(name, split="train", data_dir=None, download=True, quiet=False):
+def load_dataset(name, split="train", data_dir=None, download=True, quiet=False, with_identity=False):
     """Return (images uint8 (N, 28, 28), labels uint8 (N,)) of a split, "train" or "test".
 
     Looks in the folders listed in this module's docstring; if none holds the files,
     downloads them into the user cache (unless download=False). quiet=True, or the
     environment variable SCRATCHGAN_QUIET, hides the download progress bar.
+    The content is identified (see identity.py): DataError if it is another dataset's.
+    with_identity=True returns (images, labels, fingerprint dict) instead.
     """
     images_file, labels_file = _split_files(split)
     folder = find_dataset_dir(name, data_dir, split)
@@ -91,7 +98,8 @@ def load_dataset(name, split="train", data_dir=None, download=True, quiet=False)
                         f"got {images.dtype} {images.shape} and {labels.dtype} {labels.shape}")
     if len(images) != len(labels):
         raise DataError(f"{folder}: {split} split has {len(images)} images but {len(labels)} labels")
-    return images, labels
+    identity = identify(name, split, images, labels, folder)
+    return (images, labels, identity) if with_identity else (images, labels)
 
 
 def find_dataset_dir(name, data_dir=None, split=None):
@@ -103,6 +111,9 @@ def find_dataset_dir(name, data_dir=None, split=None):
     if data_dir is not None:
         return _explicit_dir(name, Path(data_dir).expanduser(), files)
     env = os.environ.get("SCRATCHGAN_DATA")
+    if env and not Path(env).expanduser().is_dir():  # a typo would otherwise go unnoticed (and download)
+        warnings.warn(f"SCRATCHGAN_DATA={env} is not a folder; looking for {name} elsewhere", DataWarning,
+                      stacklevel=2)
     candidates = [Path(env).expanduser() / name, Path(env).expanduser()] if env else []
     candidates += [cache_dir(name), DEBIAN_ROOT / name]
     return next((folder for folder in candidates if not _missing(folder, files)), None)
@@ -120,6 +131,7 @@ def download_dataset(name, split=None, quiet=False):
     """Download the files of `split` (None: all) missing from the cache; return the cache folder."""
     folder = cache_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(folder, _dataset(name).files)  # left by a download that was killed
     for file in _missing(folder, _needed_files(name, split)):
         _download(_dataset(name), file, folder / file, quiet)
     return folder

@@ -1,27 +1,36 @@
 """Training images as uint8 (N, C, H, W), from a dataset name or an image folder."""
 import numpy as np
 
+from pathlib import Path
+
 from .datasets import load_dataset
 from .folder import load_image_folder, parse_dataset_spec
+from .identity import fingerprint
 
 
 def load_images(spec="mnist", split="train", data_dir=None, image_size=None, channels=None,
-                download=True, quiet=False):
+                download=True, quiet=False, with_identity=False):
     """uint8 images (N, C, H, W) for ``spec``: "mnist", "fashion-mnist" or "folder:PATH".
 
     IDX datasets are 28x28 grey; ``image_size`` other than 28 resizes them (bilinear, via
     Pillow), e.g. to 32 or 64 for DCGAN. Folders are resized and centre-cropped to
     ``image_size`` (default 64) with ``channels`` (default 3).
+    with_identity=True returns (images, dict): the files' fingerprint and verdict for IDX
+    datasets (see identity.py), the folder and the images' fingerprint for folders.
     """
     kind, value = parse_dataset_spec(spec)
     if kind == "folder":
-        return load_image_folder(value, image_size=image_size or 64, channels=channels or 3, quiet=quiet)
+        images = load_image_folder(value, image_size=image_size or 64, channels=channels or 3, quiet=quiet)
+        identity = {"dataset": spec, "source": str(Path(value).expanduser()), "match": "image folder",
+                    **fingerprint(images)}
+        return (images, identity) if with_identity else images
     if channels not in (None, 1):
         raise ValueError(f"{value} images are greyscale: channels must be 1, got {channels}")
-    images, _ = load_dataset(value, split, data_dir=data_dir, download=download, quiet=quiet)
+    images, _, identity = load_dataset(value, split, data_dir=data_dir, download=download, quiet=quiet,
+                                       with_identity=True)
     if image_size not in (None, images.shape[1]):
         images = resize(images, image_size)
-    return images[:, None]
+    return (images[:, None], identity) if with_identity else images[:, None]
 
 
 def resize(images, size):

@@ -12,20 +12,24 @@ classifier score, coverage and precision/recall use this classifier instead:
 The package ships weights trained on MNIST (``weights/mnist_classifier.npz``), with
 their SHA-256 recorded in ``weights/checksums.json`` and checked on every load. The
 .npz holds the parameters, the BatchNorm buffers and a JSON ``metadata`` entry saying
-how and on what data the weights were trained.
+how and on what data the weights were trained. Saving a classifier into the weights
+folder (``train_classifier(out_path=...)`` or ``scratchgan train-classifier --out``)
+records its SHA-256 there, so regenerating the shipped weights keeps them loadable.
 """
 import hashlib
 import io
 import json
 import math
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__, backend, losses
 from ..data import BatchLoader, load_dataset, to_float
-from ..fileio import atomic_write
+from ..fileio import atomic_write, check_writable_file, remove_stale_temporaries, write_json
 from ..layers import BatchNorm, Chain, Conv2d, Dense, Dropout, Flatten, ReLU
 from ..optim import Adam
 
@@ -218,6 +222,10 @@ def train_classifier(dataset="mnist", data_dir=None, epochs=15, seed=0, out_path
     its ``metadata`` records the data (split, size, SHA-256 of the images), the
     hyperparameters, the training time, the test accuracy and, once saved, the file's SHA-256.
     """
+    _check_training_options(epochs=epochs, batch_size=batch_size, lr=lr, max_shift=max_shift, seed=seed, limit=limit)
+    if out_path is not None:  # before the training, not after it
+        check_writable_file(out_path)
+        remove_stale_temporaries(Path(out_path).parent, [Path(out_path).name])
     train_x, train_y = load_split(dataset, "train", data_dir, download, limit)
     test_x, test_y = load_split(dataset, "test", data_dir, download)
     num_classes = int(max(train_y.max(), test_y.max())) + 1
@@ -237,30 +245,71 @@ def train_classifier(dataset="mnist", data_dir=None, epochs=15, seed=0, out_path
             f"({len(train_x)} training images, {epochs} epochs, {seconds:.0f} s)")
     if out_path is not None:
         classifier.metadata["sha256"] = classifier.save(out_path)
+        record_if_shipped(out_path, dataset, classifier.metadata["sha256"])
     return classifier
+
+
+def _check_training_options(**options):
+    """ValueError naming the first option of train_classifier that makes no sense."""
+    minimum = {"epochs": 1, "batch_size": 1, "max_shift": 0, "seed": 0, "limit": 1}
+    for name, value in options.items():
+        if name == "lr":
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+                    or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"lr must be a finite number > 0, got {value!r}")
+        elif not (value is None and name == "limit"):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum[name]:
+                raise ValueError(f"{name} must be an integer >= {minimum[name]}, got {value!r}")
+
+
+def record_if_shipped(path, dataset, sha256):
+    """If ``path`` is in the package's weights folder, record it as the shipped weights for ``dataset``
+    in checksums.json (atomically). Returns True if it did."""
+    path = Path(path).resolve()
+    if path.parent != WEIGHTS_DIR:
+        return False
+    checksums = WEIGHTS_DIR / CHECKSUMS_FILE
+    table = _shipped_table() if checksums.is_file() else {}
+    table[dataset] = {"file": path.name, "sha256": sha256}
+    write_json(checksums, dict(sorted(table.items())))
+    return True
 
 
 # --- loading -----------------------------------------------------------------------------
 
 def shipped_weights(dataset="mnist"):
     """(path, sha256) of the weights shipped for ``dataset``, or a clear error when there are none."""
-    table = json.loads((WEIGHTS_DIR / CHECKSUMS_FILE).read_text())
+    table = _shipped_table()
     if dataset not in table:
         raise FileNotFoundError(
-            f"no classifier weights ship for {dataset!r} (shipped: {', '.join(sorted(table))}); train one "
-            f"with `scratchgan train-classifier --dataset {dataset} --out {dataset}_classifier.npz` and pass "
-            f"it with --classifier (or load_classifier(path))")
+            f"no classifier weights ship for {dataset!r} (shipped: {', '.join(sorted(table))}); train one with "
+            f"`scratchgan train-classifier --dataset {dataset} --out {dataset}_classifier.npz`, then pass it: "
+            f"`scratchgan evaluate CHECKPOINT --classifier {dataset}_classifier.npz` (or load_classifier(path))")
     entry = table[dataset]
     return WEIGHTS_DIR / entry["file"], entry["sha256"]
+
+
+def _shipped_table():
+    """checksums.json: {dataset: {"file", "sha256"}}; ValueError if it is missing or malformed."""
+    path = WEIGHTS_DIR / CHECKSUMS_FILE
+    try:
+        table = json.loads(path.read_text())
+        if all(isinstance(e, dict) and {"file", "sha256"} <= set(e) for e in table.values()):
+            return table
+    except (OSError, ValueError, AttributeError):
+        pass
+    raise ValueError(f"{path} is missing or corrupt: reinstall scratchgan (it records the shipped weights' checksums)")
 
 
 def load_classifier(path=None, dataset="mnist", sha256=None, device="cpu"):
     """Load a classifier: the shipped weights for ``dataset`` (path=None), or an .npz from ``train_classifier``.
 
     The file's SHA-256 must equal ``sha256`` (for the shipped weights: the recorded one),
-    else ChecksumError. Weights of another architecture raise ValueError.
+    else ChecksumError. A file that is not a classifier .npz, or weights of another
+    architecture, raise ValueError.
     """
-    if path is None:
+    shipped = path is None
+    if shipped:
         path, sha256 = shipped_weights(dataset)
     path = Path(path)
     if not path.is_file():
@@ -268,19 +317,41 @@ def load_classifier(path=None, dataset="mnist", sha256=None, device="cpu"):
     data = path.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if sha256 is not None and actual != sha256:
+        fix = (f"reinstall scratchgan, or regenerate them with `scratchgan train-classifier --dataset {dataset} "
+               f"--out {path}` (which records the new checksum)") if shipped else "check the file"
         raise ChecksumError(f"{path}: SHA-256 {actual} does not match the recorded {sha256}; the file is "
-                            "corrupt or was replaced. Reinstall scratchgan, or retrain with "
-                            "`scratchgan train-classifier`")
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        if "metadata" not in archive.files:
-            raise ValueError(f"{path}: not a scratchgan classifier file (no metadata entry)")
-        metadata = json.loads(str(archive["metadata"]))
-        state = {name: archive[name] for name in archive.files if name != "metadata"}
+                            f"corrupt or was replaced: {fix}")
+    metadata, state = _read_classifier_file(path, data)
     if metadata.get("architecture") != ARCHITECTURE:
         raise ValueError(f"{path}: architecture {metadata.get('architecture')!r} is not this version's "
                          f"{ARCHITECTURE!r}; retrain with `scratchgan train-classifier`")
-    classifier = build_classifier(metadata["num_classes"], metadata["feature_dim"], metadata["dropout"])
-    classifier.net.load_state_dict(state)
+    try:
+        classifier = build_classifier(metadata["num_classes"], metadata["feature_dim"], metadata["dropout"])
+        classifier.net.load_state_dict(state)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a usable scratchgan classifier file ({type(e).__name__}: {e})") from None
     classifier.metadata = {**metadata, "sha256": actual, "path": str(path)}
     return classifier.to(device).eval()
 
+
+def _read_classifier_file(path, data):
+    """(metadata dict, parameter arrays) of a classifier .npz's bytes; ValueError for anything else."""
+    not_ours = f"{path}: not a scratchgan classifier file"
+    if not data.startswith(b"PK\x03\x04"):
+        raise ValueError(f"{not_ours} (not an .npz archive)")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            if "metadata" not in archive.files:
+                raise ValueError(f"{not_ours} (no metadata entry)")
+            metadata = json.loads(str(archive["metadata"]))
+            state = {name: archive[name] for name in archive.files if name != "metadata"}
+    except ValueError as e:
+        if str(e).startswith(not_ours):
+            raise
+        raise ValueError(f"{not_ours} (unreadable: {'it holds Python objects' if 'pickle' in str(e) else e})") \
+            from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise ValueError(f"{not_ours} (truncated or corrupt: {e})") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{not_ours} (malformed metadata)")
+    return metadata, state

@@ -4,33 +4,21 @@
 ``python -m scratchgan.evaluation.cli ...`` runs them on their own.
 """
 import argparse
-import functools
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from ..backend import DEVICES, DeviceError
-from ..fileio import write_json
+from ..backend import DEVICES
+from ..fileio import check_writable_file, write_json
 
 DATASET_NAMES = ("mnist", "fashion-mnist")
+NPY_MAGIC = b"\x93NUMPY"
 
 
-def reports_errors(command):
-    """Turn a bad file or bad input into one line on stderr and exit status 2, not a traceback."""
-    @functools.wraps(command)
-    def run(args):
-        try:
-            return command(args)
-        except (OSError, ValueError, DeviceError) as err:   # ValueError includes DataError, ChecksumError
-            print(f"scratchgan {getattr(args, 'command', '')}: error: {err}", file=sys.stderr)
-            return 2
-    return run
-
-
-@reports_errors
 def cmd_train_classifier(args):
     from .classifier import train_classifier
+    check_seed(args.seed)
     out = args.out or f"{args.dataset}_classifier.npz"
     classifier = train_classifier(args.dataset, args.data_dir, epochs=args.epochs, seed=args.seed, out_path=out,
                                   batch_size=args.batch_size, lr=args.lr, max_shift=args.max_shift,
@@ -45,28 +33,123 @@ def load_samples(path, n, seed=0):
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     if path.suffix == ".npy":
-        return np.load(path, allow_pickle=False)[:n]
+        return read_samples_npy(path)[:n]
     if path.suffix == ".npz":
         from ..gan.sampling import sample_from_checkpoint  # imported here: only checkpoints need it
         return sample_from_checkpoint(str(path), n, device="cpu", seed=seed)
     raise ValueError(f"{path}: expected samples (.npy, images in [0, 1]) or a training checkpoint (.npz)")
 
 
-@reports_errors
+def read_samples_npy(path):
+    """The array of a samples .npy: images (N, 28, 28) or (N, 1, 28, 28), floats or uint8; ValueError otherwise."""
+    with open(path, "rb") as f:
+        start = f.read(len(NPY_MAGIC))
+    if start != NPY_MAGIC:
+        raise ValueError(f"{path} is not a NumPy .npy file"
+                         + (" (it is an .npz archive: checkpoints need the .npz suffix)" if start[:2] == b"PK" else ""))
+    try:
+        samples = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        what = "it holds Python objects, not images" if "allow_pickle" in str(e) else f"corrupt: {e}"
+        raise ValueError(f"{path}: cannot read samples ({what})") from None
+    except EOFError as e:
+        raise ValueError(f"{path}: cannot read samples (truncated: {e})") from None
+    if samples.ndim not in (3, 4) or len(samples) == 0:
+        raise ValueError(f"{path}: samples must have shape (N, 28, 28) or (N, 1, 28, 28) with N > 0, "
+                         f"got {samples.shape}")
+    if samples.dtype != np.uint8 and samples.dtype.kind != "f":
+        raise ValueError(f"{path}: samples hold {samples.dtype} values; expected floats in [0, 1] "
+                         f"(or uint8 pixels 0..255)")
+    return samples
+
+
+def dataset_to_evaluate(path, asked):
+    """(dataset, notes): the dataset a checkpoint records (asking for another is an error), else ``asked``."""
+    path = Path(path)
+    if path.suffix != ".npz":
+        return asked or "mnist", []
+    from ..gan.checkpoint import Checkpoint
+    from ..gan.sampling import rebuild_setup
+    checkpoint = Checkpoint(path)
+    checkpoint.load_generator(rebuild_setup(checkpoint).G)  # the whole checkpoint checked before any data load
+    meta = checkpoint.meta
+    recorded = meta.get("dataset")
+    if meta["image_shape"] != [1, 28, 28] or recorded not in DATASET_NAMES:
+        raise ValueError(f"{path} is a run on {recorded!r} images of shape {tuple(meta['image_shape'])}: "
+                         f"evaluate scores 1x28x28 runs on {' or '.join(DATASET_NAMES)} only")
+    if asked is not None and asked != recorded:
+        raise ValueError(f"{path} is a {recorded} run: --dataset {asked} would score it against the wrong "
+                         f"data (leave --dataset out)")
+    data = meta.get("data") or {}
+    notes = []
+    if data.get("match") in ("unknown", "modified official"):
+        notes.append(f"note: this run trained on files that are not the official {recorded} data "
+                     f"({data.get('source')}, {data.get('n')} images, SHA-256 {str(data.get('images_sha256'))[:16]}...); "
+                     f"it is scored against the {recorded} data found now")
+    return recorded, notes
+
+
 def cmd_evaluate(args):
     from .classifier import load_classifier
-    from .report import evaluate_samples, format_table, load_real_data, reference_row
-    samples = load_samples(args.samples, args.n, args.seed)
-    classifier = load_classifier(args.classifier, dataset=args.dataset)
-    real = load_real_data(args.dataset, args.data_dir, classifier, n=args.n, seed=args.seed)
-    rows = [reference_row(real=real, classifier=classifier, seed=args.seed)] if not args.no_reference else []
-    rows.append(evaluate_samples(samples, n=args.n, classifier=classifier, seed=args.seed, real=real,
+    from .report import check_n, evaluate_samples, format_table, reference_row
+    check_n(args.n)
+    check_seed(args.seed)
+    if args.json:
+        check_writable_file(args.json)  # before the work
+    dataset, notes = dataset_to_evaluate(args.samples, args.dataset)
+    if args.dataset is None and Path(args.samples).suffix != ".npz":
+        notes.append(f"note: scored as {dataset} samples (the default; pass --dataset for another dataset)")
+    classifier = load_classifier(args.classifier, dataset=dataset)
+    check_classifier_dataset(classifier, dataset, args.classifier)
+    samples, real, m = samples_and_real_data(args, dataset, classifier, notes)
+    rows = [reference_row(n=m, real=real, classifier=classifier, seed=args.seed)] if not args.no_reference else []
+    rows.append(evaluate_samples(samples, n=m, classifier=classifier, seed=args.seed, real=real,
                                  name=Path(args.samples).name))
-    print(format_table(rows))
+    for row in rows:
+        row.update(dataset=dataset, n_requested=args.n)
+    print("\n".join(notes + [format_table(rows)]))
     if args.json:
         write_json(args.json, rows)
         print(f"wrote {args.json}")
     return 0
+
+
+def check_seed(seed):
+    if seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {seed}")
+
+
+def check_classifier_dataset(classifier, dataset, path=None):
+    """ValueError if the classifier was trained on another dataset than the samples'."""
+    trained_on = classifier.metadata.get("dataset", dataset)
+    if trained_on != dataset:
+        raise ValueError(f"the classifier {path or ''} was trained on {trained_on}, not {dataset}: pass a {dataset} "
+                         f"classifier (scratchgan train-classifier --dataset {dataset} --out F.npz, then "
+                         f"--classifier F.npz)")
+
+
+def samples_and_real_data(args, dataset, classifier, notes):
+    """(samples, real data, m): both sides at the same size m, the smallest of --n, the samples and the
+    reference set (a note in ``notes`` when m < --n). From a checkpoint, only m samples are drawn."""
+    from .. import backend
+    from .classifier import as_image_batch
+    from .report import load_real_data, matched_size
+    from_checkpoint = Path(args.samples).suffix == ".npz"
+    samples = None if from_checkpoint else load_samples(args.samples, args.n)
+    if samples is not None:  # their shape, range and count checked before any real data are loaded
+        samples = backend.asnumpy(as_image_batch(samples, what=str(args.samples)))
+        if len(samples) < 10:
+            raise ValueError(f"{args.samples}: {len(samples)} samples; the evaluation needs at least 10 "
+                             f"(the classifier score uses 10 splits)")
+    wanted = args.n if samples is None else min(args.n, len(samples))
+    real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
+    if from_checkpoint:
+        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed)
+    m = matched_size(len(samples), real)
+    if m < args.n:
+        notes.append(f"note: {m} samples against {m} reference (training) images: sizes matched to the "
+                     f"smaller side (--n {args.n}: {len(samples)} samples, {len(real.reference)} reference images)")
+    return samples, real, m
 
 
 def add_commands(subparsers):
@@ -90,13 +173,16 @@ def add_commands(subparsers):
     p = subparsers.add_parser(
         "evaluate", help="score generated samples: Fréchet distance, classifier score, coverage, Parzen, P/R",
         description="Compute the evaluation metrics for samples (.npy of images in [0, 1], shape (N, 28, 28) "
-                    "or (N, 1, 28, 28)) or for a training checkpoint (.npz, sampled on the CPU), and print "
-                    "them beside the same metrics for real test data against the training data.")
+                    "or (N, 1, 28, 28)) or for a training checkpoint (.npz, sampled on the CPU, scored on the "
+                    "dataset it records), and print them beside the same metrics for real test data against "
+                    "the training data. Samples and reference images are compared at the same size.")
     p.add_argument("samples", metavar="CHECKPOINT_OR_SAMPLES", help="a .npz checkpoint or a .npy of samples")
     p.add_argument("--n", type=int, default=10000, help="samples to evaluate (and real images per set)")
-    p.add_argument("--dataset", choices=DATASET_NAMES, default="mnist")
+    p.add_argument("--dataset", choices=DATASET_NAMES,
+                   help="the samples' dataset (default: a checkpoint's own, else mnist)")
     p.add_argument("--data-dir", help="folder holding the dataset's IDX files (default: cache / download)")
-    p.add_argument("--classifier", help="classifier weights (.npz) to use instead of the shipped ones")
+    p.add_argument("--classifier", help="classifier weights (.npz, from train-classifier) instead of the shipped "
+                                        "ones; needed for fashion-mnist")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--no-reference", action="store_true", help="skip the real-data reference row")
     p.add_argument("--seed", type=int, default=0)
@@ -104,10 +190,11 @@ def add_commands(subparsers):
 
 
 def main(argv=None):
+    from ..cli import run_command
     parser = argparse.ArgumentParser(prog="python -m scratchgan.evaluation.cli")
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return args.func(args)
+    return run_command(f"scratchgan {args.command}", args.func, args)
 
 
 if __name__ == "__main__":

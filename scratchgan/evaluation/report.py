@@ -3,13 +3,15 @@
 Conventions (see docs/evaluation.md):
 
 - the *reference set* is up to n training images; the Fréchet distance and
-  precision/recall compare a row's images with it;
+  precision/recall compare a row's images with it. Both sides always have the same size:
+  with fewer samples (or fewer reference images) than n, both are cut to the smaller
+  number, and every row records ``n`` (samples), ``reference_n``, ``test_n`` and ``n_requested``;
 - the Parzen window is fitted on the row's images, its sigma chosen on 1,000 held-out
   training images (never in the reference set), and evaluated on up to n test images;
 - the reference row treats the real test images as the "samples" (its Parzen row fits
   the window on the reference set instead: test images cannot score themselves).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,6 +33,15 @@ class RealData:
     test: np.ndarray                 # test images: Parzen evaluation points, and the reference row
     reference_features: np.ndarray   # classifier features of `reference`
     reference_stats: tuple           # their (mean, covariance)
+
+    def matched(self, n):
+        """These data with the reference set and the test images cut to at most n (a seeded random
+        subset already: the reference set is drawn from shuffled training images)."""
+        if n >= len(self.reference) and n >= len(self.test):
+            return self
+        features = self.reference_features[:n]
+        return replace(self, reference=self.reference[:n], test=self.test[:n], reference_features=features,
+                       reference_stats=feature_statistics(features))
 
 
 def load_real_data(dataset="mnist", data_dir=None, classifier=None, n=10000, n_validation=N_VALIDATION,
@@ -59,7 +70,7 @@ def check_n(n):
         raise ValueError(f"n must be at least 10 (the classifier score uses 10 splits), got {n}")
 
 
-def metrics_row(name, images, classifier, real, parzen_kernels=None):
+def metrics_row(name, images, classifier, real, parzen_kernels=None, n_requested=None):
     """Every metric for images (N, 1, 28, 28) in [0, 1] against ``real``, as a JSON-ready dict."""
     features, probs = classifier.features_and_proba(images)
     score, score_std = classifier_score(probs, splits=10)
@@ -67,7 +78,9 @@ def metrics_row(name, images, classifier, real, parzen_kernels=None):
     precision, recall = precision_recall(real.reference_features, features, k=3)
     kernels = images if parzen_kernels is None else parzen_kernels
     parzen = parzen_window_estimate(flat(kernels), flat(real.validation), flat(real.test))
-    return {"name": name, "n": len(images),
+    return {"name": name, "n": len(images), "reference_n": len(real.reference), "test_n": len(real.test),
+            "n_requested": len(images) if n_requested is None else n_requested,
+            "classifier_sha256": classifier.metadata.get("sha256"),
             "frechet_distance": frechet_distance_from_stats(*feature_statistics(features), *real.reference_stats),
             "classifier_score": score, "classifier_score_std": score_std,
             "coverage_kl": coverage["kl_to_uniform"], "classes_covered": coverage["classes_covered"],
@@ -86,23 +99,38 @@ def evaluate_samples(samples, dataset="mnist", data_dir=None, n=10000, classifie
     """All metrics for the first n samples ((N, 28, 28) or (N, 1, 28, 28), floats in [0, 1]).
 
     ``classifier`` defaults to the shipped one for ``dataset``; ``real`` (from
-    load_real_data) can be passed to share real data and features between calls.
+    load_real_data) can be passed to share real data and features between calls. Samples and
+    reference set are compared at the same size, the smaller of the two (see matched_size).
     """
     check_n(n)
     classifier = load_classifier(dataset=dataset) if classifier is None else classifier
     images = backend.asnumpy(as_image_batch(samples))[:n]
     if len(images) < 10:
         raise ValueError(f"samples: need at least 10 samples, got {len(images)}")
-    real = load_real_data(dataset, data_dir, classifier, n, seed=seed) if real is None else real
-    return metrics_row(name, images, classifier, real)
+    real = load_real_data(dataset, data_dir, classifier, len(images), seed=seed) if real is None else real
+    m = matched_size(len(images), real)
+    return metrics_row(name, images[:m], classifier, real.matched(m), n_requested=n)
 
 
 def reference_row(dataset="mnist", data_dir=None, n=10000, classifier=None, seed=0, real=None,
                   name="real test vs train"):
-    """The same metrics for real test images against the training data: what a perfect model scores."""
+    """The same metrics for real test images against the training data: what a perfect model scores.
+
+    The test images used are as many as the reference set holds (at most n)."""
     classifier = load_classifier(dataset=dataset) if classifier is None else classifier
     real = load_real_data(dataset, data_dir, classifier, n, seed=seed) if real is None else real
-    return metrics_row(name, real.test, classifier, real, parzen_kernels=real.reference)
+    real = real.matched(matched_size(n, real, with_test=True))
+    return metrics_row(name, real.test, classifier, real, parzen_kernels=real.reference, n_requested=n)
+
+
+def matched_size(n, real, with_test=False):
+    """How many images a comparison uses on each side: the smaller of n and the reference set (and of
+    the test images, where they are the compared "samples", as in the reference row)."""
+    m = min(n, len(real.reference), len(real.test) if with_test else n)
+    if m < 10:
+        raise ValueError(f"only {m} images to compare (samples {n}, reference set {len(real.reference)}, "
+                         f"test images {len(real.test)}); the evaluation needs at least 10")
+    return m
 
 
 def real_feature_stats(classifier, images):
@@ -130,6 +158,7 @@ def quick_metrics(samples, classifier, real_features_stats, max_samples=QUICK_N)
 
 TABLE_LINES = [  # (label, how to format a row's value)
     ("samples", lambda r: f"{r['n']}"),
+    ("reference (train) / test images", lambda r: f"{r.get('reference_n', '?')} / {r.get('test_n', '?')}"),
     ("Frechet distance (features)  lower", lambda r: f"{r['frechet_distance']:.3f}"),
     ("classifier score  higher", lambda r: f"{r['classifier_score']:.3f} +- {r['classifier_score_std']:.3f}"),
     ("coverage: KL to uniform  lower", lambda r: f"{r['coverage_kl']:.4f}"),

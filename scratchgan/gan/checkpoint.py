@@ -6,9 +6,14 @@ beside ``fixed_noise`` and ``progress`` (the per-epoch samples); everything else
 and options, counters, the states of every random generator and of the batch loader)
 is one JSON string under ``meta``. Files are written atomically: a crash or Ctrl-C
 while saving leaves the previous checkpoint untouched.
+
+Reading checks the file before trusting it: anything that is not such an archive (empty,
+random bytes, a truncated copy, another program's .npz, malformed metadata) raises
+CheckpointError saying what the file is and is not.
 """
 import json
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -40,22 +45,20 @@ def save_checkpoint(path, meta, setup, trainer, progress):
         np.savez(f, **arrays)
 
 
+ZIP_MAGIC = b"PK\x03\x04"   # how every .npz file starts
+META_KEYS = {"format": int, "recipe": str, "options": dict, "image_shape": list, "epoch": int}
+
+
 class Checkpoint:
     """A loaded checkpoint: ``meta`` (dict) and the arrays, restorable into a fresh setup."""
 
     def __init__(self, path):
         self.path = path
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                self.arrays = {k: data[k] for k in data.files}
-            self.meta = json.loads(str(self.arrays.pop("meta")))
-        except FileNotFoundError:
-            raise CheckpointError(f"checkpoint {path} does not exist") from None
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
-            raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-        if self.meta.get("format") != FORMAT_VERSION:
-            raise CheckpointError(f"checkpoint {path} has format {self.meta.get('format')}, "
-                                  f"this version of scratchgan reads format {FORMAT_VERSION}")
+        self.arrays = _read_arrays(path)
+        if "meta" not in self.arrays:
+            raise CheckpointError(f"{path} is not a scratchgan checkpoint (an .npz archive without its 'meta' "
+                                  f"entry: {', '.join(sorted(self.arrays)[:5]) or 'empty'})")
+        self.meta = _parse_meta(path, self.arrays.pop("meta"))
 
     def part(self, prefix):
         return {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
@@ -67,19 +70,74 @@ class Checkpoint:
         """Put models, optimizers, trainer counters, history and random generators back."""
         self._load(setup.G, "G/")
         self._load(setup.D, "D/")
-        setup.opt_g.load_state_dict(self.part("opt_g/"))
-        setup.opt_d.load_state_dict(self.part("opt_d/"))
-        history = {k: v.tolist() for k, v in self.part("history/").items()}
-        trainer.load_state_dict({**self.meta["trainer"], "history": history})
-        trainer.load_extension_arrays(self.part("ext/"))
-        trainer.fixed_noise = backend.to_device(self.arrays["fixed_noise"], trainer.device)
-        backend.global_rng().load_state_dict(self.meta["global_rng"])
+        try:
+            setup.opt_g.load_state_dict(self.part("opt_g/"))
+            setup.opt_d.load_state_dict(self.part("opt_d/"))
+            history = {k: v.tolist() for k, v in self.part("history/").items()}
+            trainer.load_state_dict({**self.meta["trainer"], "history": history})
+            trainer.load_extension_arrays(self.part("ext/"))
+            trainer.fixed_noise = backend.to_device(self.arrays["fixed_noise"], trainer.device)
+            backend.global_rng().load_state_dict(self.meta["global_rng"])
+        except (KeyError, ValueError, TypeError) as e:
+            raise CheckpointError(f"checkpoint {self.path} cannot be resumed: its training state is "
+                                  f"incomplete or does not fit ({type(e).__name__}: {e})") from None
 
     def progress(self):
-        return list(self.arrays["progress"])
+        return list(self.arrays.get("progress", []))
 
     def _load(self, model, prefix):
         try:
             model.load_state_dict(self.part(prefix))
-        except ValueError as e:
+        except (ValueError, KeyError) as e:
             raise CheckpointError(f"checkpoint {self.path} does not fit the model: {e}") from None
+
+
+def _read_arrays(path):
+    """Every array of the .npz at ``path``; CheckpointError for anything that is not a readable .npz."""
+    try:
+        with open(path, "rb") as f:
+            start = f.read(len(ZIP_MAGIC))
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path} is a folder, not a checkpoint (give the run's checkpoint.npz)") from None
+    except OSError as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {e.strerror or e}") from None
+    if not start:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a scratchgan checkpoint (scratchgan writes "
+                              f"checkpoints atomically, so this file was not written, or was emptied, elsewhere)")
+    if start != ZIP_MAGIC:
+        raise CheckpointError(f"{path} is not a scratchgan checkpoint (not an .npz archive: it starts with "
+                              f"0x{start.hex()})")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except ValueError as e:
+        if "pickle" in str(e):  # an object array: never unpickle, and never advise allow_pickle
+            raise CheckpointError(f"{path} is not a scratchgan checkpoint (it holds Python objects)") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: corrupt ({e})") from None
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: truncated or corrupt ({e})") from None
+
+
+def _parse_meta(path, raw):
+    """The checkpoint's metadata dict, checked for the entries every reader needs."""
+    try:
+        meta = json.loads(str(raw))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {path} has malformed metadata (not JSON: {e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {path} has malformed metadata (a JSON {type(meta).__name__}, "
+                              f"not an object)")
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {meta.get('format')!r}, "
+                              f"this version of scratchgan reads format {FORMAT_VERSION}")
+    for key, kind in META_KEYS.items():
+        if not isinstance(meta.get(key), kind):
+            raise CheckpointError(f"checkpoint {path} has malformed metadata: {key!r} is "
+                                  f"{meta.get(key)!r}, expected a {kind.__name__}")
+    shape = meta["image_shape"]
+    if len(shape) != 3 or not all(isinstance(d, int) and d >= 1 for d in shape):
+        raise CheckpointError(f"checkpoint {path} has malformed metadata: image_shape {shape}, "
+                              f"expected [channels, height, width]")
+    return meta

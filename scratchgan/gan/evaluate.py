@@ -1,14 +1,17 @@
 """Evaluation during and after a run, in the features of the shipped digit classifier.
 
 Available for 1x28x28 runs on a dataset with classifier weights (MNIST ships them). Each
-epoch gets cheap metrics on 2,000 samples (Fréchet distance, classifier score, class
-coverage); the end of the run gets the full evaluation of docs/evaluation.md on 10,000.
+epoch gets cheap metrics on 2,000 samples against the statistics of all training images
+(Fréchet distance, classifier score, class coverage; ``n`` and ``reference_n`` recorded:
+compare epochs with each other); the end of the run gets the full evaluation of
+docs/evaluation.md on ``eval_samples`` (10,000), matched in size to the reference set.
 Samples come from their own seeded noise, so evaluating never changes the training run.
 """
 from .. import backend
 
 QUICK_SAMPLES = 2000
 EVAL_SEED = 10_000
+MIN_EVAL_SAMPLES = 10   # the classifier score uses 10 splits
 
 
 class RunEvaluator:
@@ -16,6 +19,7 @@ class RunEvaluator:
         from ..evaluation import real_feature_stats
         self.classifier, self.dataset, self.data_dir = classifier, dataset, data_dir
         self.real_stats = real_feature_stats(classifier, real_images)
+        self.n_real = len(real_images)
 
     @classmethod
     def create(cls, dataset, data_dir, images, quiet=False):
@@ -25,7 +29,7 @@ class RunEvaluator:
         from ..evaluation import load_classifier
         try:
             classifier = load_classifier(dataset=dataset)
-        except (FileNotFoundError, ValueError) as e:
+        except (OSError, ValueError) as e:
             if not quiet:
                 print(f"no evaluation for this run: {e}")
             return None
@@ -38,11 +42,14 @@ class RunEvaluator:
     def epoch(self, trainer, setup, epoch):
         from ..evaluation import quick_metrics
         images = self.samples(trainer, setup, QUICK_SAMPLES, EVAL_SEED + epoch)
-        return {"epoch": epoch, **quick_metrics(images, self.classifier, self.real_stats)}
+        return {"epoch": epoch, **quick_metrics(images, self.classifier, self.real_stats), "reference_n": self.n_real}
 
     def final(self, trainer, setup, n=10000):
-        from ..evaluation import evaluate_samples
-        images = self.samples(trainer, setup, n, EVAL_SEED)
-        row = evaluate_samples(images, self.dataset, self.data_dir, n=n, classifier=self.classifier)
+        """The full evaluation; the real data are loaded first, so a missing test split fails before sampling,
+        and no more samples are drawn than the reference set can be compared with."""
+        from ..evaluation import evaluate_samples, load_real_data
+        real = load_real_data(self.dataset, self.data_dir, self.classifier, n)
+        images = self.samples(trainer, setup, min(n, len(real.reference)), EVAL_SEED)
+        row = evaluate_samples(images, n=n, classifier=self.classifier, real=real)
         row["class_histogram"] = [round(float(h), 4) for h in row["class_histogram"]]
         return row

@@ -12,6 +12,7 @@ options, so ``scratchgan sample`` can rebuild the generator from a checkpoint al
   SGD + momentum, and the paper's initial weight ranges.
 - ``dcgan``: DCGAN (Radford et al. 2015) for 28x28 (DCGAN-28 is the benchmark's dcgan workload), 32x32 and 64x64.
 """
+import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -49,24 +50,83 @@ class Recipe:
     summary: str
     defaults: dict
     build: Callable        # (options, image_shape) -> Setup
+    image_sizes: tuple = ()  # the square sizes it builds models for; () for any
+    checks: dict = field(default_factory=dict)  # checks of its own options, beside OPTION_CHECKS
+
+    def check_image_size(self, size):
+        """ValueError unless this recipe can train on size x size images (checked before loading data)."""
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"image size must be a positive integer, got {size!r}")
+        if self.image_sizes and size not in self.image_sizes:
+            raise ValueError(f"{self.name} supports images of size {', '.join(map(str, self.image_sizes))}, "
+                             f"not {size} (--image-size)")
 
     def options(self, **overrides):
-        """This recipe's defaults with ``overrides`` applied (None values keep the default)."""
+        """This recipe's defaults with ``overrides`` applied (None values keep the default).
+
+        Every option is checked here, before any work (OPTION_CHECKS): ValueError names it.
+        """
         unknown = sorted(set(overrides) - set(self.defaults))
         if unknown:
             raise ValueError(f"recipe {self.name!r} has no option(s) {unknown}; "
                              f"its options are {sorted(self.defaults)}")
         merged = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
-        if merged["loss"] not in G_LOSSES:
-            raise ValueError(f"loss must be one of {G_LOSSES}, got {merged['loss']!r}")
-        if not 0 <= merged["label_smoothing"] < 0.5:
-            raise ValueError(f"label_smoothing must be in [0, 0.5), got {merged['label_smoothing']}")
-        if not 0 <= merged["flip_prob"] < 0.5:
-            raise ValueError(f"flip_prob must be in [0, 0.5), got {merged['flip_prob']}")
+        for name, value in merged.items():
+            check_option(name, value, self.checks)
         return merged
 
     def setup(self, options, image_shape=(1, 28, 28)):
         return self.build(options, tuple(image_shape))
+
+
+# -- option checks: every option of every recipe, before any work -----------------------------
+def _integer(low):
+    return (lambda v: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _number(low, high, low_open=False, high_open=True):
+    def ok(v):
+        if not _is_number(v) or not math.isfinite(v):
+            return False
+        return (v > low if low_open else v >= low) and (high is None or (v < high if high_open else v <= high))
+    upper = "" if high is None else f", {high}{')' if high_open else ']'}"
+    lower = f"{'(' if low_open else '['}{low}"
+    return ok, (f"a finite number > {low}" if high is None and low_open else f"a number in {lower}{upper}")
+
+
+def _optional(check):
+    ok, wanted = check
+    return (lambda v: v is None or ok(v)), f"{wanted} (or unset)"
+
+
+OPTION_CHECKS = {
+    "epochs": _integer(1), "z_dim": _integer(1), "batch_size": _integer(1), "k": _integer(1),
+    "seed": _integer(0), "ngf": _integer(1), "ndf": _integer(1),
+    "lr": _number(0, None, low_open=True), "d_lr": _optional(_number(0, None, low_open=True)),
+    "max_norm": _optional(_number(0, None, low_open=True)),
+    "momentum": _number(0, 1), "beta1": _number(0, 1),
+    "dropout": _number(0, 1), "g_dropout": _number(0, 1), "input_dropout": _number(0, 1),
+    "label_smoothing": _number(0, 0.5), "flip_prob": _number(0, 0.5),
+    "loss": ((lambda v: v in G_LOSSES), f"one of {', '.join(G_LOSSES)}"),
+    "binarize": ((lambda v: isinstance(v, (bool, np.bool_))), "True or False"),
+}
+
+
+def check_option(name, value, checks=None):
+    """Raise ValueError naming the option unless ``value`` is valid for it: by ``checks`` (a recipe's own,
+    same form as OPTION_CHECKS: name -> (predicate, what it wants)), else OPTION_CHECKS. An option
+    neither knows is passed as given."""
+    check = (checks or {}).get(name) or OPTION_CHECKS.get(name)
+    if check is not None and not check[0](value):
+        raise ValueError(f"option {name} must be {check[1]}, got {value!r}")
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 def _config(o, **extra):
@@ -187,7 +247,7 @@ def build_dcgan(o, image_shape):
 
 DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/ReLU G, Conv/LeakyReLU D, Adam 2e-4",
                {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
-                "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan)
+                "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan, image_sizes=DCGAN_SIZES)
 
 RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
 

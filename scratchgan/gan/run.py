@@ -15,7 +15,9 @@
     evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
 """
 import contextlib
+import hashlib
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -23,14 +25,20 @@ import numpy as np
 
 from .. import backend, plots
 from ..data import BatchLoader, transforms
-from ..fileio import write_json
-from .checkpoint import Checkpoint, save_checkpoint
-from .evaluate import RunEvaluator
+from ..fileio import check_writable_dir, remove_stale_temporaries, write_json
+from .checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from .evaluate import MIN_EVAL_SAMPLES, RunEvaluator
 from .objectives import d_accuracy
 from .recipes import get_recipe
-from .trainer import GANTrainer
+from .trainer import DivergenceError, GANTrainer
 
 CHECKPOINT = "checkpoint.npz"
+EVALUATION = "evaluation.json"
+#: every file a run writes (their stale atomic-write temporaries are removed when a run starts)
+RUN_FILES = (CHECKPOINT, "history.csv", "loss.png", "d_outputs.png", "progress.png", "progress.gif",
+             "samples.png", "accuracy.png", "spot_the_fake.png", "spot_the_fake_answers.png", "summary.json",
+             "metrics.csv", "metrics.png", EVALUATION)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class RunError(RuntimeError):
@@ -38,29 +46,41 @@ class RunError(RuntimeError):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C: the run stopped after a step and saved a checkpoint."""
+    """Ctrl-C (SIGINT) or SIGTERM: the run stopped cleanly; the message says what is on disk."""
+
+    def __init__(self, message, signum=signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self):
+        """128 + the signal number, as a shell reports a process killed by it (130 for Ctrl-C)."""
+        return 128 + int(self.signum)
 
 
 def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, dataset="custom",
               quiet=False, callback=None, final_outputs=True, evaluate=True, data_dir=None, eval_samples=10000,
-              **options):
+              data_identity=None, **options):
     """Train ``recipe`` on uint8 ``images`` (N, C, H, W), writing into ``out_dir``.
 
     With ``resume=True`` the run continues from ``out_dir/checkpoint.npz`` with the options it
-    was started with (``epochs`` may be raised). ``callback(trainer)`` runs after every step.
-    With ``evaluate`` (and a classifier for ``dataset``, read from ``data_dir``), every epoch adds
-    classifier metrics to metrics.csv and the end of the run writes evaluation.json.
-    Returns the trainer. Raises DivergenceError (checkpoint of the last good epoch kept) and
-    Interrupted (checkpoint of the current step written).
+    was started with (``epochs`` may be raised, never lowered below the epochs done).
+    ``callback(trainer)`` runs after every step. With ``evaluate`` (and a classifier for
+    ``dataset``, whose real data are read from ``data_dir``), every epoch adds classifier
+    metrics to metrics.csv and the end of the run writes evaluation.json on ``eval_samples``.
+    ``data_identity`` (from ``load_images(..., with_identity=True)``) is recorded in the
+    checkpoint and summary, beside the SHA-256 of ``images``; a resumed run must get the same images.
+
+    Everything is checked before any work: options, ``eval_samples``, that ``out_dir`` is
+    writable. Returns the trainer. Raises DivergenceError (saying which checkpoint, if any, is
+    on disk) and Interrupted (Ctrl-C or SIGTERM: the checkpoint of the current step written).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out, checkpoint, recipe, options = prepare_run(recipe, out_dir, resume, epochs, evaluate, eval_samples,
+                                                   **options)
     ckpt_path = out / CHECKPOINT
-    checkpoint = _checkpoint_to_resume(ckpt_path, resume)
     if checkpoint is not None:
-        recipe, options, epochs = _resumed_options(checkpoint, recipe, options, epochs)
-    recipe = get_recipe(recipe)
-    options = recipe.options(**options, epochs=epochs)
+        _check_same_data(checkpoint, images)
+    remove_stale_temporaries(out, RUN_FILES)
     image_shape = tuple(images.shape[1:])
     backend.manual_seed(options["seed"])
     setup = recipe.setup(options, image_shape)
@@ -74,35 +94,140 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     epoch, epoch_metrics, epoch_seconds = 0, [], []
     if checkpoint is not None:
         checkpoint.restore(setup, trainer)
-        loader.load_state_dict(checkpoint.meta["loader"])
+        try:
+            loader.load_state_dict(checkpoint.meta["loader"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"checkpoint {ckpt_path} cannot be resumed: bad loader state ({e})") from None
         progress, epoch = checkpoint.progress(), checkpoint.meta["epoch"]
         epoch_metrics = checkpoint.meta.get("epoch_metrics", [])
         epoch_seconds = checkpoint.meta.get("epoch_seconds", [])
     evaluator = RunEvaluator.create(dataset, data_dir, images, quiet) if evaluate else None
+    recorded = checkpoint.meta.get("data") if checkpoint is not None else None
     meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset,
+            "data": recorded or data_record(images, data_identity),
             "device": device, "epoch_seconds": epoch_seconds}  # training seconds of each epoch, for the report
 
     def save(epoch_done):
+        _check_finite_weights(setup, trainer)
         state = {**meta, "epoch": epoch_done, "loader": loader.state_dict(), "epoch_metrics": epoch_metrics}
         save_checkpoint(ckpt_path, state, setup, trainer, progress)
 
-    with _interrupt_flag() as interrupted:
-        while epoch < options["epochs"]:
-            started = time.perf_counter()
-            _train_epoch(trainer, loader, epoch, options["epochs"], quiet, callback, interrupted, save)
-            epoch_seconds.append(round(time.perf_counter() - started, 3))
-            epoch += 1
-            progress.append(_progress_row(trainer, setup))
-            if evaluator is not None:
-                epoch_metrics.append(evaluator.epoch(trainer, setup, epoch))
-                _write_epoch_metrics(out, epoch_metrics, quiet)
-            save(epoch)
-            _write_epoch_outputs(out, trainer, progress, len(loader))
-    if final_outputs:
-        summary = write_final_outputs(out, trainer, setup, data, options, meta)
-        if evaluator is not None:
-            _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, eval_samples)
+    try:
+        with _stop_requests() as stop_signal:
+            while epoch < options["epochs"]:
+                started = time.perf_counter()
+                _train_epoch(trainer, loader, epoch, options["epochs"], quiet, callback, stop_signal, save)
+                epoch_seconds.append(round(time.perf_counter() - started, 3))
+                epoch += 1
+                _check_finite_weights(setup, trainer)
+                progress.append(_progress_row(trainer, setup))
+                if evaluator is not None:
+                    evaluator = _evaluate_epoch(evaluator, trainer, setup, epoch, epoch_metrics, out, quiet)
+                save(epoch)
+                _write_epoch_outputs(out, trainer, progress, len(loader))
+                if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
+                    raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
+                                      f"checkpoint saved after step {trainer.d_steps}", stop_signal())
+            if final_outputs:
+                with _raise_on_stop(epoch):
+                    if stop_signal():  # arrived since the last check
+                        _final_stop_handler(epoch)(stop_signal(), None)
+                    _unlink(out / EVALUATION)  # never leave an earlier evaluation beside newer results
+                    summary = write_final_outputs(out, trainer, setup, data, options, meta)
+                    if evaluator is not None:
+                        _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, eval_samples,
+                                                epoch)
+    except DivergenceError as e:
+        raise DivergenceError(f"{e}. {describe_checkpoint(ckpt_path)}") from None
     return trainer
+
+
+def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, **options):
+    """Every check a run can make before it has its data, so nothing is loaded or trained in vain:
+    ``out_dir`` is writable, ``eval_samples`` makes sense, ``--resume`` finds a checkpoint (and
+    without it, none is there), resumed options and epochs fit it, every option is valid.
+
+    Returns (out folder, Checkpoint or None, Recipe, the run's complete options).
+    """
+    out = Path(out_dir)
+    _check_eval_samples(eval_samples, evaluate)
+    checkpoint = _checkpoint_to_resume(out / CHECKPOINT, resume)
+    if checkpoint is not None:
+        recipe, options, epochs = _resumed_options(checkpoint, recipe, options, epochs)
+    recipe = get_recipe(recipe)
+    options = recipe.options(**options, epochs=epochs)
+    check_writable_dir(out)  # last: it creates the folder
+    return out, checkpoint, recipe, options
+
+
+def data_record(images, identity=None):
+    """What a run records about its data: the identity of the files (if known) and the training array's SHA-256."""
+    record = {k: v for k, v in (identity or {}).items()}
+    record["array_shape"] = list(images.shape)
+    record["array_sha256"] = array_sha256(images)
+    return record
+
+
+def array_sha256(images):
+    return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
+
+
+def describe_checkpoint(path):
+    """What is on disk at ``path``, in words, for messages after a failure."""
+    path = Path(path)
+    if not path.exists():
+        return (f"No checkpoint was written ({path} does not exist): the run stopped before its first "
+                f"checkpoint, so there is nothing to resume")
+    try:
+        meta = Checkpoint(path).meta
+    except CheckpointError as e:
+        return f"The checkpoint on disk cannot be read: {e}"
+    steps = meta.get("trainer", {}).get("d_steps", "?")
+    mid = meta.get("loader", {}).get("batch", 0)
+    where = f"in epoch {meta['epoch'] + 1}" if mid else f"after epoch {meta['epoch']}"
+    return f"{path} is intact: the last good state, {where} (step {steps})"
+
+
+def _check_eval_samples(n, evaluate):
+    if evaluate and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < MIN_EVAL_SAMPLES):
+        raise ValueError(f"eval_samples (--eval-samples) must be an integer >= {MIN_EVAL_SAMPLES}, got {n!r}; "
+                         f"to skip the evaluation, use --no-evaluate (evaluate=False)")
+
+
+def _check_same_data(checkpoint, images):
+    """A resumed run must see the images it was trained on: same shape, same SHA-256 where recorded."""
+    meta = checkpoint.meta
+    if list(images.shape[1:]) != meta["image_shape"]:
+        raise RunError(f"{checkpoint.path} was trained on images of shape {tuple(meta['image_shape'])}, "
+                       f"these are {tuple(images.shape[1:])}: resume with the same data")
+    recorded = (meta.get("data") or {}).get("array_sha256")
+    if recorded and recorded != array_sha256(images):
+        was = meta["data"].get("array_shape", ["?"])[0]
+        raise RunError(f"{checkpoint.path} was trained on other data ({was} images, SHA-256 {recorded[:16]}...; "
+                       f"now {len(images)} images, {array_sha256(images)[:16]}...): resume with the same "
+                       f"--dataset and --data-dir, or start a new run in another --out")
+
+
+def _check_finite_weights(setup, trainer):
+    """DivergenceError if a weight of G or D is NaN or infinite: such a state is never saved."""
+    for model_name, model in (("G", setup.G), ("D", setup.D)):
+        for name, layer, key in model.named_parameters():
+            xp = backend.get_xp(layer.params[key])
+            if not bool(xp.isfinite(layer.params[key]).all()):
+                raise DivergenceError(f"non-finite weights in {model_name}.{name} after discriminator step "
+                                      f"{trainer.d_steps}; stopping without saving this state")
+
+
+def _evaluate_epoch(evaluator, trainer, setup, epoch, epoch_metrics, out, quiet):
+    """Add this epoch's quick metrics; a failure is reported and ends the evaluation, not the run."""
+    try:
+        epoch_metrics.append(evaluator.epoch(trainer, setup, epoch))
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
+        print(f"warning: per-epoch evaluation failed after epoch {epoch} ({e}); the run continues without it",
+              file=sys.stderr)
+        return None
+    _write_epoch_metrics(out, epoch_metrics, quiet)
+    return evaluator
 
 
 def _write_epoch_metrics(out, epoch_metrics, quiet):
@@ -113,22 +238,25 @@ def _write_epoch_metrics(out, epoch_metrics, quiet):
               "classes holding >= 2% of samples": {"samples": columns["classes_covered"]},
               "coverage: KL(class histogram || uniform)": {"samples": columns["coverage_kl"]}}
     plots.save_curve_panels(out / "metrics.png", panels, x=columns["epoch"], xlabel="epoch",
-                            title=f"Per-epoch evaluation on {columns['n'][-1]} samples")
+                            title=f"Per-epoch evaluation: {columns['n'][-1]} samples against "
+                                  f"{columns.get('reference_n', ['all'])[-1]} training images (compare epochs, "
+                                  f"not with evaluation.json)")
     if not quiet:
         last = epoch_metrics[-1]
         print(f"epoch {last['epoch']}: Fréchet distance {last['frechet_distance']:.2f}, classifier score "
               f"{last['classifier_score']:.2f}, {last['classes_covered']} classes covered")
 
 
-def _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, n):
+def _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, n, epoch):
     """Full metrics on n samples; a failure here is reported, not fatal: training is done."""
     from ..evaluation import format_table
     try:
         row = evaluator.final(trainer, setup, n)
-    except Exception as e:  # noqa: BLE001 - the run's results are already saved
-        print(f"final evaluation failed: {e}")
+    except (ValueError, OSError, ArithmeticError, np.linalg.LinAlgError) as e:
+        print(f"warning: final evaluation failed, no {EVALUATION} written: {e}", file=sys.stderr)
         return
-    write_json(out / "evaluation.json", row)
+    row["epoch"] = epoch
+    write_json(out / EVALUATION, row)
     summary["evaluation"] = row
     write_json(out / "summary.json", summary)
     if not quiet:
@@ -153,41 +281,89 @@ def _resumed_options(checkpoint, recipe, options, epochs):
     if changed:
         raise RunError(f"cannot change options when resuming (asked {changed}); start a new run instead")
     saved = dict(meta["options"])
-    return meta["recipe"], {k: v for k, v in saved.items() if k != "epochs"}, epochs or saved["epochs"]
+    if epochs is not None:
+        _check_resume_epochs(checkpoint, epochs)
+    return meta["recipe"], {k: v for k, v in saved.items() if k != "epochs"}, epochs or saved.get("epochs")
 
 
-def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, interrupted, save):
+def _check_resume_epochs(checkpoint, epochs):
+    """--epochs on resume is the new total: it may not undo epochs already trained."""
+    done = checkpoint.meta["epoch"]
+    partial = bool((checkpoint.meta.get("loader") or {}).get("batch"))
+    needed = done + 1 if partial else done
+    if isinstance(epochs, (int, np.integer)) and epochs < needed:
+        trained = f"{done} epoch(s) and part of epoch {done + 1}" if partial else f"{done} epoch(s)"
+        raise RunError(f"--epochs {epochs} is fewer than the {trained} the run in {checkpoint.path.parent} has "
+                       f"trained; --epochs is the total: ask for {needed} or more (or leave it out)")
+
+
+def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, save):
     from tqdm.auto import tqdm
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=quiet, leave=True, unit="step")
     for step, real in enumerate(bar):
         trainer.train_step(real)
         if callback is not None:
             callback(trainer)
-        if interrupted():
+        if stop_signal() and step < len(loader) - 1:  # at the last step the epoch ends normally
             save(epoch)  # mid-epoch: the loader's state says which batches remain
-            raise Interrupted(f"interrupted; checkpoint saved after step {trainer.d_steps}")
+            raise Interrupted(f"{_signal_name(stop_signal())}: checkpoint saved after step {trainer.d_steps} "
+                              f"(in epoch {epoch + 1})", stop_signal())
         if step % 10 == 0 and trainer.history["d_loss"]:
             bar.set_postfix(D=f"{trainer.last('d_loss'):.3f}", G=f"{trainer.last('g_loss'):.3f}")
     trainer.flush()
 
 
 @contextlib.contextmanager
-def _interrupt_flag():
-    """While active, Ctrl-C sets a flag (checked between steps) instead of raising mid-step."""
-    state = {"hit": False}
+def _stop_requests():
+    """While active, Ctrl-C and SIGTERM set a flag (checked between steps and after each epoch's work)
+    instead of stopping the process mid-step; yields a function returning the signal number, or None."""
+    state = {"signum": None}
 
     def handler(signum, frame):
-        state["hit"] = True
+        state["signum"] = state["signum"] or signum
 
+    with _signal_handlers(handler):
+        yield lambda: state["signum"]
+
+
+def _final_stop_handler(epochs_done):
+    def handler(signum, frame):
+        raise Interrupted(f"{_signal_name(signum)} during the final outputs: training is complete and saved "
+                          f"({epochs_done} epochs); figures and evaluation may be missing or from the last "
+                          f"epoch", signum)
+    return handler
+
+
+@contextlib.contextmanager
+def _raise_on_stop(epochs_done):
+    """While active (the final outputs and evaluation), Ctrl-C and SIGTERM stop at once."""
+    with _signal_handlers(_final_stop_handler(epochs_done)):
+        yield
+
+
+@contextlib.contextmanager
+def _signal_handlers(handler):
+    """Install ``handler`` for STOP_SIGNALS, restoring the previous handlers afterwards."""
+    previous = {}
+    for signum in STOP_SIGNALS:
+        try:
+            previous[signum] = signal.signal(signum, handler)
+        except ValueError:  # not the main thread: leave the signals alone
+            pass
     try:
-        previous = signal.signal(signal.SIGINT, handler)
-    except ValueError:  # not the main thread: leave Ctrl-C alone
-        previous = None
-    try:
-        yield lambda: state["hit"]
+        yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _signal_name(signum):
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _unlink(path):
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def _progress_row(trainer, setup):

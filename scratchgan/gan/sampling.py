@@ -2,23 +2,37 @@
 import numpy as np
 
 from .. import backend
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, CheckpointError
 from .recipes import get_recipe
 
 
 def load_generator(path, device="cpu"):
     """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``."""
     checkpoint = Checkpoint(path)
-    meta = checkpoint.meta
-    recipe = get_recipe(meta["recipe"])
-    setup = recipe.setup(recipe.options(**meta["options"]), tuple(meta["image_shape"]))
+    setup = rebuild_setup(checkpoint)
     checkpoint.load_generator(setup.G)
     setup.G.to(device).eval()
     return setup.G, setup
 
 
+def rebuild_setup(checkpoint):
+    """A fresh Setup of the checkpoint's recipe and options; CheckpointError if they make no sense."""
+    meta = checkpoint.meta
+    try:
+        recipe = get_recipe(meta["recipe"])
+        return recipe.setup(recipe.options(**meta["options"]), tuple(meta["image_shape"]))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {checkpoint.path} cannot be rebuilt: {e}") from None
+
+
 def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500):
-    """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``."""
+    """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``.
+
+    Raises ValueError unless n >= 1, and CheckpointError if the generator's output is not
+    finite (a checkpoint holding diverged weights), so no NaN image is ever returned.
+    """
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"the number of samples must be a positive integer, got {n!r}")
     G, setup = load_generator(path, device)
     rng = backend.RNG(seed)
     xp = backend.xp_for(device)
@@ -28,4 +42,9 @@ def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500):
         m = min(batch_size, n - start)
         z = rng.normal((m, config.z_dim, *config.noise_shape), dtype=np.float32, xp=xp)
         out.append(backend.asnumpy(setup.to_unit(G.forward(z, train=False, grad=False))))
-    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, *setup.image_shape), np.float32)
+    samples = np.concatenate(out).astype(np.float32)
+    if not np.isfinite(samples).all():
+        bad = int((~np.isfinite(samples)).reshape(n, -1).any(axis=1).sum())
+        raise CheckpointError(f"the generator in {path} outputs NaN or infinite values ({bad} of {n} samples): "
+                              f"its weights diverged; sample an earlier checkpoint or retrain")
+    return samples

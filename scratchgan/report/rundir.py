@@ -23,7 +23,7 @@ IMAGES = {
     "class_progress.gif": "the class grid after every epoch (conditional model)",
 }
 MAX_POINTS = 1000  # at most this many points per curve on the page; longer histories are bucket means
-FINGERPRINT_KEYS = ("dataset_fingerprint", "fingerprint")
+FINGERPRINT_KEYS = ("data", "dataset_fingerprint", "fingerprint")  # "data": what gan/run.py records
 
 
 class ReportError(ValueError):
