@@ -89,7 +89,7 @@ class GANTrainer:
     def train_step(self, real):
         """One discriminator update, then a generator update if this is the k-th."""
         g_turn = (self.d_steps + 1) % self.config.k == 0
-        fake = self.G.forward(self.sample_noise(len(real)), train=True, grad=g_turn)
+        fake = self.G.forward(self.sample_noise(len(real)), train=True, keep_cache=g_turn)
         d_loss, p_real, p_fake = self.discriminator_step(real, fake)
         g_value = self.generator_step(fake) if g_turn else self.xp.asarray(np.nan, dtype=self.dtype)
         self._record(d_loss, g_value, p_real, p_fake, g_turn)
@@ -179,7 +179,7 @@ class GANTrainer:
     def sample(self, n=None, noise=None, batch_size=500):
         """Generator samples in eval mode (BatchNorm uses its running statistics)."""
         noise = self.sample_noise(n) if noise is None else noise
-        outs = [self.G.forward(noise[i:i + batch_size], train=False, grad=False)
+        outs = [self.G.forward(noise[i:i + batch_size], train=False, keep_cache=False)
                 for i in range(0, len(noise), batch_size)]
         return self.xp.concatenate(outs)
 
