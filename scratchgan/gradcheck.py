@@ -85,7 +85,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
 
     restore()
     layer.zero_grad()
-    y = layer.forward(x, train=train, grad=True)
+    y = layer.forward(x, train=train, keep_cache=True)
     dy = np.random.default_rng([seed, 1]).standard_normal(y.shape)  # never the same draws as an input seeded `seed`
     dx = layer.backward(dy)
     analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
@@ -93,7 +93,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
 
     def output():
         restore()
-        return layer.forward(x, train=train, grad=False)
+        return layer.forward(x, train=train, keep_cache=False)
 
     errors = {}
     for name, array in targets.items():
