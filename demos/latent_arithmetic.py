@@ -31,7 +31,7 @@ from scratchgan.gan.sampling import load_generator
 
 def decode(G, setup, z):
     z = np.asarray(z, dtype=np.float32).reshape(len(z), setup.config.z_dim, *setup.config.noise_shape)
-    return backend.asnumpy(setup.to_unit(G.forward(z, train=False, grad=False)))
+    return backend.asnumpy(setup.to_unit(G.forward(z, train=False, keep_cache=False)))
 
 
 def slerp(a, b, t):

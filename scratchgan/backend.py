@@ -110,20 +110,6 @@ def default_dtype():
     return _default_dtype
 
 
-def scratch_array(store, key, shape, like):
-    """An uninitialized array of ``like``'s dtype and device, kept in the dict ``store`` under
-    ``key`` and reused while shape, dtype and device still match.
-
-    For large transients that never leave the call that fills them (neither cached nor
-    returned): allocating them once saves the page faults of a fresh allocation every step.
-    """
-    work = store.get(key)
-    if (work is None or work.shape != tuple(shape) or work.dtype != like.dtype
-            or get_xp(work) is not get_xp(like)):
-        work = store[key] = get_xp(like).empty(shape, dtype=like.dtype)
-    return work
-
-
 class RNG:
     """Seeded random numbers on either backend.
 

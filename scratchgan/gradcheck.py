@@ -10,7 +10,6 @@ dx) and the check proves nothing.
 ``check_layer`` checks a layer object; ``check_function`` checks a pair of CS231n-style
 functions (``scratchgan.reference``); ``check_loss`` checks a (value, grad) loss.
 """
-import inspect
 
 import numpy as np
 
@@ -69,13 +68,6 @@ def directional_error(f, x, analytic, df=None, n_directions=6, h=1e-3, seed=0):
     return worst
 
 
-def forward_with_cache(layer, x, train, keep=True):
-    """``layer.forward(x, train=train)``, keeping the cache for ``backward`` (``keep``) in either mode."""
-    # the keyword is keep_cache in newer layers (grad before): pass whichever this layer takes
-    keyword = "keep_cache" if "keep_cache" in inspect.signature(layer.forward).parameters else "grad"
-    return layer.forward(x, train=train, **{keyword: keep})
-
-
 def upstream_gradient(shape, seed=0):
     """The random dy of a check: never the same draws as an input seeded ``seed``."""
     return np.random.default_rng([seed, 1]).standard_normal(shape)
@@ -102,7 +94,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
 
     restore()
     layer.zero_grad()
-    y = forward_with_cache(layer, x, train)
+    y = layer.forward(x, train=train, keep_cache=True)
     dy = upstream_gradient(y.shape, seed)
     dx = layer.backward(dy)
     analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
@@ -110,7 +102,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
 
     def output():
         restore()
-        return forward_with_cache(layer, x, train, keep=False)
+        return layer.forward(x, train=train, keep_cache=False)
 
     errors = _compare(output, targets, analytic, dy, h, seed, directional)
     restore()

@@ -8,6 +8,7 @@ freezing a network means not stepping its optimizer.
 import numpy as np
 
 from . import backend
+from .fastpath import reuse_buffer
 
 
 class Optimizer:
@@ -83,45 +84,53 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015) with bias correction:
+    """Adam (Kingma & Ba 2015) with bias correction. The textbook update, per parameter:
 
-        m <- b1 m + (1 - b1) g,   v <- b2 v + (1 - b2) g^2
-        p <- p - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+        m <- b1 m + (1 - b1) g,        v <- b2 v + (1 - b2) g^2
+        m_hat = m / (1 - b1^t),        v_hat = v / (1 - b2^t)
+        p <- p - lr m_hat / (sqrt(v_hat) + eps)
 
-    computed, as the paper's Algorithm 1 suggests, with the corrections folded into two
-    scalars: with c1 = 1 - b1^t and c2 = 1 - b2^t, multiplying the fraction above and below
-    by sqrt(c2) gives p <- p - (lr sqrt(c2) / c1) * m / (sqrt(v) + eps sqrt(c2)) (the same
-    number, one pass fewer).
+    ``_adam_in_place`` computes exactly this, line by line, but with every pass writing into
+    m, v, the parameter or one reused buffer: written as above, each line allocates
+    parameter-sized temporaries, which costs more than the arithmetic (docs/performance.md
+    measures it). Two rewrites make that possible without changing the numbers:
+
+    - the moments as m += (1 - b1)(g - m) and v += (1 - b2)(g^2 - v), the same averages;
+    - the bias corrections folded into two scalars, as the paper's Algorithm 1 suggests: with
+      c1 = 1 - b1^t and c2 = 1 - b2^t, multiplying the fraction above and below by sqrt(c2)
+      gives p <- p - (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2)), with no m_hat or v_hat.
     """
 
     def __init__(self, model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, max_norm=None):
         super().__init__(model, lr, weight_decay, max_norm)
         self.betas, self.eps = betas, eps
-        self._scratch = {}  # parameter name -> work array (not state: never saved)
+        self._scratch = {}  # parameter name -> reused work array (not state: never saved)
 
     def _update(self, name, param, grad):
         m, v = self._slot(name, "exp_avg", param), self._slot(name, "exp_avg_sq", param)
-        work = backend.scratch_array(self._scratch, name, param.shape, param)
+        work = reuse_buffer(self._scratch, name, param.shape, param)
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
         f = param.dtype.type
-        scalars = f(1 - b1), f(1 - b2), f(self.eps * c2 ** 0.5), f(self.lr * c2 ** 0.5 / c1)
-        _adam_passes(param, grad, m, v, work, *scalars)
+        _adam_in_place(param, grad, m, v, work, f(1 - b1), f(1 - b2),
+                       step_size=f(self.lr * c2 ** 0.5 / c1), eps_hat=f(self.eps * c2 ** 0.5))
 
 
-def _adam_passes(param, grad, m, v, work, one_minus_b1, one_minus_b2, eps_hat, step_size):
-    """Adam's update in place, every pass writing into m, v, the parameter or ``work``
-    (so a step allocates nothing the size of a parameter)."""
+def _adam_in_place(param, grad, m, v, work, one_minus_b1, one_minus_b2, step_size, eps_hat):
+    """Adam's update of ``param``, ``m`` and ``v`` in place; ``work``: a scratch array of their shape."""
     xp = backend.get_xp(param)
+    # m <- b1 m + (1 - b1) g, as m += (1 - b1)(g - m)
     xp.subtract(grad, m, out=work)
     work *= one_minus_b1
-    m += work                                   # m = b1 m + (1 - b1) g = m + (1 - b1)(g - m)
+    m += work
+    # v <- b2 v + (1 - b2) g^2, as v += (1 - b2)(g^2 - v)
     xp.multiply(grad, grad, out=work)
     work -= v
     work *= one_minus_b2
-    v += work                                   # v = v + (1 - b2)(g^2 - v)
+    v += work
+    # p <- p - lr m_hat / (sqrt(v_hat) + eps), as p -= (lr sqrt(c2) / c1) m / (sqrt(v) + eps sqrt(c2))
     xp.sqrt(v, out=work)
     work += eps_hat
     xp.divide(m, work, out=work)
     work *= step_size
-    param -= work                               # p -= lr sqrt(c2)/c1 * m / (sqrt(v) + eps sqrt(c2))
+    param -= work

@@ -85,7 +85,7 @@ def test_cupy_losses_and_dropout_stay_on_device(cupy):
     assert isinstance(grad, cupy.ndarray) and grad.dtype == np.float32
     ref, ref_grad = losses.bce_with_logits(cupy.asnumpy(z), 1.0)
     assert float(value) == pytest.approx(float(ref), rel=1e-5)
-    mask = L.Dropout(0.5).forward(cupy.ones((100, 100), dtype=cupy.float32), grad=False)
+    mask = L.Dropout(0.5).forward(cupy.ones((100, 100), dtype=cupy.float32), keep_cache=False)
     assert isinstance(mask, cupy.ndarray) and abs(float((mask != 0).mean()) - 0.5) < 0.03
 
 

@@ -1,5 +1,6 @@
-"""The benchmark command (smoke runs on tiny steps, no timing assertions) and the optimised
-code paths behind it: they must compute exactly the maths of the plain versions."""
+"""The benchmark command: smoke runs on tiny steps, no timing assertions. (That the fast
+paths compute the plain maths is tested with what they serve: test_layers.py, test_conv.py,
+test_losses_optim.py.)"""
 import json
 import sys
 import textwrap
@@ -7,11 +8,7 @@ import textwrap
 import numpy as np
 import pytest
 
-import scratchgan.layers as L
-from scratchgan import Adam, bench
-from scratchgan.backend import RNG
-from scratchgan.layers.base import add_matmul, matmul
-from scratchgan.layers.conv import as_matrix, col2im, conv_output_size, im2col
+from scratchgan import bench
 
 # -- the bench command --------------------------------------------------------------------
 
@@ -161,154 +158,3 @@ def test_failing_reference_is_reported(tmp_path):
     bad.write_text("raise ImportError('No module named torch')\n")
     with pytest.raises(bench.BenchError, match="No module named torch"):
         bench.run_torch_reference(sys.executable, bad, "mlp", "cpu", steps=1)
-
-
-# -- the optimised paths compute the plain maths ------------------------------------------
-
-def f64(layer):
-    return layer.to(dtype=np.float64)
-
-
-@pytest.mark.parametrize("make,shape", [
-    (lambda: L.Dense(6, 5, "tanh", rng=RNG(1)), (4, 6)),
-    (lambda: L.Conv2d(3, 4, 4, 2, 1, rng=RNG(1)), (2, 3, 8, 8)),
-    (lambda: L.ConvTranspose2d(3, 2, 4, 2, 1, rng=RNG(1)), (2, 3, 5, 5)),
-    (lambda: L.Chain(L.Conv2d(2, 3, 3, 1, 1, rng=RNG(1)), L.BatchNorm(3), L.LeakyReLU(0.2),
-                     L.Conv2d(3, 1, 4, rng=RNG(2))), (3, 2, 4, 4)),
-])
-def test_backward_without_input_gradient_adds_the_same_parameter_gradients(make, shape):
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape)
-    full, params_only = f64(make()), f64(make())
-    dy = rng.standard_normal(full.forward(x).shape)
-    params_only.forward(x)
-    dx = full.backward(dy)
-    assert dx.shape == x.shape
-    assert params_only.backward(dy, input_grad=False) is None
-    for (name, a, k), (_, b, _) in zip(full.named_parameters(), params_only.named_parameters()):
-        np.testing.assert_allclose(b.grads[k], a.grads[k], rtol=1e-12, atol=1e-14, err_msg=name)
-
-
-def test_conv_outputs_are_channel_major_views_the_next_layer_reads_without_copying():
-    conv = L.Conv2d(2, 3, 4, 2, 1)
-    y = conv.forward(np.random.default_rng(0).standard_normal((5, 2, 8, 8)).astype(np.float32))
-    assert y.shape == (5, 3, 4, 4) and not y.flags.c_contiguous
-    assert np.shares_memory(as_matrix(y), y)           # (C, H*W*N) is a view: no transpose copy
-    bn = L.BatchNorm(3)
-    z = bn.forward(y)
-    assert np.shares_memory(as_matrix(z), z)
-
-
-def test_layers_accept_any_input_layout():
-    """The same values as a C-contiguous NCHW array and as a channel-major view give the same outputs."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((4, 3, 6, 6))
-    x_channel_major = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
-    for make in (lambda: L.Conv2d(3, 2, 3, 2, 1, rng=RNG(0)), lambda: L.ConvTranspose2d(3, 2, 4, 2, 1, rng=RNG(0)),
-                 lambda: L.BatchNorm(3), lambda: L.LeakyReLU(0.2)):
-        a, b = f64(make()), f64(make())
-        ya, yb = a.forward(x), b.forward(x_channel_major)
-        np.testing.assert_allclose(ya, yb, rtol=1e-13, atol=1e-13)
-        dy = rng.standard_normal(ya.shape)
-        np.testing.assert_allclose(a.backward(dy), b.backward(np.ascontiguousarray(dy)), rtol=1e-12, atol=1e-13)
-
-
-def test_im2col_padding_equals_im2col_of_the_padded_input():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 3, 7, 6))
-    kernel, stride, padding, out = (4, 3), (2, 2), (1, 2), (3, 4)
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (2, 2)))
-    np.testing.assert_array_equal(im2col(x, kernel, stride, out, padding), im2col(padded, kernel, stride, out))
-    cols = rng.standard_normal((3 * 4 * 3, 3 * 4 * 2))
-    full = col2im(cols, padded.shape, kernel, stride, out)
-    np.testing.assert_allclose(col2im(cols, x.shape, kernel, stride, out, padding), full[:, :, 1:-1, 2:-2],
-                               rtol=1e-14)
-
-
-@pytest.mark.parametrize("size,kernel,stride,padding", [
-    ((7, 6), (4, 3), (2, 2), (1, 2)),    # padding on both sides, stride 2
-    ((14, 14), (4, 4), (2, 2), (1, 1)),  # DCGAN's Conv(64->128) geometry
-    ((1, 2), (3, 3), (1, 1), (2, 2)),    # kernel positions that only ever see padding
-    ((5, 5), (3, 3), (1, 1), (0, 0)),    # no padding: every window inside
-])
-def test_im2col_into_a_dirty_buffer_zeroes_exactly_the_padding(size, kernel, stride, padding):
-    """im2col writes every element of ``out``: the copied pixels, and zeros where a window lies in
-    the padding (it zeroes only those, so stale values elsewhere must all be overwritten)."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((3, 2, *size))
-    out_size = tuple(conv_output_size(s, k, st, p) for s, k, st, p in zip(size, kernel, stride, padding))
-    padded = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
-    expected = im2col(padded, kernel, stride, out_size)
-    dirty = np.full(expected.shape, np.nan)
-    np.testing.assert_array_equal(im2col(x, kernel, stride, out_size, padding, out=dirty), expected)
-    np.testing.assert_array_equal(dirty, expected)
-
-
-@pytest.mark.parametrize("a_shape,b_shape", [((3, 5), (5, 8)), ((8, 5), (5, 3)), ((4, 4), (4, 4))])
-def test_matmul_either_orientation_is_the_product(a_shape, b_shape):
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
-    np.testing.assert_allclose(matmul(a, b), a @ b, rtol=1e-13)
-
-
-@pytest.mark.parametrize("a_shape,b_shape,grad_shape", [((3, 5), (5, 8), (3, 8)), ((8, 5), (5, 3), (8, 3)),
-                                                       ((4, 6), (6, 12), (4, 3, 2, 2))])
-def test_add_matmul_writes_into_a_zero_gradient_and_adds_to_any_other(a_shape, b_shape, grad_shape):
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
-    product = (a @ b).reshape(grad_shape)
-    grad = np.zeros(grad_shape)
-    add_matmul(grad, a, b)                      # fresh after zero_grad: written straight in
-    np.testing.assert_allclose(grad, product, rtol=1e-13)
-    add_matmul(grad, a, b)                      # second pass: accumulated
-    np.testing.assert_allclose(grad, 2 * product, rtol=1e-13)
-    grad = np.zeros(grad_shape)
-    grad.flat[-1] = np.nan                      # not all zeros: NaN must survive, not be overwritten
-    add_matmul(grad, a, b)
-    assert np.isnan(grad.flat[-1]) and np.allclose(grad.flat[:-1], product.flat[:-1], rtol=1e-13)
-    strided = np.zeros((grad_shape[0], 2 * int(np.prod(grad_shape[1:]))))[:, ::2].reshape(grad_shape[0], -1)
-    add_matmul(strided, a, b.reshape(b_shape[0], -1))   # a non-contiguous gradient still gets the sum
-    np.testing.assert_allclose(strided, product.reshape(strided.shape), rtol=1e-13)
-
-
-def test_dense_two_passes_accumulate_into_the_weight_gradient():
-    layer = f64(L.Dense(5, 3, rng=RNG(0)))
-    rng = np.random.default_rng(1)
-    x1, x2, dy1, dy2 = (rng.standard_normal(s) for s in ((4, 5), (6, 5), (4, 3), (6, 3)))
-    layer.forward(x1)
-    layer.backward(dy1)
-    layer.forward(x2)
-    layer.backward(dy2)
-    np.testing.assert_allclose(layer.grads["weight"], dy1.T @ x1 + dy2.T @ x2, rtol=1e-13)
-    layer.zero_grad()
-    layer.forward(x2)
-    layer.backward(dy2)
-    np.testing.assert_allclose(layer.grads["weight"], dy2.T @ x2, rtol=1e-13)
-
-
-@pytest.mark.parametrize("alpha", [0.0, 0.2, 1.0, 1.5])
-def test_leakyrelu_matches_its_definition_for_any_slope(alpha):
-    x = np.array([-2.0, -0.5, 0.0, 0.5, 3.0])
-    np.testing.assert_array_equal(L.leakyrelu(x, alpha), np.where(x > 0, x, alpha * x))
-    layer = f64(L.LeakyReLU(alpha))
-    layer.forward(x.reshape(1, -1))
-    dy = np.arange(1.0, 6.0).reshape(1, -1)
-    np.testing.assert_allclose(layer.backward(dy), np.where(x > 0, dy, alpha * dy))
-
-
-def test_adam_in_place_update_matches_the_formula_and_saves_only_its_moments():
-    layer = f64(L.Dense(3, 2, rng=RNG(0)))
-    opt = Adam(layer, lr=0.01, betas=(0.5, 0.9), eps=1e-8)
-    w = layer.params["weight"].copy()
-    m, v = np.zeros_like(w), np.zeros_like(w)
-    rng = np.random.default_rng(0)
-    for t in (1, 2, 3):
-        g = rng.standard_normal(w.shape)
-        layer.grads["weight"][...] = g
-        layer.grads["bias"][...] = 0
-        opt.step()
-        m, v = 0.5 * m + 0.5 * g, 0.9 * v + 0.1 * g * g
-        w = w - 0.01 * (m / (1 - 0.5 ** t)) / (np.sqrt(v / (1 - 0.9 ** t)) + 1e-8)
-        np.testing.assert_allclose(layer.params["weight"], w, rtol=1e-13)
-    assert sorted(opt.state_dict()) == ["state.bias.exp_avg", "state.bias.exp_avg_sq",
-                                        "state.weight.exp_avg", "state.weight.exp_avg_sq", "t"]

@@ -1,12 +1,13 @@
 """Conv2d and ConvTranspose2d against independent computations: scipy's correlate, a naive
-scatter loop, the adjoint identity, and the output-size formulas."""
+scatter loop, the adjoint identity, and the output-size formulas; im2col/col2im's padding and
+the channel-major layout against their plain definitions; hyper-parameter checks."""
 import numpy as np
 import pytest
 from scipy.signal import correlate
 
 import scratchgan.layers as L
 from scratchgan.backend import RNG
-from scratchgan.layers.conv import col2im, conv_transpose_output_size, im2col
+from scratchgan.layers.conv import as_matrix, col2im, conv_output_size, conv_transpose_output_size, im2col
 
 CONV_CONFIGS = [  # (x shape, out channels, kernel, stride, padding)
     ((2, 3, 7, 6), 4, 3, 1, 0),
@@ -180,3 +181,98 @@ def test_output_padding_must_be_smaller_than_stride():
 def test_input_smaller_than_kernel_is_a_clear_error():
     with pytest.raises(ValueError, match="smaller than the"):
         L.Conv2d(1, 1, 5).forward(np.zeros((1, 1, 3, 3), np.float32))
+
+
+# -- the fast path computes the plain maths ------------------------------------------------
+
+def test_conv_outputs_are_channel_major_views_the_next_layer_reads_without_copying():
+    conv = L.Conv2d(2, 3, 4, 2, 1)
+    y = conv.forward(np.random.default_rng(0).standard_normal((5, 2, 8, 8)).astype(np.float32))
+    assert y.shape == (5, 3, 4, 4) and not y.flags.c_contiguous
+    assert np.shares_memory(as_matrix(y), y)           # (C, H*W*N) is a view: no transpose copy
+    bn = L.BatchNorm(3)
+    z = bn.forward(y)
+    assert np.shares_memory(as_matrix(z), z)
+
+
+def test_layers_accept_any_input_layout():
+    """The same values as a C-contiguous NCHW array and as a channel-major view give the same outputs."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 6, 6))
+    x_channel_major = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    for make in (lambda: L.Conv2d(3, 2, 3, 2, 1, rng=RNG(0)), lambda: L.ConvTranspose2d(3, 2, 4, 2, 1, rng=RNG(0)),
+                 lambda: L.BatchNorm(3), lambda: L.LeakyReLU(0.2)):
+        a, b = f64(make()), f64(make())
+        ya, yb = a.forward(x), b.forward(x_channel_major)
+        np.testing.assert_allclose(ya, yb, rtol=1e-13, atol=1e-13)
+        dy = rng.standard_normal(ya.shape)
+        np.testing.assert_allclose(a.backward(dy), b.backward(np.ascontiguousarray(dy)), rtol=1e-12, atol=1e-13)
+
+
+def test_im2col_padding_equals_im2col_of_the_padded_input():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 7, 6))
+    kernel, stride, padding, out = (4, 3), (2, 2), (1, 2), (3, 4)
+    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (2, 2)))
+    np.testing.assert_array_equal(im2col(x, kernel, stride, out, padding), im2col(padded, kernel, stride, out))
+    cols = rng.standard_normal((3 * 4 * 3, 3 * 4 * 2))
+    full = col2im(cols, padded.shape, kernel, stride, out)
+    np.testing.assert_allclose(col2im(cols, x.shape, kernel, stride, out, padding), full[:, :, 1:-1, 2:-2],
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("size,kernel,stride,padding", [
+    ((7, 6), (4, 3), (2, 2), (1, 2)),    # padding on both sides, stride 2
+    ((14, 14), (4, 4), (2, 2), (1, 1)),  # DCGAN's Conv(64->128) geometry
+    ((1, 2), (3, 3), (1, 1), (2, 2)),    # kernel positions that only ever see padding
+    ((5, 5), (3, 3), (1, 1), (0, 0)),    # no padding: every window inside
+])
+def test_im2col_into_a_dirty_buffer_zeroes_exactly_the_padding(size, kernel, stride, padding):
+    """im2col writes every element of ``out``: the copied pixels, and zeros where a window lies in
+    the padding (it zeroes only those, so stale values elsewhere must all be overwritten)."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 2, *size))
+    out_size = tuple(conv_output_size(s, k, st, p) for s, k, st, p in zip(size, kernel, stride, padding))
+    padded = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2))
+    expected = im2col(padded, kernel, stride, out_size)
+    dirty = np.full(expected.shape, np.nan)
+    np.testing.assert_array_equal(im2col(x, kernel, stride, out_size, padding, out=dirty), expected)
+    np.testing.assert_array_equal(dirty, expected)
+
+
+# -- hyper-parameters are checked when the layer is built ----------------------------------------
+
+@pytest.mark.parametrize("layer", [L.Conv2d, L.ConvTranspose2d])
+@pytest.mark.parametrize("kwargs,error,message", [
+    ({"stride": 0}, ValueError, r"stride must be >= 1, got 0"),
+    ({"stride": (1, 0)}, ValueError, r"stride must be >= 1, got \(1, 0\)"),
+    ({"padding": -1}, ValueError, r"padding must be >= 0, got -1"),
+    ({"padding": (0, -2)}, ValueError, r"padding must be >= 0"),
+    ({"kernel_size": 0}, ValueError, r"kernel_size must be >= 1, got 0"),
+    ({"kernel_size": (3, 0)}, ValueError, r"kernel_size must be >= 1"),
+    ({"kernel_size": 2.5}, TypeError, r"kernel_size must be an int or a pair of ints, got 2.5"),
+    ({"kernel_size": (3, 3, 3)}, TypeError, r"kernel_size must be an int or a pair of ints"),
+    ({"stride": "2"}, TypeError, r"stride must be an int or a pair of ints"),
+    ({"in_channels": 0}, ValueError, r"in_channels must be an integer >= 1, got 0"),
+    ({"out_channels": 0}, ValueError, r"out_channels must be an integer >= 1, got 0"),
+    ({"out_channels": 2.0}, TypeError, r"out_channels must be an integer, got 2.0"),
+])
+def test_bad_geometry_fails_at_construction_naming_the_layer(layer, kwargs, error, message):
+    args = {"in_channels": 2, "out_channels": 3, "kernel_size": 3, **kwargs}
+    with pytest.raises(error, match=f"^{layer.__name__}: {message}"):
+        layer(**args)
+
+
+def test_conv_transpose_output_padding_is_checked():
+    with pytest.raises(ValueError, match=r"^ConvTranspose2d: output_padding must be >= 0"):
+        L.ConvTranspose2d(2, 2, 3, stride=2, output_padding=-1)
+    with pytest.raises(ValueError, match=r"^ConvTranspose2d: output_padding \(2, 2\) must be smaller than stride"):
+        L.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2)
+
+
+def test_numpy_integer_geometry_builds_the_same_layer():
+    n = np.int64
+    a, b = L.Conv2d(n(2), n(3), n(4), n(2), n(1), rng=RNG(0)), L.Conv2d(2, 3, 4, 2, 1, rng=RNG(0))
+    assert repr(a) == repr(b) and a.kernel_size == (4, 4) and type(a.stride[0]) is int
+    x = np.random.default_rng(0).standard_normal((2, 2, 8, 8)).astype(np.float32)
+    np.testing.assert_array_equal(a.forward(x), b.forward(x))

@@ -18,10 +18,10 @@ def setup(size, channels, **options):
 def test_generator_and_discriminator_shapes(size, channels):
     s = setup(size, channels, ngf=8, ndf=8, z_dim=16)
     z = np.random.default_rng(0).standard_normal((2, 16, 1, 1)).astype(np.float32)
-    fake = s.G.forward(z, train=False, grad=False)
+    fake = s.G.forward(z, train=False, keep_cache=False)
     assert fake.shape == (2, channels, size, size) and fake.dtype == np.float32
     assert np.abs(fake).max() <= 1
-    assert s.D.forward(fake, train=False, grad=False).shape == (2, 1, 1, 1)
+    assert s.D.forward(fake, train=False, keep_cache=False).shape == (2, 1, 1, 1)
     unit = s.to_unit(fake)
     assert unit.min() >= 0 and unit.max() <= 1
 
@@ -58,8 +58,8 @@ def test_sampling_in_eval_mode_does_not_depend_on_the_rest_of_the_batch():
     # equal up to float32 rounding (BLAS blocks a GEMM differently for other batch sizes) ...
     np.testing.assert_allclose(alone[0], with_others[0], rtol=0, atol=1e-6)
     # ... while with batch statistics the same z gives a different image in another batch
-    train_mode = s.G.forward(z, train=True, grad=False)
-    assert np.abs(train_mode[0] - s.G.forward(z[:2], train=True, grad=False)[0]).max() > 1e-3
+    train_mode = s.G.forward(z, train=True, keep_cache=False)
+    assert np.abs(train_mode[0] - s.G.forward(z[:2], train=True, keep_cache=False)[0]).max() > 1e-3
 
 
 def test_a_few_steps_reduce_d_loss_on_a_fixed_batch():
@@ -67,11 +67,11 @@ def test_a_few_steps_reduce_d_loss_on_a_fixed_batch():
     trainer = GANTrainer(s.G, s.D, s.opt_g, s.opt_d, s.head, s.config)
     rng = np.random.default_rng(2)
     real = np.tanh(rng.standard_normal((32, 1, 28, 28))).astype(np.float32)
-    fake = s.G.forward(trainer.sample_noise(32), train=False, grad=False)
+    fake = s.G.forward(trainer.sample_noise(32), train=False, keep_cache=False)
 
     def d_loss():
         # train mode, as in the step: 10 steps barely move BatchNorm's running statistics
-        values = [s.head.bce(s.D.forward(x, train=True, grad=False), t)[0] for x, t in ((real, 1.0), (fake, 0.0))]
+        values = [s.head.bce(s.D.forward(x, train=True, keep_cache=False), t)[0] for x, t in ((real, 1.0), (fake, 0.0))]
         return float(sum(values))
 
     before = d_loss()

@@ -5,7 +5,7 @@ import pytest
 import scratchgan.layers as L
 from scratchgan.backend import RNG
 from scratchgan.cli import main
-from scratchgan.gradcheck import (TOLERANCE, check_layer, check_loss, forward_with_cache, numeric_gradient,
+from scratchgan.gradcheck import (TOLERANCE, check_layer, check_loss, numeric_gradient,
                                   rel_error)
 from scratchgan.gradcheck_cases import Case, all_cases, format_table, run_case, run_suite
 
@@ -107,12 +107,12 @@ def test_table_reports_failures():
     assert "FAIL" in table and "0 passed, 1 failed" in table
 
 
-def test_forward_with_cache_keeps_the_cache_in_eval_mode_too():
+def test_keep_cache_keeps_the_cache_in_eval_mode_too():
     layer = L.BatchNorm(3).to(dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((4, 3))
-    y = forward_with_cache(layer, x, train=False)
+    y = layer.forward(x, train=False, keep_cache=True)
     assert layer.backward(np.ones_like(y)).shape == x.shape
-    forward_with_cache(layer, x, train=True, keep=False)
+    layer.forward(x, train=True, keep_cache=False)
     with pytest.raises(RuntimeError, match="without a forward pass"):
         layer.backward(np.ones_like(y))
 

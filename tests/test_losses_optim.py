@@ -118,6 +118,24 @@ def test_adam_matches_hand_computed_steps():
     np.testing.assert_allclose(model.params["weight"].ravel(), w2, rtol=1e-12)
 
 
+def test_adam_in_place_update_matches_the_formula_and_saves_only_its_moments():
+    layer = L.Dense(3, 2, rng=RNG(0)).to(dtype=np.float64)
+    opt = Adam(layer, lr=0.01, betas=(0.5, 0.9), eps=1e-8)
+    w = layer.params["weight"].copy()
+    m, v = np.zeros_like(w), np.zeros_like(w)
+    rng = np.random.default_rng(0)
+    for t in (1, 2, 3):
+        g = rng.standard_normal(w.shape)
+        layer.grads["weight"][...] = g
+        layer.grads["bias"][...] = 0
+        opt.step()
+        m, v = 0.5 * m + 0.5 * g, 0.9 * v + 0.1 * g * g
+        w = w - 0.01 * (m / (1 - 0.5 ** t)) / (np.sqrt(v / (1 - 0.9 ** t)) + 1e-8)
+        np.testing.assert_allclose(layer.params["weight"], w, rtol=1e-13)
+    assert sorted(opt.state_dict()) == ["state.bias.exp_avg", "state.bias.exp_avg_sq",
+                                        "state.weight.exp_avg", "state.weight.exp_avg_sq", "t"]
+
+
 def test_sgd_momentum_and_weight_decay():
     w0, g = np.array([1.0, 2.0]), np.array([0.5, -0.5])
     model = _one_param_model(w0, g)

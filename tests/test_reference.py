@@ -11,7 +11,7 @@ import scratchgan.layers as L
 import scratchgan.reference as R
 from scratchgan import optim
 from scratchgan.backend import RNG
-from scratchgan.gradcheck import (TOLERANCE, check_function, forward_with_cache, rel_error,
+from scratchgan.gradcheck import (TOLERANCE, check_function, rel_error,
                                   upstream_gradient)
 from scratchgan.gradcheck_cases import layer_cases, loss_cases, reference_cases, reference_of, run_case
 
@@ -33,7 +33,7 @@ def assert_same(fast, ref, what):
 def test_fast_layer_equals_reference(case):
     """Forward, input gradient and every parameter gradient, on every gradcheck configuration."""
     layer, x, train = case.build()
-    y = forward_with_cache(layer, x, train)
+    y = layer.forward(x, train=train, keep_cache=True)
     mask = (y != 0) if isinstance(layer, L.Dropout) and train else None     # Dropout: the fast layer's mask
     forward, backward, params = reference_of(layer, train, mask=mask)
     dy = upstream_gradient(y.shape, seed=3)
@@ -52,7 +52,7 @@ def test_fast_layer_equals_reference(case):
 def test_dropout_reference_uses_the_fast_layers_mask():
     layer = L.Dropout(0.4)
     x = np.random.default_rng(0).standard_normal((5, 7))
-    y = forward_with_cache(layer, x, train=True)
+    y = layer.forward(x, train=True, keep_cache=True)
     keep = y != 0
     assert 0 < keep.mean() < 1, "a mask that drops nothing or everything tests nothing"
     y_ref, cache = R.dropout_forward(x, 0.4, keep)

@@ -136,7 +136,7 @@ def compare_layer(family, config, ours, module, input_shapes, train=True, make_i
         x = make_input(x) if make_input else x
         x_t = torch.from_numpy(x.copy()).requires_grad_()
         y_t = module(x_t)
-        y = ours.forward(x, train=train, grad=True)
+        y = ours.forward(x, train=train, keep_cache=True)
         dy = rng.standard_normal(tuple(y_t.shape))
         dx = ours.backward(dy)
         y_t.backward(torch.from_numpy(dy.copy()))

@@ -76,7 +76,7 @@ def test_generator_gradient_through_discriminator_matches_finite_differences(hea
     trainer.generator_step(fake)
     for name, layer, key in trainer.G.named_parameters():
         def loss():  # numeric_gradient perturbs the parameter in place
-            out = trainer.D.forward(trainer.G.forward(z, grad=False), grad=False)
+            out = trainer.D.forward(trainer.G.forward(z, keep_cache=False), keep_cache=False)
             return g_loss(trainer.head, out, kind)[0]
 
         numeric = numeric_gradient(loss, layer.params[key])
@@ -89,7 +89,7 @@ def test_discriminator_gradient_matches_finite_differences(smoothing, flip, join
     trainer = make_trainer(lr=0.0, label_smoothing=smoothing, flip_prob=flip)
     trainer.joint_d_batch = joint
     real = real_batch()
-    fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
+    fake = trainer.G.forward(trainer.sample_noise(8), keep_cache=False)
     state = trainer.rng.state_dict()
     trainer.discriminator_step(real, fake)
     for name, layer, key in trainer.D.named_parameters():
@@ -98,7 +98,7 @@ def test_discriminator_gradient_matches_finite_differences(smoothing, flip, join
             total = 0.0
             for batch, is_real in ((real, True), (fake, False)):
                 t = d_targets(8, is_real, np, np.float64, smoothing, flip, trainer.rng)
-                total += trainer.head.bce(trainer.D.forward(batch, grad=False), t)[0]
+                total += trainer.head.bce(trainer.D.forward(batch, keep_cache=False), t)[0]
             return total
 
         numeric = numeric_gradient(loss, layer.params[key])
@@ -114,7 +114,7 @@ def test_joint_discriminator_pass_equals_two_passes(head):
         assert trainer.joint_d_batch  # no BatchNorm in D
         trainer.joint_d_batch = joint
         real = real_batch()
-        fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
+        fake = trainer.G.forward(trainer.sample_noise(8), keep_cache=False)
         loss, p_real, p_fake, _ = trainer.discriminator_step(real, fake)
         results.append((loss, p_real, p_fake, snapshot(trainer.D)))
     (loss_j, pr_j, pf_j, d_j), (loss_s, pr_s, pf_s, d_s) = results
@@ -132,8 +132,8 @@ def test_a_discriminator_with_batchnorm_runs_real_and_fake_separately():
     trainer = GANTrainer(G, D, SGD(G, lr=0.1), SGD(D, lr=0.1), get_head("logit"), config)
     assert not trainer.joint_d_batch
     real = real_batch()
-    fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
-    mean_real, mean_fake = (D[0].forward(x, grad=False).mean(axis=0) for x in (real, fake))
+    fake = trainer.G.forward(trainer.sample_noise(8), keep_cache=False)
+    mean_real, mean_fake = (D[0].forward(x, keep_cache=False).mean(axis=0) for x in (real, fake))
     trainer.discriminator_step(real, fake)
     # two running-statistics updates (momentum 0.1), one per batch, each with its own mean
     expected = 0.9 * (0.1 * mean_real) + 0.1 * mean_fake
@@ -281,9 +281,9 @@ def test_loss_value_matches_the_tutorial_formula():
     """D loss = -mean log D(x) - mean log(1 - D(G(z))) for the softmax head without smoothing."""
     trainer = make_trainer(lr=0.0)
     real = real_batch()
-    fake = trainer.G.forward(trainer.sample_noise(8), grad=False)
-    p_real = trainer.D.forward(real, grad=False)[:, 0]
-    p_fake = trainer.D.forward(fake, grad=False)[:, 0]
+    fake = trainer.G.forward(trainer.sample_noise(8), keep_cache=False)
+    p_real = trainer.D.forward(real, keep_cache=False)[:, 0]
+    p_fake = trainer.D.forward(fake, keep_cache=False)[:, 0]
     d_loss, _, _, _ = trainer.discriminator_step(real, fake)
     assert np.isclose(d_loss, -np.mean(np.log(p_real)) - np.mean(np.log(1 - p_fake)))
     ref, _ = losses.binary_cross_entropy(p_real, 1.0)
@@ -421,7 +421,7 @@ def test_conditional_joint_pass_equals_two_passes():
         trainer = conditional_trainer(joint)
         real, labels = real_batch(), np.array([2, 1, 0, 2, 1, 0, 2, 1])
         fake_labels = trainer.sample_labels(8)
-        fake = trainer.G.forward((trainer.sample_noise(8), fake_labels), grad=False)
+        fake = trainer.G.forward((trainer.sample_noise(8), fake_labels), keep_cache=False)
         loss, *_ = trainer.discriminator_step(real, fake, labels, fake_labels)
         results.append((loss, snapshot(trainer.D)))
     assert np.isclose(results[0][0], results[1][0], rtol=1e-13)

@@ -94,7 +94,7 @@ class Classifier:
     def _run(self, model, x, batch_size):
         """model's eval-mode output for x, batch by batch on the classifier's device, as a NumPy array."""
         outputs = [backend.asnumpy(model.forward(backend.to_device(x[i:i + batch_size], self.device),
-                                                 train=False, grad=False))
+                                                 train=False, keep_cache=False))
                    for i in range(0, len(x), batch_size)]
         return np.concatenate(outputs)
 

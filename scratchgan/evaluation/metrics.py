@@ -247,6 +247,6 @@ def _count_right(D, prob_real, x, batch_size, device, want_real):
     right = 0
     for start in range(0, len(x), batch_size):
         batch = backend.to_device(x[start:start + batch_size], device)
-        p = prob_real(D.forward(batch, train=False, grad=False))
+        p = prob_real(D.forward(batch, train=False, keep_cache=False))
         right += int(d_correct(p, real=want_real).sum())
     return right

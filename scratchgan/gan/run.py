@@ -405,8 +405,8 @@ def discriminator_accuracy(trainer, setup, data, batch_size=200, binarize_fakes=
         fake = trainer.sample(batch_size)
         if binarize_fakes:
             fake = transforms.binarize(fake)
-        p_real = setup.head.prob_real(D.forward(real, train=False, grad=False))
-        p_fake = setup.head.prob_real(D.forward(fake, train=False, grad=False))
+        p_real = setup.head.prob_real(D.forward(real, train=False, keep_cache=False))
+        p_fake = setup.head.prob_real(D.forward(fake, train=False, keep_cache=False))
         acc_real.append(float(d_accuracy(p_real, real=True)))
         acc_fake.append(float(d_accuracy(p_fake, real=False)))
     return np.array(acc_real), np.array(acc_fake)

@@ -41,7 +41,7 @@ def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500):
     for start in range(0, n, batch_size):
         m = min(batch_size, n - start)
         z = rng.normal((m, config.z_dim, *config.noise_shape), dtype=np.float32, xp=xp)
-        out.append(backend.asnumpy(setup.to_unit(G.forward(z, train=False, grad=False))))
+        out.append(backend.asnumpy(setup.to_unit(G.forward(z, train=False, keep_cache=False))))
     samples = np.concatenate(out).astype(np.float32)
     if not np.isfinite(samples).all():
         bad = int((~np.isfinite(samples)).reshape(n, -1).any(axis=1).sum())

@@ -148,7 +148,7 @@ class GANTrainer:
         real, labels = self._unpack(batch)
         g_turn = (self.d_steps + 1) % self.config.k == 0
         fake_labels = self.sample_labels(len(real)) if self.conditional else None
-        fake = self.G.forward(self.with_labels(self.sample_noise(len(real)), fake_labels), train=True, grad=g_turn)
+        fake = self.G.forward(self.with_labels(self.sample_noise(len(real)), fake_labels), train=True, keep_cache=g_turn)
         d_loss, score_real, score_fake, penalties = self.discriminator_step(real, fake, labels, fake_labels)
         g_value = self.generator_step(fake, fake_labels) if g_turn else self.xp.asarray(np.nan, dtype=self.dtype)
         self._record(d_loss, g_value, score_real, score_fake, penalties, g_turn)
@@ -266,7 +266,7 @@ class GANTrainer:
         if self.conditional:
             labels = self.sample_labels(len(noise)) if labels is None else self.xp.asarray(labels)
         outs = [self.G.forward(self.with_labels(noise[i:i + batch_size], None if labels is None
-                                                else labels[i:i + batch_size]), train=False, grad=False)
+                                                else labels[i:i + batch_size]), train=False, keep_cache=False)
                 for i in range(0, len(noise), batch_size)]
         return self.xp.concatenate(outs)
 

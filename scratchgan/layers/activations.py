@@ -65,6 +65,8 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha=0.2):
         super().__init__()
+        if not alpha >= 0:
+            raise ValueError(f"LeakyReLU: alpha must be >= 0, got {alpha!r}")
         self.alpha = alpha
 
     def _forward(self, x, train):

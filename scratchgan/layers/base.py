@@ -10,7 +10,13 @@ The public ``forward``/``backward`` around them check shapes, dtypes and the
 device, and hold the cache between the two calls. One cache per layer: calling
 ``forward`` twice before ``backward`` raises instead of silently back-propagating
 through the wrong input (run D on the real batch, back-propagate, then on the fake).
+
+Below the class: the shared checks of constructor arguments (``as_count``, ``as_pair``) and
+of input shapes (``format_pattern``). How the layers make their products fast lives in
+``scratchgan/fastpath.py``, not here.
 """
+import warnings
+
 import numpy as np
 
 from .. import backend
@@ -33,7 +39,7 @@ class Layer:
         self.training = True
         self.requires_grad = True
         self._cache = None
-        self._work = {}  # scratch arrays reused between calls (see _work_array)
+        self._scratch = {}  # large temporaries reused between calls (fastpath.reuse_buffer)
 
     # -- subclasses implement these -------------------------------------------------
     def _forward(self, x, train):
@@ -46,23 +52,20 @@ class Layer:
         """Sub-layers as (name, layer) pairs; containers override this."""
         return []
 
-    def _work_array(self, name, shape, like):
-        """This layer's scratch array ``name`` (backend.scratch_array): uninitialized, reused every call."""
-        return backend.scratch_array(self._work, name, shape, like)
-
     # -- forward / backward -------------------------------------------------------
-    def forward(self, x, train=None, grad=None):
+    def forward(self, x, train=None, keep_cache=None, *, grad=None):
         """Output for ``x``. ``train`` picks batch statistics / dropout (default: ``self.training``);
-        ``grad`` keeps the cache for ``backward`` (default: same as ``train``)."""
+        ``keep_cache`` keeps what ``backward`` needs (default: same as ``train``).
+        ``grad=`` is the deprecated name of ``keep_cache``."""
         train = self.training if train is None else train
-        grad = train if grad is None else grad
+        keep_cache = resolve_keep_cache(keep_cache, grad, train)
         self._check_input(x)
-        if grad and self._cache is not None:
+        if keep_cache and self._cache is not None:
             raise RuntimeError(f"{self}: forward called again before backward of the previous call; "
-                               "back-propagate each forward pass before the next, use forward(x, grad=False) "
-                               "for inference, or call clear_cache()")
+                               "back-propagate each forward pass before the next, use "
+                               "forward(x, keep_cache=False) for inference, or call clear_cache()")
         y, cache = self._forward(x, train)
-        if grad:
+        if keep_cache:
             self._cache = (cache, y.shape)
         return y
 
@@ -77,7 +80,7 @@ class Layer:
         """
         if self._cache is None:
             raise RuntimeError(f"{self}: backward called without a forward pass that kept its cache "
-                               "(forward(x, train=True) or forward(x, grad=True))")
+                               "(forward(x, train=True) or forward(x, keep_cache=True))")
         cache, y_shape = self._cache
         if tuple(dy.shape) != tuple(y_shape):
             raise ValueError(f"{self}: upstream gradient has shape {tuple(dy.shape)} "
@@ -176,7 +179,7 @@ class Layer:
                         value = value.astype(dtype, copy=False)
                     store[key] = value
             layer._cache = None
-            layer._work = {}
+            layer._scratch = {}
         return self
 
     def state_dict(self):
@@ -211,54 +214,46 @@ class Layer:
         return f"{self.__class__.__name__}()"
 
 
-def matmul(a, b, out=None):
-    """a @ b (into ``out`` if given), formed as (b^T a^T)^T -- the same sums, returned as a
-    transposed view -- when the product is wider than tall.
-
-    OpenBLAS threads a tall product far better than a wide one when its two threads must
-    share busy cores: on the 2-core benchmark machine under load, D's (200, 784) x (784, 500)
-    took 47 ms one way round and 12 ms the other (docs/performance.md). Callers that need
-    a C-ordered result (the convolutions' outputs) use ``@`` directly.
-    """
-    xp = backend.get_xp(a)
-    if a.shape[0] < b.shape[1]:
-        return xp.matmul(b.T, a.T, out=None if out is None else out.T).T
-    return xp.matmul(a, b, out=out)
-
-
-def add_matmul(grad, a, b):
-    """grad += a @ b, for a weight gradient of ``grad``'s shape viewed as a matrix.
-
-    On the CPU, while ``grad`` is still all zeros (the first pass after zero_grad) the product
-    is written straight into it: no temporary and no extra pass (D's (500, 400) x (400, 784)
-    gradient: 5.7 -> 4.4 ms). ``any()`` stops at the first nonzero, so the test costs next to
-    nothing; on the GPU it would wait for the device, so there the product is always added.
-    """
-    if backend.get_xp(grad) is np and grad.flags.c_contiguous and not grad.any():
-        matmul(a, b, out=grad.reshape(a.shape[0], b.shape[1]))   # a view: grad is contiguous
-    else:
-        grad += matmul(a, b).reshape(grad.shape)
-
-
-def matmul_into(a, b, out):
-    """a @ b written into ``out``. With an inner dimension of 1 the product is an outer
-    product, which a broadcast multiply forms about 4x faster than BLAS does (the gradient
-    of a one-channel convolution such as DCGAN's last D layer)."""
-    xp = backend.get_xp(a)
-    if a.shape[1] == 1:
-        return xp.multiply(a, b, out=out)
-    return xp.matmul(a, b, out=out)
-
-
 def format_pattern(pattern):
     """(None, 3, None, None) -> '(N, 3, H, W)'; free axes get conventional letters."""
     letters = {2: "NF", 3: "NLF", 4: "NCHW"}.get(len(pattern), "N" + "D" * (len(pattern) - 1))
     return "(" + ", ".join(letters[i] if p is None else str(p) for i, p in enumerate(pattern)) + ")"
 
 
-def as_pair(value, name):
-    """An int or a pair of ints as a pair (kernel sizes, strides, paddings)."""
-    pair = (value, value) if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+def resolve_keep_cache(keep_cache, grad, train):
+    """``forward``'s keep_cache argument: given, or ``train``; ``grad``, its old name, still works
+    (with a DeprecationWarning pointing at the caller of ``forward``)."""
+    if grad is not None:
+        if keep_cache is not None:
+            raise TypeError("forward: got both keep_cache and grad (its deprecated name); pass keep_cache only")
+        warnings.warn("forward(x, grad=...) is deprecated; use forward(x, keep_cache=...) "
+                      "(it keeps the cache for backward)", DeprecationWarning, stacklevel=3)
+        keep_cache = grad
+    return train if keep_cache is None else bool(keep_cache)
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def as_count(value, name, owner, least=1):
+    """An integer hyper-parameter (any integer type, NumPy's included) as an int >= ``least``;
+    a TypeError or ValueError that starts with ``owner`` (the layer's name) otherwise."""
+    if not _is_int(value):
+        raise TypeError(f"{owner}: {name} must be an integer, got {value!r}")
+    if value < least:
+        raise ValueError(f"{owner}: {name} must be an integer >= {least}, got {value!r}")
+    return int(value)
+
+
+def as_pair(value, name, owner, least):
+    """An int or a pair of ints (kernel sizes, strides, paddings) as a pair of ints, each >= ``least``."""
+    try:
+        pair = (value, value) if _is_int(value) else tuple(value)
+    except TypeError:   # neither an int nor a sequence
+        pair = ()
+    if len(pair) != 2 or not all(_is_int(v) for v in pair):
+        raise TypeError(f"{owner}: {name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < least:
+        raise ValueError(f"{owner}: {name} must be >= {least}, got {value!r}")
     return tuple(int(v) for v in pair)

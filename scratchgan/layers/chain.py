@@ -1,5 +1,5 @@
 """Chain: layers applied in order (Flux's name; ``Sequential`` is an alias)."""
-from .base import Layer
+from .base import Layer, resolve_keep_cache
 
 
 class Chain(Layer):
@@ -22,10 +22,11 @@ class Chain(Layer):
     def children(self):
         return [(str(i), layer) for i, layer in enumerate(self.layers)]
 
-    def forward(self, x, train=None, grad=None):
+    def forward(self, x, train=None, keep_cache=None, *, grad=None):
         train = self.training if train is None else train
+        keep_cache = resolve_keep_cache(keep_cache, grad, train)
         for layer in self.layers:
-            x = layer.forward(x, train=train, grad=grad)
+            x = layer.forward(x, train=train, keep_cache=keep_cache)
         return x
 
     __call__ = forward

@@ -20,7 +20,8 @@ unchanged: the strided slices read it as it is, and a reshape that needs a copy 
 Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy.
 """
 from .. import backend
-from .base import Layer, add_matmul, as_pair, matmul_into
+from ..fastpath import add_matmul_to_grad, matmul_into, reuse_buffer
+from .base import Layer, as_count, as_pair
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -44,12 +45,10 @@ def as_nchw(mat, shape):
     return mat.reshape(c, h, w, n).transpose(3, 0, 1, 2)
 
 
-def _tap(offset, stride, padding, size, out_size):
-    """Window positions o whose pixel o*stride + offset - padding lies inside [0, size).
-
-    Returns (slice of window positions, strided slice of those pixels), or None when
-    this kernel offset only ever sees padding.
-    """
+def _windows_inside(offset, stride, padding, size, out_size):
+    """Along one axis, for kernel offset ``offset``: the windows o whose pixel
+    o*stride + offset - padding lies inside the image [0, size), as (slice of those windows,
+    strided slice of their pixels); None when this offset only ever sees padding."""
     first = max(0, -((offset - padding) // stride))     # ceil((padding - offset) / stride), at least 0
     last = min(out_size - 1, (size - 1 + padding - offset) // stride)
     if last < first:
@@ -58,83 +57,94 @@ def _tap(offset, stride, padding, size, out_size):
     return slice(first, last + 1), slice(start, start + (last - first) * stride + 1, stride)
 
 
-def _kernel_taps(kernel, stride, padding, image_size, out_size):
-    """(i, j, window slices, pixel slices) for every kernel position that touches the image."""
-    taps = []
-    for i in range(kernel[0]):
-        rows = _tap(i, stride[0], padding[0], image_size[0], out_size[0])
-        for j in range(kernel[1]):
-            cols = _tap(j, stride[1], padding[1], image_size[1], out_size[1])
-            if rows is not None and cols is not None:
-                taps.append((i, j, (rows[0], cols[0]), (rows[1], cols[1])))
-    return taps
-
-
-def _single_window(kernel, padding, image_size, out_size):
+def _kernel_is_the_image(kernel, padding, image_size, out_size):
     """True when the kernel is exactly as large as the unpadded image (DCGAN's 7x7 layers on a
-    7x7 map or from 1x1 noise): the one window is the image, the layer a dense one, and
-    im2col / col2im are reshapes: row (c, i, j) of the columns is pixel (i, j) of channel c."""
+    7x7 map or from 1x1 noise): the one window is the image, so im2col and col2im are
+    reshapes (row (c, i, j) of the columns is pixel (i, j) of channel c)."""
     return tuple(out_size) == (1, 1) and tuple(padding) == (0, 0) and tuple(kernel) == tuple(image_size)
 
 
 def im2col(x, kernel, stride, out_size, padding=(0, 0), out=None):
     """Windows of x (N, C, H, W), zero-padded by ``padding``, as columns: shape (C*kh*kw, Ho*Wo*N).
 
-    Row (c, i, j), column (h, w, n) holds x[n, c, h*sh + i - ph, w*sw + j - pw], 0 in the padding.
-    One strided copy per kernel position (i, j); the padding is never materialized, and only
-    the windows that fall into it are zeroed (not the whole array: that pass cost as much as a
-    third of the copy). ``out``: a C-contiguous array of that shape to fill instead of a new one.
+    Row (c, i, j), column (h, w, n) is pixel (i, j) of window (h, w) of channel c of sample n.
+    A loop over kernel positions, each filling that position of every window at once::
+
+        for i in range(kh):
+            for j in range(kw):
+                cols[c, i, j, h, w, n] = x[n, c, h*sh + i - ph, w*sw + j - pw]   (0 in the padding)
+
+    Each (i, j) is one strided copy with the batch innermost. The padded image is never
+    built: for each position only the windows whose pixel lies in the padding are zeroed.
+    ``out``: a C-contiguous array of the result's shape to fill instead of a new one (every
+    element is written).
     """
-    (kh, kw), (ho, wo) = kernel, out_size
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_size
     n, c, h, w = x.shape
-    xp = backend.get_xp(x)
-    if _single_window(kernel, padding, (h, w), out_size):
+    if _kernel_is_the_image(kernel, padding, (h, w), out_size):
         whole = x.transpose(1, 2, 3, 0).reshape(c * kh * kw, n)    # no copy for a channel-major x
         if out is None:
             return whole
         out[...] = whole
         return out
+    xp = backend.get_xp(x)
     cols = xp.empty((c, kh, kw, ho, wo, n), dtype=x.dtype) if out is None else out.reshape(c, kh, kw, ho, wo, n)
     image = x.transpose(1, 2, 3, 0)                     # (C, H, W, N): the batch innermost
-    taps = {(i, j): (win, pix) for i, j, win, pix in _kernel_taps(kernel, stride, padding, (h, w), out_size)}
     for i in range(kh):
+        rows = _windows_inside(i, sh, ph, h, ho)
         for j in range(kw):
-            block = cols[:, i, j]                       # (C, Ho, Wo, N)
-            if (i, j) not in taps:                      # this kernel position only ever sees padding
+            columns = _windows_inside(j, sw, pw, w, wo)
+            block = cols[:, i, j]                       # (C, Ho, Wo, N): position (i, j) of every window
+            if rows is None or columns is None:         # this position only ever sees padding
                 block.fill(0)
                 continue
-            (wh, ww), (ph, pw) = taps[i, j]
-            block[:, wh, ww] = image[:, ph, pw]
-            _zero_outside(block, wh, ww)
+            (win_h, pix_h), (win_w, pix_w) = rows, columns
+            block[:, win_h, win_w] = image[:, pix_h, pix_w]
+            block[:, :win_h.start] = 0                  # the windows whose pixel is padding
+            block[:, win_h.stop:] = 0
+            block[:, win_h, :win_w.start] = 0
+            block[:, win_h, win_w.stop:] = 0
     return cols.reshape(c * kh * kw, ho * wo * n)
-
-
-def _zero_outside(block, rows, cols):
-    """Zero the (C, Ho, Wo, N) ``block`` outside window rows ``rows`` and columns ``cols``: the
-    windows whose pixel for this kernel position lies in the padding."""
-    block[:, :rows.start] = 0
-    block[:, rows.stop:] = 0
-    block[:, rows, :cols.start] = 0
-    block[:, rows, cols.stop:] = 0
 
 
 def col2im(cols, x_shape, kernel, stride, out_size, padding=(0, 0)):
     """Adjoint of im2col: add each column back onto its window of a zero image of shape
     ``x_shape`` (N, C, H, W); what falls into the padding is dropped.
 
-    One strided ``+=`` per kernel position: within one position no two windows share
-    a pixel, so every overlap is summed (a fancy-index ``+=`` would drop repeats).
-    The result is the (N, C, H, W) view of a (C, H, W, N) array.
+    The same loop over kernel positions, one strided ``+=`` each::
+
+        for i in range(kh):
+            for j in range(kw):
+                image[n, c, h*sh + i - ph, w*sw + j - pw] += cols[c, i, j, h, w, n]   (unless padding)
+
+    Within one position no two windows share a pixel, so every overlap is summed (a
+    fancy-index ``+=`` would drop repeats). Returns the (N, C, H, W) view of a (C, H, W, N) array.
     """
-    (kh, kw), (ho, wo) = kernel, out_size
+    (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_size
     n, c, h, w = x_shape
-    if _single_window(kernel, padding, (h, w), out_size):
-        return cols.reshape(c, h, w, n).copy().transpose(3, 0, 1, 2)   # a copy: cols may be scratch
+    if _kernel_is_the_image(kernel, padding, (h, w), out_size):
+        return cols.reshape(c, h, w, n).copy().transpose(3, 0, 1, 2)   # a copy: cols may be a reused buffer
     cols = cols.reshape(c, kh, kw, ho, wo, n)
     image = backend.get_xp(cols).zeros((c, h, w, n), dtype=cols.dtype)
-    for i, j, (wh, ww), (ph, pw) in _kernel_taps(kernel, stride, padding, (h, w), out_size):
-        image[:, ph, pw] += cols[:, i, j, wh, ww]
+    for i in range(kh):
+        rows = _windows_inside(i, sh, ph, h, ho)
+        for j in range(kw):
+            columns = _windows_inside(j, sw, pw, w, wo)
+            if rows is not None and columns is not None:
+                (win_h, pix_h), (win_w, pix_w) = rows, columns
+                image[:, pix_h, pix_w] += cols[:, i, j, win_h, win_w]
     return image.transpose(3, 0, 1, 2)
+
+
+def _set_geometry(layer, in_channels, out_channels, kernel_size, stride, padding):
+    """Check and store a convolution's channels, kernel size, stride and padding."""
+    name = type(layer).__name__
+    layer.in_channels = as_count(in_channels, "in_channels", name)
+    layer.out_channels = as_count(out_channels, "out_channels", name)
+    layer.kernel_size = as_pair(kernel_size, "kernel_size", name, least=1)
+    layer.stride = as_pair(stride, "stride", name, least=1)
+    layer.padding = as_pair(padding, "padding", name, least=0)
+    layer.input_pattern = (None, layer.in_channels, None, None)
 
 
 class Conv2d(Layer):
@@ -152,15 +162,11 @@ class Conv2d(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  init="glorot_uniform", rng=None):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = as_pair(kernel_size, "kernel_size")
-        self.stride, self.padding = as_pair(stride, "stride"), as_pair(padding, "padding")
-        kh, kw = self.kernel_size
-        self.input_pattern = (None, in_channels, None, None)
-        self.add_param("weight", (out_channels, in_channels, kh, kw), init,
-                       in_channels * kh * kw, out_channels * kh * kw, rng)
+        _set_geometry(self, in_channels, out_channels, kernel_size, stride, padding)
+        c, o, (kh, kw) = self.in_channels, self.out_channels, self.kernel_size
+        self.add_param("weight", (o, c, kh, kw), init, c * kh * kw, o * kh * kw, rng)
         if bias:
-            self.add_param("bias", (out_channels,), "zeros", 0, 0, rng)
+            self.add_param("bias", (o,), "zeros", 0, 0, rng)
 
     def output_shape(self, input_shape):
         n, _, h, w = input_shape
@@ -171,28 +177,34 @@ class Conv2d(Layer):
         out_shape = self.output_shape(x.shape)
         if min(out_shape[2:]) < 1:
             raise ValueError(f"{self}: input {tuple(x.shape)} is smaller than the (padded) kernel")
-        cols = im2col(x, self.kernel_size, self.stride, out_shape[2:], self.padding)
-        y = self.params["weight"].reshape(self.out_channels, -1) @ cols
+        X = im2col(x, self.kernel_size, self.stride, out_shape[2:], self.padding)   # (C*kh*kw, Ho*Wo*N)
+        Y = self._weight_matrix() @ X                  # Y = W X, C-ordered: the output's own memory
         if "bias" in self.params:
-            y += self.params["bias"].reshape(-1, 1)    # y is ours: add in place, no second array
-        return as_nchw(y, out_shape), (cols, x.shape)
+            Y += self.params["bias"].reshape(-1, 1)
+        return as_nchw(Y, out_shape), (X, x.shape)
 
     def _backward(self, dy, cache):
-        cols, x_shape = cache
-        dy_mat = as_matrix(dy)
-        self._param_grads(dy_mat, cols)
-        weight = self.params["weight"].reshape(self.out_channels, -1)
-        dx_cols = matmul_into(weight.T, dy_mat, self._work_array("dx_cols", cols.shape, dy))
-        return col2im(dx_cols, x_shape, self.kernel_size, self.stride, dy.shape[2:], self.padding)
+        X, x_shape = cache
+        dY = as_matrix(dy)                             # (O, Ho*Wo*N)
+        self._add_param_grads(dY, X)                   # dW += dY X^T, db += sum of dy
+        dX = reuse_buffer(self._scratch, "dX", X.shape, dy)
+        matmul_into(self._weight_matrix().T, dY, out=dX)   # dX = W^T dY
+        return col2im(dX, x_shape, self.kernel_size, self.stride, dy.shape[2:], self.padding)
 
     def _param_backward(self, dy, cache):
-        self._param_grads(as_matrix(dy), cache[0])
+        X, _ = cache
+        self._add_param_grads(as_matrix(dy), X)
 
-    def _param_grads(self, dy_mat, cols):
+    def _add_param_grads(self, dY, X):
+        """dW += dY X^T and db += the row sums of dY, when parameter gradients are on."""
         if self.requires_grad:
-            add_matmul(self.grads["weight"], dy_mat, cols.T)
+            add_matmul_to_grad(self.grads["weight"], dY, X.T)
             if "bias" in self.params:
-                self.grads["bias"] += dy_mat.sum(axis=1)
+                self.grads["bias"] += dY.sum(axis=1)
+
+    def _weight_matrix(self):
+        """W as an (O, C*kh*kw) matrix (a view)."""
+        return self.params["weight"].reshape(self.out_channels, -1)
 
     def __repr__(self):
         return (f"Conv2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -218,19 +230,15 @@ class ConvTranspose2d(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  bias=True, init="glorot_uniform", rng=None):
         super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = as_pair(kernel_size, "kernel_size")
-        self.stride, self.padding = as_pair(stride, "stride"), as_pair(padding, "padding")
-        self.output_padding = as_pair(output_padding, "output_padding")
+        _set_geometry(self, in_channels, out_channels, kernel_size, stride, padding)
+        self.output_padding = as_pair(output_padding, "output_padding", "ConvTranspose2d", least=0)
         if any(op >= s for op, s in zip(self.output_padding, self.stride)):
             raise ValueError(f"ConvTranspose2d: output_padding {self.output_padding} must be smaller "
                              f"than stride {self.stride}")
-        kh, kw = self.kernel_size
-        self.input_pattern = (None, in_channels, None, None)
-        self.add_param("weight", (in_channels, out_channels, kh, kw), init,
-                       out_channels * kh * kw, in_channels * kh * kw, rng)
+        c, o, (kh, kw) = self.in_channels, self.out_channels, self.kernel_size
+        self.add_param("weight", (c, o, kh, kw), init, o * kh * kw, c * kh * kw, rng)
         if bias:
-            self.add_param("bias", (out_channels,), "zeros", 0, 0, rng)
+            self.add_param("bias", (o,), "zeros", 0, 0, rng)
 
     def output_shape(self, input_shape):
         n, _, h, w = input_shape
@@ -239,41 +247,45 @@ class ConvTranspose2d(Layer):
         return (n, self.out_channels, *sizes)
 
     def _forward(self, x, train):
-        n, c, h, w = x.shape
         out_shape = self.output_shape(x.shape)
         if min(out_shape[2:]) < 1:
             raise ValueError(f"{self}: padding {self.padding} leaves no output for input {tuple(x.shape)}")
-        x_mat = as_matrix(x)
-        weight = self.params["weight"].reshape(c, -1)
-        y_cols = matmul_into(weight.T, x_mat, self._work_array("y_cols", (weight.shape[1], x_mat.shape[1]), x))
-        y = col2im(y_cols, out_shape, self.kernel_size, self.stride, (h, w), self.padding)
+        X, W = as_matrix(x), self._weight_matrix()    # (C_in, H*W*N), (C_in, C_out*kh*kw)
+        Y_cols = reuse_buffer(self._scratch, "Y_cols", (W.shape[1], X.shape[1]), x)
+        matmul_into(W.T, X, out=Y_cols)                # Y_cols = W^T X
+        y = col2im(Y_cols, out_shape, self.kernel_size, self.stride, x.shape[2:], self.padding)
         if "bias" in self.params:
             y += self.params["bias"].reshape(1, -1, 1, 1)   # y is ours: add in place
-        return y, (x_mat, (h, w))
+        return y, (X, x.shape[2:])
 
     def _backward(self, dy, cache):
-        x_mat, in_size = cache
-        dy_cols = self._dy_cols(dy, in_size)
-        self._param_grads(dy, dy_cols, x_mat)
-        weight = self.params["weight"].reshape(self.in_channels, -1)
-        return as_nchw(weight @ dy_cols, (dy.shape[0], self.in_channels, *in_size))
+        X, in_size = cache
+        dY = self._im2col_dy(dy, in_size)              # im2col(dy): (C_out*kh*kw, H*W*N)
+        self._add_param_grads(X, dY, dy)               # dW += X dY^T, db += sum of dy
+        dX = self._weight_matrix() @ dY                # W dY: (C_in, H*W*N)
+        return as_nchw(dX, (len(dy), self.in_channels, *in_size))
 
     def _param_backward(self, dy, cache):
         if self.requires_grad:
-            x_mat, in_size = cache
-            self._param_grads(dy, self._dy_cols(dy, in_size), x_mat)
+            X, in_size = cache
+            self._add_param_grads(X, self._im2col_dy(dy, in_size), dy)
 
-    def _dy_cols(self, dy, in_size):
-        """im2col of the upstream gradient, into a scratch array reused every call."""
-        (kh, kw), (h, w) = self.kernel_size, in_size
-        work = self._work_array("dy_cols", (self.out_channels * kh * kw, h * w * dy.shape[0]), dy)
-        return im2col(dy, self.kernel_size, self.stride, in_size, self.padding, out=work)
+    def _im2col_dy(self, dy, in_size):
+        """dY = im2col(dy): (C_out*kh*kw, H*W*N), written into a buffer reused every call."""
+        shape = (self._weight_matrix().shape[1], in_size[0] * in_size[1] * len(dy))
+        return im2col(dy, self.kernel_size, self.stride, in_size, self.padding,
+                      out=reuse_buffer(self._scratch, "dY", shape, dy))
 
-    def _param_grads(self, dy, dy_cols, x_mat):
+    def _add_param_grads(self, X, dY, dy):
+        """dW += X dY^T and db += the sum of dy over n, h, w, when parameter gradients are on."""
         if self.requires_grad:
-            add_matmul(self.grads["weight"], x_mat, dy_cols.T)
+            add_matmul_to_grad(self.grads["weight"], X, dY.T)
             if "bias" in self.params:
                 self.grads["bias"] += dy.sum(axis=(0, 2, 3))
+
+    def _weight_matrix(self):
+        """W as a (C_in, C_out*kh*kw) matrix (a view)."""
+        return self.params["weight"].reshape(self.in_channels, -1)
 
     def __repr__(self):
         return (f"ConvTranspose2d({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -1,7 +1,8 @@
 """Fully connected layers: Dense (with an optional Flux-style activation) and Maxout."""
 from .. import backend
+from ..fastpath import add_matmul_to_grad, matmul_tall
 from .activations import as_activation_layer
-from .base import Layer, add_matmul, matmul
+from .base import Layer, as_count
 
 
 class Dense(Layer):
@@ -19,18 +20,19 @@ class Dense(Layer):
     def __init__(self, in_features, out_features, activation=None, bias=True,
                  init="glorot_uniform", rng=None):
         super().__init__()
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features = n_in = as_count(in_features, "in_features", "Dense")
+        self.out_features = n_out = as_count(out_features, "out_features", "Dense")
         self.activation = as_activation_layer(activation)
-        self.input_pattern = (None, in_features)
-        self.add_param("weight", (out_features, in_features), init, in_features, out_features, rng)
+        self.input_pattern = (None, n_in)
+        self.add_param("weight", (n_out, n_in), init, n_in, n_out, rng)
         if bias:
-            self.add_param("bias", (out_features,), "zeros", in_features, out_features, rng)
+            self.add_param("bias", (n_out,), "zeros", n_in, n_out, rng)
 
     def children(self):
         return [("activation", self.activation)] if self.activation else []
 
     def _forward(self, x, train):
-        z = matmul(x, self.params["weight"].T)
+        z = matmul_tall(x, self.params["weight"].T)     # z = x W^T + b
         if "bias" in self.params:
             z += self.params["bias"]
         if self.activation is None:
@@ -39,7 +41,8 @@ class Dense(Layer):
         return y, (x, act_cache)
 
     def _backward(self, dy, cache):
-        return matmul(self._grad_z(dy, cache), self.params["weight"])
+        dz = self._grad_z(dy, cache)                     # adds dW = dz^T x and db on the way
+        return matmul_tall(dz, self.params["weight"])    # dx = dz W
 
     def _param_backward(self, dy, cache):
         self._grad_z(dy, cache)
@@ -49,7 +52,7 @@ class Dense(Layer):
         x, act_cache = cache
         dz = dy if self.activation is None else self.activation._backward(dy, act_cache)
         if self.requires_grad:
-            add_matmul(self.grads["weight"], dz.T, x)
+            add_matmul_to_grad(self.grads["weight"], dz.T, x)
             if "bias" in self.params:
                 self.grads["bias"] += dz.sum(axis=0)
         return dz
@@ -72,10 +75,12 @@ class Maxout(Layer):
 
     def __init__(self, in_features, out_features, pieces, init="glorot_uniform", rng=None):
         super().__init__()
-        self.in_features, self.out_features, self.pieces = in_features, out_features, pieces
-        self.input_pattern = (None, in_features)
-        self.add_param("weight", (out_features * pieces, in_features), init, in_features, out_features, rng)
-        self.add_param("bias", (out_features * pieces,), "zeros", in_features, out_features, rng)
+        self.in_features = n_in = as_count(in_features, "in_features", "Maxout")
+        self.out_features = n_out = as_count(out_features, "out_features", "Maxout")
+        self.pieces = as_count(pieces, "pieces", "Maxout")
+        self.input_pattern = (None, n_in)
+        self.add_param("weight", (n_out * self.pieces, n_in), init, n_in, n_out, rng)
+        self.add_param("bias", (n_out * self.pieces,), "zeros", n_in, n_out, rng)
 
     def _forward(self, x, train):
         z = (x @ self.params["weight"].T + self.params["bias"]).reshape(len(x), self.out_features, self.pieces)
@@ -89,7 +94,7 @@ class Maxout(Layer):
         dz = (xp.arange(self.pieces) == winner[..., None]) * dy[..., None]
         dz = dz.reshape(len(dy), -1)
         if self.requires_grad:
-            add_matmul(self.grads["weight"], dz.T, x)
+            add_matmul_to_grad(self.grads["weight"], dz.T, x)
             self.grads["bias"] += dz.sum(axis=0)
         return dz @ self.params["weight"]
 

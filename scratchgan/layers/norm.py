@@ -1,6 +1,6 @@
 """Batch normalization (Ioffe & Szegedy 2015) for (N, C) and (N, C, H, W) inputs."""
 from .. import backend
-from .base import Layer, format_pattern
+from .base import Layer, as_count, format_pattern
 from .conv import as_matrix, as_nchw
 
 
@@ -12,6 +12,11 @@ def channel_matrix(x):
 def from_channel_matrix(mat, shape):
     """Inverse of channel_matrix for an array of the given (N, C) or (N, C, H, W) shape (a view)."""
     return mat.T if len(shape) == 2 else as_nchw(mat, shape)
+
+
+def column(per_channel):
+    """A (C,) vector as a (C, 1) column, to broadcast along each channel's row of a (C, M) matrix."""
+    return per_channel.reshape(-1, 1)
 
 
 class BatchNorm(Layer):
@@ -39,16 +44,24 @@ class BatchNorm(Layer):
 
     Since gamma is constant per channel, mean(g) = gamma dbeta / M and
     mean(g x_hat) = gamma dgamma / M, so the backward needs only the two parameter-gradient
-    reductions and dx = (gamma / sigma) (dy - dbeta / M - x_hat dgamma / M).
-    Work happens on the (C, M) matrix of each channel's values, a view of the
-    channel-major arrays the convolutions produce (see conv.py).
+    reductions and
+
+        dx = (gamma / sigma) (dy - dbeta / M - x_hat dgamma / M),
+
+    which is the one line ``_backward`` computes. Work happens on the (C, M) matrix of each
+    channel's values, a view of the channel-major arrays the convolutions produce (see conv.py).
     """
 
     mixes_batch = True   # training uses the batch's own statistics
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, init="ones", rng=None):
         super().__init__()
-        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.num_features = num_features = as_count(num_features, "num_features", "BatchNorm")
+        if not eps > 0:
+            raise ValueError(f"BatchNorm: eps must be > 0, got {eps!r}")
+        if not 0 <= momentum <= 1:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
+        self.eps, self.momentum = eps, momentum
         self.add_param("weight", (num_features,), init, 0, 0, rng)
         self.add_param("bias", (num_features,), "zeros", 0, 0, rng)
         xp, dtype = backend.get_xp(self.params["weight"]), self.params["weight"].dtype
@@ -70,13 +83,12 @@ class BatchNorm(Layer):
                 raise ValueError(f"{self}: training needs more than one value per channel, got input {tuple(x.shape)}")
             centred, var = self._batch_stats(values)
         else:
-            centred = values - self.buffers["running_mean"].reshape(-1, 1)
+            centred = values - column(self.buffers["running_mean"])
             var = self.buffers["running_var"]
         inv_std = 1 / backend.get_xp(x).sqrt(var + x.dtype.type(self.eps))
-        # y = gamma x_hat + beta with x_hat = centred / sigma folded into one per-channel
-        # scale; x_hat itself is never stored (backward folds 1 / sigma into its reductions)
-        y = centred * (self.params["weight"] * inv_std).reshape(-1, 1)
-        y += self.params["bias"].reshape(-1, 1)
+        # y = gamma x_hat + beta with x_hat = centred / sigma, gamma / sigma as one per-channel scale
+        y = centred * column(self.params["weight"] * inv_std)
+        y += column(self.params["bias"])
         return from_channel_matrix(y, x.shape), (centred, inv_std, train)
 
     def _batch_stats(self, values):
@@ -85,7 +97,7 @@ class BatchNorm(Layer):
         count = values.shape[1]
         xp, f = backend.get_xp(values), values.dtype.type
         mean = values.mean(axis=1)
-        centred = values - mean.reshape(-1, 1)
+        centred = values - column(mean)
         var = xp.einsum("cm,cm->c", centred, centred) / f(count)   # sum of squares without a temporary
         m = f(self.momentum)
         self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mean
@@ -95,23 +107,18 @@ class BatchNorm(Layer):
 
     def _backward(self, dy, cache):
         centred, inv_std, train = cache
-        xp, f = backend.get_xp(dy), dy.dtype.type
-        grad_out = channel_matrix(dy)
-        dbeta = grad_out.sum(axis=1)
-        dgamma = xp.einsum("cm,cm->c", grad_out, centred) * inv_std    # sum(dy x_hat)
+        dy_rows = channel_matrix(dy)                                   # (C, M)
+        x_hat = centred * column(inv_std)
+        dbeta = dy_rows.sum(axis=1)
+        dgamma = backend.get_xp(dy).einsum("cm,cm->c", dy_rows, x_hat)   # sum(dy x_hat), no temporary
         if self.requires_grad:
             self.grads["weight"] += dgamma
             self.grads["bias"] += dbeta
-        scale = (self.params["weight"] * inv_std).reshape(-1, 1)       # gamma / sigma
-        if not train:
-            return from_channel_matrix(grad_out * scale, dy.shape)
-        count = f(centred.shape[1])
-        # (gamma / sigma) (dy - dbeta / M - x_hat dgamma / M), x_hat = centred / sigma:
-        # four passes over one new array
-        dx = centred * (inv_std * dgamma / count).reshape(-1, 1)
-        xp.subtract(grad_out, dx, out=dx)
-        dx -= (dbeta / count).reshape(-1, 1)
-        dx *= scale
+        gamma_over_sigma = column(self.params["weight"] * inv_std)
+        if not train:                                                  # mu and sigma are constants
+            return from_channel_matrix(gamma_over_sigma * dy_rows, dy.shape)
+        m = dy.dtype.type(dy_rows.shape[1])
+        dx = gamma_over_sigma * (dy_rows - column(dbeta / m) - x_hat * column(dgamma / m))
         return from_channel_matrix(dx, dy.shape)
 
     def __repr__(self):

@@ -1,13 +1,21 @@
 """Reshape and Flatten: no arithmetic, so backward only restores the input's shape."""
-from .base import Layer
+from .base import Layer, as_count
 
 
 class Reshape(Layer):
-    """(N, ...) -> (N, *shape); backward reshapes dy back to the input's shape."""
+    """(N, ...) -> (N, *shape); backward reshapes dy back to the input's shape.
+
+    ``Reshape(7, 7, 64)`` and ``Reshape((7, 7, 64))`` are the same layer; sizes are integers of
+    any type (NumPy's included), at least 1, or -1 for one size inferred from the input.
+    """
 
     def __init__(self, *shape):
         super().__init__()
-        self.shape = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else shape
+        if len(shape) == 1 and hasattr(shape[0], "__len__"):   # one tuple, list or array of sizes
+            shape = tuple(shape[0])
+        self.shape = tuple(as_count(size, "each size", "Reshape", least=-1) for size in shape)
+        if not self.shape or 0 in self.shape or self.shape.count(-1) > 1:
+            raise ValueError(f"Reshape: sizes must be >= 1 (or -1 for one inferred size), got {shape!r}")
 
     def _forward(self, x, train):
         try:
