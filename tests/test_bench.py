@@ -20,7 +20,8 @@ def test_run_benchmark_smoke(workload):
     assert 0 < r["min_ms"] <= r["median_ms"] and r["mean_ms"] > 0
     assert r["images_per_s"] == pytest.approx(4 / (r["median_ms"] / 1e3), rel=1e-2)
     assert r["gflop_per_step"] == pytest.approx(bench.SPEC_GFLOP[workload] * 4 / bench.SPEC_BATCH[workload], rel=1e-3)
-    assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / (r["median_ms"] / 1e3), rel=1e-2)
+    # gflop_per_s is rounded to 2 decimals: on a loaded machine a tiny step's figure is ~0.3
+    assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / (r["median_ms"] / 1e3), rel=1e-2, abs=0.005)
     assert r["peak_memory_mib"] > 0 and r["memory_kind"].startswith("rss")
     assert r["spec_conditions"] is False and r["dtype"] == "float32"
 
