@@ -15,6 +15,15 @@ class Dense(Layer):
         dx = dz W            (N, in)
 
     ``Dense(784, 500, tanh)`` reads like Flux's ``Dense(784 => 500, tanh)``.
+
+    Double backward (docs/double_backward.md): the backward is dx = dz W with dz = act'(z) * dy,
+    linear in W and in dy. For a cotangent u of dx (N, in):
+
+        ddz = u W^T              the JVP of the affine map (its linear part: no bias)
+        dW += dz^T u             d(u . dz W)/dW, the second-order term
+        ddy, a_z = the activation's double backward of ddz   (ddy = ddz without activation)
+        a_z, if nonzero (tanh, sigmoid), goes back through the affine map as in backward:
+        dW += a_z^T x,  db += sum_n a_z,  dx = a_z W         (else dx is None: zero)
     """
 
     def __init__(self, in_features, out_features, activation=None, bias=True,
@@ -56,6 +65,29 @@ class Dense(Layer):
             if "bias" in self.params:
                 self.grads["bias"] += dz.sum(axis=0)
         return dz
+
+    def _double_backward(self, ddx, cache, dy):
+        x, act_cache = cache
+        weight = self.params["weight"]
+        ddz = matmul_tall(ddx, weight.T)                 # J u = u W^T
+        if self.activation is None:
+            dz, ddy, a_z = dy, ddz, None
+        else:
+            dz = self.activation._backward(dy, act_cache)
+            ddy, a_z = self.activation._double_backward(ddz, act_cache, dy)
+        if self.requires_grad:
+            add_matmul_to_grad(self.grads["weight"], dz.T, ddx)   # second order: dW += dz^T u
+        if a_z is None:
+            return ddy, None
+        if self.requires_grad:                           # first order, back through the affine map
+            add_matmul_to_grad(self.grads["weight"], a_z.T, x)
+            if "bias" in self.params:
+                self.grads["bias"] += a_z.sum(axis=0)
+        return ddy, matmul_tall(a_z, weight)
+
+    @property
+    def has_double_backward(self):
+        return self.activation is None or self.activation.has_double_backward
 
     def __repr__(self):
         act = f", {self.activation!r}" if self.activation else ""
