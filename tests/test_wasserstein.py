@@ -24,6 +24,7 @@ from scratchgan.gradcheck_cases import (double_backward_cases, layernorm_cases, 
 from scratchgan.optim import RMSprop
 from scratchgan.penalties import GradientPenalty, R1Penalty
 
+from realdata import MNIST_DIR, needs_mnist
 from test_run import digits
 
 DOUBLE, PENALTY = double_backward_cases(), penalty_cases()
@@ -460,3 +461,69 @@ def test_cli_trains_wgan_for_g_steps(tmp_path, capsys):
     assert main(["train", "wgan-gp", "--d-norm", "batchnorm", "--out", str(tmp_path / "x"),
                  "--data-dir", str(data)]) == 2
     assert "option d_norm must be one of layernorm, none" in capsys.readouterr().err
+
+
+def test_report_reads_a_g_steps_run(tmp_path):
+    from scratchgan.report.rundir import read_run
+    train_run("wgan", tmp_path / "run", digits(), quiet=True, evaluate=False, g_steps=2, final_outputs=False,
+              **TINY)
+    run = read_run(tmp_path / "run")
+    assert not run.finished and "0 of 2 generator updates" not in " ".join(run.notes)
+    assert any("2 of 2 generator updates done (--g-steps" in note for note in run.notes)   # no final outputs yet
+
+
+def test_loss_vs_frechet_plots_the_estimate_beside_the_frechet_distance(tmp_path):
+    from PIL import Image
+    from scratchgan import plots
+    steps = 40
+    history = {"d_loss": np.linspace(1, 0, steps), "wasserstein": np.linspace(3, 1, steps),
+               "epoch": np.arange(1, steps + 1) / 10}
+    metrics = [{"epoch": e, "frechet_distance": 100.0 / e} for e in (1, 2, 3, 4)]
+    assert plots.tracked_loss(history)[0] == "wasserstein"
+    assert plots.tracked_loss({"d_loss": [1.0]})[0] == "d_loss"
+    np.testing.assert_allclose(plots.loss_per_epoch(history, "wasserstein", 10),
+                               [history["wasserstein"][i:i + 10].mean() for i in range(0, 40, 10)])
+    with Image.open(plots.save_loss_vs_frechet(tmp_path / "f.png", history, metrics)) as im:
+        assert im.size == (800, 450)
+    with pytest.raises(ValueError, match="no Fréchet distance"):
+        plots.save_loss_vs_frechet(tmp_path / "g.png", history, [])
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_a_wgan_gp_run_on_mnist_records_the_estimate_and_the_per_epoch_frechet_distance(tmp_path):
+    from scratchgan.data import load_images
+    images = load_images("mnist", data_dir=MNIST_DIR)[:256]
+    train_run("wgan-gp", tmp_path / "run", images, quiet=True, dataset="mnist", data_dir=MNIST_DIR, g_steps=10,
+              batch_size=64, k=2, ngf=8, ndf=8, eval_samples=100)
+    from scratchgan.plots import read_history_csv
+    metrics = read_history_csv(tmp_path / "run/metrics.csv")
+    assert list(metrics["epoch"]) == [1, 2, 3, 4, 5] and list(metrics["g_steps"]) == [2, 4, 6, 8, 10]
+    history = read_history_csv(tmp_path / "run/history.csv")
+    assert np.isfinite(history["wasserstein"]).all() and len(history["wasserstein"]) == 20
+    assert (tmp_path / "run/loss_vs_frechet.png").stat().st_size > 0
+    assert (tmp_path / "run/evaluation.json").exists()
+
+
+def test_tracking_demo_plots_runs_side_by_side(tmp_path):
+    """demos/wasserstein_tracking.py on two synthetic run folders: a critic whose estimate falls with the
+    Fréchet distance (rank correlation +1) and a GAN whose D loss rises as it falls (-1)."""
+    import json
+    from scratchgan.plots import write_history_csv
+    from test_demos import run_demo
+    steps = np.arange(40)
+    runs = {"wgan": {"d_loss": -5.0 + 0.1 * steps, "wasserstein": 5.0 - 0.1 * steps},   # falls with the FD
+            "gan": {"d_loss": 0.5 + 0.01 * steps}}                                      # rises as the FD falls
+    for name, history in runs.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        history["g_loss"] = np.where(steps % 2 == 1, 1.0, np.nan)
+        write_history_csv(folder / "history.csv", history)
+        write_history_csv(folder / "metrics.csv", {"epoch": [1, 2, 3, 4], "g_steps": [5, 10, 15, 20],
+                                                   "frechet_distance": [40.0, 30.0, 20.0, 10.0]})
+    run_demo("wasserstein_tracking.py", tmp_path / "wgan", tmp_path / "gan", "--labels", "critic", "GAN",
+             "--out", tmp_path / "t.png")
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert summary["critic"]["tracked"] == "wasserstein" and summary["critic"]["spearman_vs_frechet"] == 1.0
+    assert summary["GAN"]["tracked"] == "d_loss" and summary["GAN"]["spearman_vs_frechet"] == -1.0
+    assert (tmp_path / "t.png").stat().st_size > 0
