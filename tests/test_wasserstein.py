@@ -410,6 +410,7 @@ def test_dcgan_with_r1_trains_a_step():
 TINY = {"batch_size": 20, "seed": 3, "arch": "mlp", "k": 2}
 
 
+@pytest.mark.slow
 def test_g_steps_stops_at_exactly_n_generator_updates_mid_epoch(tmp_path):
     trainer = train_run("wgan-gp", tmp_path / "run", digits(), quiet=True, evaluate=False, g_steps=4,
                         final_outputs=False, **TINY)
@@ -446,6 +447,7 @@ def test_g_steps_resumes_bit_identically_and_may_only_grow(tmp_path):
     assert_same_checkpoints(tmp_path / "straight/checkpoint.npz", tmp_path / "resumed/checkpoint.npz")
 
 
+@pytest.mark.slow
 def test_cli_trains_wgan_for_g_steps(tmp_path, capsys):
     from scratchgan.data import write_idx
     data = tmp_path / "data"
@@ -505,6 +507,7 @@ def test_a_wgan_gp_run_on_mnist_records_the_estimate_and_the_per_epoch_frechet_d
     assert (tmp_path / "run/evaluation.json").exists()
 
 
+@pytest.mark.slow
 def test_tracking_demo_plots_runs_side_by_side(tmp_path):
     """demos/wasserstein_tracking.py on two synthetic run folders: a critic whose estimate falls with the
     Fréchet distance (rank correlation +1) and a GAN whose D loss rises as it falls (-1)."""
