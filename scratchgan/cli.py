@@ -140,8 +140,10 @@ OPTION_FLAGS = {
                      "raise it with --resume to continue)"),
     "beta1": (float, "dcgan, wgan-gp: Adam's beta1"),
     "beta2": (float, "wgan-gp: Adam's beta2"),
-    "gp": (float, "gradient penalty weight lambda (wgan-gp 10; dcgan with --d-norm layernorm or none)"),
-    "r1": (float, "dcgan: R1 penalty weight gamma on real data (with --d-norm layernorm or none)"),
+    "gp": (float, "gradient penalty weight lambda (wgan-gp 10; goodfellow2014; dcgan with --d-norm layernorm "
+                  "or none)"),
+    "r1": (float, "goodfellow2014, dcgan: R1 penalty weight gamma on real data (dcgan: with --d-norm layernorm "
+                  "or none)"),
     "clip": (float, "wgan: clip the critic's weights to [-c, c] (default 0.01)"),
     "d_norm": (str, "dcgan, wgan*: normalisation in D: batchnorm (dcgan), layernorm or none (wgan*)"),
     "g_norm": (str, "wgan*: normalisation in G: batchnorm (default), layernorm or none"),

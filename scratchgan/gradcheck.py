@@ -162,6 +162,7 @@ def check_double_backward(layer, x, train=True, seed=0, h=1e-3):
     """
     _require_float64([x] + [lyr.params[k] for _, lyr, k in layer.named_parameters()])
     named = layer.named_parameters()
+    restore = _restorer(layer)
     y = layer.forward(x, train=train, keep_cache=True)
     dy = upstream_gradient(y.shape, seed)
     layer.requires_grad_(False)
@@ -177,6 +178,7 @@ def check_double_backward(layer, x, train=True, seed=0, h=1e-3):
     targets = {"x": x, "dy": dy, **{name: lyr.params[key] for name, lyr, key in named}}
 
     def input_gradient():
+        restore()
         layer.forward(x, train=train, keep_cache=True)
         layer.requires_grad_(False)
         try:
@@ -184,7 +186,23 @@ def check_double_backward(layer, x, train=True, seed=0, h=1e-3):
         finally:
             layer.requires_grad_(True)
 
-    return _compare(input_gradient, targets, analytic, ddx, h, seed, directional=False)
+    errors = _compare(input_gradient, targets, analytic, ddx, h, seed, directional=False)
+    restore()
+    return errors
+
+
+def _restorer(layer):
+    """A function putting back ``layer``'s buffers and the global random generator as they are now,
+    so that every evaluation sees the same function (Dropout's masks, BatchNorm's statistics)."""
+    buffers = {(name, k): v.copy() for name, lyr in layer.named_layers() for k, v in lyr.buffers.items()}
+    rng_state = backend.global_rng().state_dict()
+
+    def restore():
+        for name, lyr in layer.named_layers():
+            for k in lyr.buffers:
+                lyr.buffers[k][...] = buffers[(name, k)]
+        backend.global_rng().load_state_dict(rng_state)
+    return restore
 
 
 def check_function_double_backward(forward, backward, double_backward, x, params=None, seed=0, h=1e-3):
@@ -213,12 +231,16 @@ def check_penalty(penalty, model, x, h=1e-3):
     """
     named = model.named_parameters()
     _require_float64([x] + [lyr.params[k] for _, lyr, k in named])
+    restore = _restorer(model)
     model.zero_grad()
     _, dx = penalty.value_and_grads(model, x, input_grad=True)
     analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
     targets = {"x": x, **{name: lyr.params[key] for name, lyr, key in named}}
 
     def value():
+        restore()
         return np.array(penalty.value(model, x))
 
-    return {name: rel_error(analytic[name], numeric_gradient(value, array, h=h)) for name, array in targets.items()}
+    errors = {name: rel_error(analytic[name], numeric_gradient(value, array, h=h)) for name, array in targets.items()}
+    restore()
+    return errors

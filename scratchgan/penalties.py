@@ -78,7 +78,9 @@ def _rows(g):
 class GradientPenalty(InputGradientPenalty):
     """WGAN-GP's two-sided penalty, P = weight * mean_n (||g_n|| - target)^2 (weight 10, target 1).
 
-    dP/dg_n = weight * 2 (||g_n|| - target) / N * g_n / ||g_n||  (0 where g_n = 0, as PyTorch's norm).
+    dP/dg_n = weight * 2 (||g_n|| - target) / N * g_n / ||g_n||, taken as 0 where g_n = 0 (the norm has no
+    derivative there; PyTorch's norm gives 0 too). A sample with g_n = 0: a critic constant around it
+    (every input of a unit dropped, say).
     """
 
     name = "gradient_penalty"
@@ -94,7 +96,7 @@ class GradientPenalty(InputGradientPenalty):
         norms = xp.sqrt(xp.einsum("nk,nk->n", rows, rows))
         gap = norms - f(self.target)
         value = f(self.weight) * (gap * gap).mean()
-        scale = f(2 * self.weight / len(g)) * gap / xp.maximum(norms, f(np.finfo(g.dtype).tiny))
+        scale = f(2 * self.weight / len(g)) * gap / (norms + (norms == 0))   # g_n = 0: its row of g is 0 too
         return value, (rows * scale[:, None]).reshape(g.shape)
 
 

@@ -44,8 +44,9 @@ def same(a, b, what):
 def test_fast_double_backward_equals_reference(case):
     """ddy, dx and every second-order parameter gradient equal scratchgan.reference's, in float64."""
     layer, x, train = case.build()
-    forward, backward, double_backward, params = reference_second_order(layer)
     y = layer.forward(x, train=train, keep_cache=True)
+    mask = (y != 0) if isinstance(layer, L.Dropout) and train else None     # Dropout: the fast layer's mask
+    forward, backward, double_backward, params = reference_second_order(layer, train, mask)
     dy = upstream_gradient(y.shape, seed=5)
     layer.requires_grad_(False)
     g = layer.backward(dy, keep_cache=True)
@@ -396,6 +397,15 @@ def test_penalty_options_are_checked_up_front():
     assert [type(e).__name__ for e in setup.extensions] == ["GradientPenaltyExtension", "R1Extension"]
 
 
+def test_goodfellow2014_takes_a_gradient_penalty_on_its_maxout_dropout_discriminator():
+    r = RECIPES["goodfellow2014"]
+    setup = r.setup(r.options(gp=10.0, batch_size=4))
+    trainer = GANTrainer.from_setup(setup)
+    trainer.train_step(np.random.default_rng(0).random((4, 784), dtype=np.float32))
+    trainer.flush()
+    assert trainer.history["gradient_penalty"][0] > 0 and np.isfinite(trainer.history["d_loss"][0])
+
+
 def test_dcgan_with_r1_trains_a_step():
     r = RECIPES["dcgan"]
     setup = r.setup(r.options(r1=5.0, d_norm="none", ngf=4, ndf=4, batch_size=4))
@@ -530,3 +540,21 @@ def test_tracking_demo_plots_runs_side_by_side(tmp_path):
     assert summary["critic"]["tracked"] == "wasserstein" and summary["critic"]["spearman_vs_frechet"] == 1.0
     assert summary["GAN"]["tracked"] == "d_loss" and summary["GAN"]["spearman_vs_frechet"] == -1.0
     assert (tmp_path / "t.png").stat().st_size > 0
+
+
+@pytest.mark.gpu
+def test_penalty_and_rmsprop_on_the_gpu_equal_the_cpu(cupy):
+    """One code path: the gradient penalty through a LayerNorm conv critic, and an RMSprop step, on CuPy."""
+    backend.set_default_dtype(np.float64)
+    results = []
+    for device in ("cpu", "gpu"):
+        critic = L.Chain(L.Conv2d(1, 3, 3, 2, 1, rng=RNG(0)), L.LeakyReLU(0.2), L.Conv2d(3, 4, 3, 2, 1, rng=RNG(1)),
+                         L.LayerNorm((4, 2, 2)), L.Tanh(), L.Flatten(), L.Dense(16, 1, rng=RNG(2))).to(device)
+        x = backend.to_device(np.random.default_rng(0).standard_normal((3, 1, 6, 6)), device)
+        critic.zero_grad()
+        value, dx = GradientPenalty(10.0).value_and_grads(critic, x, input_grad=True)
+        RMSprop(critic, lr=0.01, centered=True).step()
+        results.append([backend.asnumpy(value), backend.asnumpy(dx)]
+                       + [backend.asnumpy(lyr.params[k]) for _, lyr, k in critic.named_parameters()])
+    for cpu, gpu in zip(*results):
+        np.testing.assert_allclose(gpu, cpu, rtol=1e-9, atol=1e-12)

@@ -111,6 +111,14 @@ def _torch_pair(layer):
                                layer.padding, bias="bias" in layer.params)
         _copy_leaf(layer, conv)
         return conv
+    if isinstance(layer, L.Maxout):       # no torch layer: the affine map, then the max over each unit's pieces
+        linear = torch.nn.Linear(layer.in_features, layer.out_features * layer.pieces)
+        _copy_leaf(layer, linear)
+        return torch.nn.Sequential(linear, torch.nn.Unflatten(1, (layer.out_features, layer.pieces)),
+                                   _Lambda(lambda z: z.max(dim=2).values))
+    if isinstance(layer, L.Dropout):      # the fast layer's own mask (its cache), or none in eval mode
+        scaled_mask = layer._cache[0] if layer._cache is not None else None
+        return _Lambda(lambda x: x if scaled_mask is None else x * t(scaled_mask))
     if isinstance(layer, L.LayerNorm):
         norm = torch.nn.LayerNorm(layer.normalized_shape, eps=layer.eps, elementwise_affine="weight" in layer.params)
         _copy_leaf(layer, norm)
@@ -121,6 +129,15 @@ def _torch_pair(layer):
     if isinstance(layer, L.Reshape):
         return torch.nn.Unflatten(1, layer.shape)
     return simple[type(layer)]()
+
+
+class _Lambda(torch.nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)
 
 
 def _copy_leaf(layer, module):
@@ -134,8 +151,8 @@ def test_double_backward_equals_autograd(case):
     """Forward, g = J^T dy, and the double backward (ddy, dx, every parameter) against torch's
     autograd.grad(..., create_graph=True) differentiated again."""
     layer, x, train = case.build()
-    module = _torch_pair(layer)
     y = layer.forward(x, train=train, keep_cache=True)
+    module = _torch_pair(layer)                   # after the forward pass: Dropout's torch twin takes its mask
     dy = np.random.default_rng(3).standard_normal(y.shape)
     layer.requires_grad_(False)
     g = layer.backward(dy, keep_cache=True)

@@ -103,8 +103,8 @@ def _optional(check):
 
 
 OPTION_CHECKS = {
-    "epochs": _integer(1), "g_steps": _optional(_integer(1)), "z_dim": _integer(1), "batch_size": _integer(1), "k": _integer(1),
-    "seed": _integer(0), "ngf": _integer(1), "ndf": _integer(1),
+    "epochs": _integer(1), "z_dim": _integer(1), "batch_size": _integer(1), "k": _integer(1),
+    "seed": _integer(0), "ngf": _integer(1), "ndf": _integer(1), "g_steps": _optional(_integer(1)),
     "lr": _number(0, None, low_open=True), "d_lr": _optional(_number(0, None, low_open=True)),
     "max_norm": _optional(_number(0, None, low_open=True)),
     "momentum": _number(0, 1), "beta1": _number(0, 1),
@@ -187,14 +187,16 @@ def build_goodfellow2014(o, image_shape):
     # D's sigmoid output unit is applied inside the loss (logit head): in float32, 1 - sigmoid(z)
     # rounds to 0 for z > 17, where BCE on the probability loses its gradient and D can never
     # recover from calling fakes real; BCE on the logit has no such limit.
+    from .wasserstein import penalty_extensions
     return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o), preprocess,
-                 _flat_unit(image_shape), image_shape)
+                 _flat_unit(image_shape), image_shape, extensions=penalty_extensions(o))
 
 
 GOODFELLOW2014 = Recipe(
     "goodfellow2014", "Goodfellow et al. 2014: ReLU MLP generator, Maxout discriminator with dropout, SGD+momentum",
     {**COMMON, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "epochs": 20,
-     "dropout": 0.5, "input_dropout": 0.2, "max_norm": 1.9365}, build_goodfellow2014)
+     "dropout": 0.5, "input_dropout": 0.2, "max_norm": 1.9365, "gp": 0.0, "r1": 0.0}, build_goodfellow2014,
+    checks={"gp": _number(0, None), "r1": _number(0, None)})
 
 
 # -- dcgan ----------------------------------------------------------------------------------

@@ -116,10 +116,10 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     try:
         with _stop_requests() as stop_signal:
             g_steps = options.get("g_steps")   # --g-steps N: train until N generator updates
-            while trainer.g_steps < g_steps if g_steps else epoch < options["epochs"]:
+            while (trainer.g_steps < g_steps) if g_steps else (epoch < options["epochs"]):
                 started = time.perf_counter()
-                if not _train_epoch(trainer, loader, epoch, _planned(options, epoch), quiet, callback, stop_signal,
-                                    save, g_steps):
+                if not _train_epoch(trainer, loader, epoch, _planned(options), quiet, callback, stop_signal, save,
+                                    g_steps):
                     save(epoch)   # N generator updates reached mid-epoch: the loader's state says where
                     _write_epoch_outputs(out, trainer, progress, len(loader), epoch_metrics)
                     break
@@ -333,7 +333,7 @@ def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, s
     return True
 
 
-def _planned(options, epoch):
+def _planned(options):
     """The epoch count shown in progress bars: --epochs, or "?" when --g-steps decides."""
     return "?" if options.get("g_steps") else options["epochs"]
 

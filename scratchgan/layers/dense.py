@@ -103,6 +103,10 @@ class Maxout(Layer):
         dz_{n,o,k} = dy_{n,o} * [k == argmax_k' z_{n,o,k'}]      (ties go to the first piece)
 
     then dW, db and dx follow from dz exactly as in Dense.
+
+    Double backward: dx = dz W is linear in W and in dy, and x only picks the winners (piecewise
+    constant), so for a cotangent u of dx: ddy = the winners' pieces of u W^T (no bias),
+    dW += dz^T u, and no x-cotangent.
     """
 
     def __init__(self, in_features, out_features, pieces, init="glorot_uniform", rng=None):
@@ -129,6 +133,15 @@ class Maxout(Layer):
             add_matmul_to_grad(self.grads["weight"], dz.T, x)
             self.grads["bias"] += dz.sum(axis=0)
         return dz @ self.params["weight"]
+
+    def _double_backward(self, ddx, cache, dy):
+        x, winner = cache
+        xp = backend.get_xp(dy)
+        zu = (ddx @ self.params["weight"].T).reshape(len(ddx), self.out_features, self.pieces)
+        if self.requires_grad:
+            dz = ((xp.arange(self.pieces) == winner[..., None]) * dy[..., None]).reshape(len(dy), -1)
+            add_matmul_to_grad(self.grads["weight"], dz.T, ddx)     # dW += dz^T u
+        return xp.take_along_axis(zu, winner[..., None], axis=2)[..., 0], None
 
     def __repr__(self):
         return f"Maxout({self.in_features} => {self.out_features}, pieces={self.pieces})"

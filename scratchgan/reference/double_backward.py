@@ -19,6 +19,7 @@ its maths; zeros are returned as arrays so that every gradient is visible.
 """
 from ..backend import get_xp
 from .conv import conv2d_backward, conv2d_forward
+from .dense import affine_backward
 
 
 def affine_double_backward(ddx, cache, dout):
@@ -40,6 +41,36 @@ def affine_double_backward(ddx, cache, dout):
     dx = 0 * x
     db = get_xp(x).zeros(w.shape[0], dtype=x.dtype) if has_bias else None
     return ddout, dx, dw, db
+
+
+def maxout_double_backward(ddx, cache, dout):
+    """B = dz W with dz[n, o, k] = dout[n, o] [k = winner[n, o]] (maxout_backward). The winners depend
+    on x only piecewise (constant between ties), so, as for the affine map:
+
+        ddout[n, o] = (u W^T)[n, o, winner[n, o]]    the winning piece of the affine map of u, no bias
+        dW = dz^T u,   dx = 0,  db = 0
+
+    Returns ddout, dx, dw, db.
+    """
+    affine_cache, winner, pieces = cache
+    x, w, _ = affine_cache
+    n, units = dout.shape
+    zu = (ddx @ w.T).reshape(n, units, pieces)
+    ddout = get_xp(ddx).zeros((n, units), dtype=ddx.dtype)
+    dz = get_xp(ddx).zeros((n, units, pieces), dtype=ddx.dtype)
+    for i in range(n):
+        for o in range(units):
+            ddout[i, o] = zu[i, o, int(winner[i, o])]
+            dz[i, o, int(winner[i, o])] = dout[i, o]
+    _, dw, _ = affine_backward(dz.reshape(n, units * pieces), (ddx, w, False))   # dW = dz^T u
+    return ddout, 0 * x, dw, get_xp(w).zeros(w.shape[0], dtype=w.dtype)
+
+
+def dropout_double_backward(ddx, cache, dout):
+    """B = dout * mask / (1 - p) (dout itself in eval mode): linear in dout, constant in x, so
+    ddout = ddx * mask / (1 - p) and dx = 0."""
+    scale = cache
+    return (ddx if scale is None else ddx * scale), 0 * ddx
 
 
 def relu_double_backward(ddx, cache, dout):
@@ -150,7 +181,7 @@ def chain_double_backward(ddx, cache, dout, double_backwards):
 def gradient_penalty(g, weight=10.0):
     """WGAN-GP's penalty on input gradients g (N, ...): P = weight mean_n (||g_n|| - 1)^2, and
 
-        dP/dg_n = weight 2 (||g_n|| - 1) / N  g_n / ||g_n||
+        dP/dg_n = weight 2 (||g_n|| - 1) / N  g_n / ||g_n||      (0 where g_n = 0: no derivative there)
 
     Returns P, dP/dg.
     """
@@ -158,7 +189,8 @@ def gradient_penalty(g, weight=10.0):
     rows = g.reshape(len(g), -1)
     norms = xp.sqrt((rows ** 2).sum(axis=1))
     value = weight * ((norms - 1) ** 2).mean()
-    dg = (weight * 2 * (norms - 1) / len(g) / norms)[:, None] * rows
+    safe_norms = xp.where(norms > 0, norms, 1)
+    dg = (weight * 2 * (norms - 1) / len(g) / safe_norms)[:, None] * rows
     return value, dg.reshape(g.shape)
 
 
