@@ -199,8 +199,13 @@ def _positive_number():
             and np.isfinite(v) and v > 0), "a finite number > 0"
 
 
+def _unit_interval():
+    ok, _ = _positive_number()
+    return (lambda v: (v == 0 or ok(v)) and v < 1), "a number in [0, 1)"
+
+
 CHECKS = {"arch": _choice(ARCHS), "d_norm": _choice(NORMS), "g_norm": _choice(NORMS),
-          "gp": _positive_number(), "clip": _positive_number(), "beta2": _positive_number()}
+          "gp": _positive_number(), "clip": _positive_number(), "beta2": _unit_interval()}
 GP_CHECKS = {**CHECKS, "d_norm": _choice(("layernorm", "none"))}   # BatchNorm mixes samples: no per-sample gradient
 
 _RUN = {"z_dim": 100, "batch_size": 64, "seed": 0, "epochs": 25, "g_steps": None, "arch": "dcgan",
