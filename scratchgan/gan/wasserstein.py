@@ -20,6 +20,7 @@ cross-entropy game. docs/wasserstein.md has the recipes, the measurements and th
 """
 import numpy as np
 
+from .. import backend
 from .. import layers as L
 from ..data import transforms
 from ..optim import Adam, RMSprop
@@ -52,9 +53,7 @@ class WassersteinGame:
         """(sign * mean of D's outputs, its gradient sign / N for each output)."""
         f = out.dtype.type
         value = f(sign) * out.mean()
-        grad = out * f(0)
-        grad += f(sign / len(out))
-        return value, grad
+        return value, backend.get_xp(out).full(out.shape, sign / len(out), dtype=out.dtype)
 
     def score(self, out):
         return out.reshape(len(out))
