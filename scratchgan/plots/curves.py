@@ -230,6 +230,7 @@ def save_loss_vs_frechet(path, history, epoch_metrics, title=None):
     if not rows:
         raise ValueError("epoch_metrics has no Fréchet distance to plot")
     fig, ax = _new_axes()
+    fig.subplots_adjust(right=0.9)   # room for the second axis's label
     ax.plot(columns["epoch"], columns[key], color=CURVE_COLORS[0], alpha=0.2, linewidth=0.6)
     ax.plot(columns["epoch"], moving_average(columns[key], 50), color=CURVE_COLORS[0], linewidth=1.8,
             label=f"{label} (mean of last 50 steps)")
