@@ -222,8 +222,8 @@ def recipes():
         Recipe("wgan", "WGAN (Arjovsky et al. 2017): critic weights clipped to [-0.01, 0.01], RMSprop 5e-5, "
                        "5 critic steps per G step; DCGAN-28 models (critic without BatchNorm) or --arch mlp",
                WGAN_DEFAULTS, build_wgan, image_sizes=sizes, checks=CHECKS),
-        Recipe("wgan-gp", "WGAN-GP (Gulrajani et al. 2017) with this project's tuned settings "
-                          "(docs/wasserstein.md); DCGAN-28 models, critic without BatchNorm",
+        Recipe("wgan-gp", "WGAN-GP (Gulrajani et al. 2017); the paper's settings until the search for "
+                          "better ones is done (docs/wasserstein.md); DCGAN-28 models, critic without BatchNorm",
                WGAN_GP_DEFAULTS, build_wgan_gp, image_sizes=sizes, checks=GP_CHECKS),
         Recipe("wgan-gp-paper", "WGAN-GP with the paper's settings: gradient penalty 10, 5 critic steps, "
                                 "Adam 1e-4, betas (0, 0.9), batch 64; DCGAN-28 models",
