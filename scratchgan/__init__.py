@@ -6,5 +6,6 @@ from .layers import (BatchNorm, Chain, Conv2d, ConvTranspose2d, Dense, Dropout, 
                      LeakyReLU, Maxout, ReLU, Reshape, Sequential, Sigmoid, Softmax, Tanh, leakyrelu,
                      relu, sigmoid, tanh)
 from .optim import SGD, Adam
+from .layers import InstanceNorm, PixelShuffle, PReLU, ReflectionPad2d, Residual, Upsample  # image-to-image (issue 20)
 
 __version__ = "0.1.0"

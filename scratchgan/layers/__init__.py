@@ -7,7 +7,15 @@ from .dense import Dense, Maxout
 from .dropout import Dropout
 from .norm import BatchNorm
 from .shape import Flatten, Reshape
+# image-to-image layers (issue 20)
+from .activations import PReLU
+from .instancenorm import InstanceNorm
+from .padding import ReflectionPad2d
+from .residual import Residual
+from .resize import PixelShuffle, Upsample
 
 __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "Sequential",
            "relu", "leakyrelu", "tanh", "sigmoid", "im2col", "col2im"]
+__all__ += ["PReLU", "InstanceNorm", "ReflectionPad2d", "Residual", "PixelShuffle", "Upsample"]  # issue 20
+

@@ -26,6 +26,13 @@ from .losses import bce_with_logits, binary_cross_entropy, l1, mse, softmax_cros
 from .norm import batchnorm_backward, batchnorm_forward
 from .optim import adam_step, sgd_step
 from .shape import flatten_backward, flatten_forward, reshape_backward, reshape_forward
+# image-to-image layers (issue 20)
+from .activations import prelu_backward, prelu_forward
+from .instancenorm import instancenorm_backward, instancenorm_forward
+from .padding import reflection_pad_backward, reflection_pad_forward
+from .residual import residual_backward, residual_forward
+from .resize import (pixel_shuffle_backward, pixel_shuffle_forward, upsample_bilinear_backward,
+                     upsample_bilinear_forward, upsample_nearest_backward, upsample_nearest_forward)
 
 __all__ = [
     "affine_forward", "affine_backward", "maxout_forward", "maxout_backward",
@@ -41,3 +48,7 @@ __all__ = [
     "mse", "l1",
     "sgd_step", "adam_step",
 ]
+__all__ += ["prelu_forward", "prelu_backward", "instancenorm_forward", "instancenorm_backward",  # issue 20
+            "reflection_pad_forward", "reflection_pad_backward", "residual_forward", "residual_backward",
+            "upsample_nearest_forward", "upsample_nearest_backward", "upsample_bilinear_forward",
+            "upsample_bilinear_backward", "pixel_shuffle_forward", "pixel_shuffle_backward"]
