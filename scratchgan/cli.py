@@ -46,7 +46,7 @@ def cmd_train(args):
     try:
         train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
                   data_dir=args.data_dir, data_identity=identity, **run_args, **options)
-        if not args.no_report:
+        if not args.no_report and recipe.family is None:   # the report reads noise-to-image runs
             from .report import write_run_report
             write_run_report(out, data_dir=args.data_dir, images=images, quiet=args.quiet)
     except Interrupted as e:
@@ -135,6 +135,13 @@ OPTION_FLAGS = {
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
     "ngf": (int, "dcgan: generator width (default 64)"),
     "ndf": (int, "dcgan: discriminator width (default 64)"),
+    # image-to-image recipes (issue 20)
+    "beta1": (float, "dcgan, srresnet, srgan, cyclegan: Adam's beta1"),
+    "n_blocks": (int, "srresnet/srgan: residual blocks (default 4); cyclegan: (default 3 at 32x32, 6 at 64x64)"),
+    "width": (int, "srresnet/srgan: feature channels of the generator (default 64)"),
+    "adversarial_weight": (float, "srgan: weight of the adversarial loss (default 1e-3)"),
+    "content_layer": (str, "srgan: classifier layer of the content loss: conv1, conv2 (default) or features"),
+    "init_from": (str, "srgan: start G from this srresnet checkpoint.npz (the paper's protocol)"),
 }
 
 

@@ -52,6 +52,7 @@ class Recipe:
     build: Callable        # (options, image_shape) -> Setup
     image_sizes: tuple = ()  # the square sizes it builds models for; () for any
     checks: dict = field(default_factory=dict)  # checks of its own options, beside OPTION_CHECKS
+    family: Callable = None  # how a run trains it (run.py's protocol); None: a noise-to-image GAN (run.GANRun)
 
     def check_image_size(self, size):
         """ValueError unless this recipe can train on size x size images (checked before loading data)."""
@@ -250,6 +251,10 @@ DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/Re
                 "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan, image_sizes=DCGAN_SIZES)
 
 RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
+
+# -- image-to-image families (issue 20) ------------------------------------------------------
+from .srgan import SRGAN, SRRESNET  # noqa: E402 (they build on this module)
+RECIPES.update({r.name: r for r in (SRRESNET, SRGAN)})
 
 
 def get_recipe(name):
