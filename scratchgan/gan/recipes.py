@@ -253,8 +253,9 @@ DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/Re
 RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
 
 # -- image-to-image families (issue 20) ------------------------------------------------------
-from .srgan import SRGAN, SRRESNET  # noqa: E402 (they build on this module)
-RECIPES.update({r.name: r for r in (SRRESNET, SRGAN)})
+from .cyclegan import CYCLEGAN  # noqa: E402 (they build on this module)
+from .srgan import SRGAN, SRRESNET  # noqa: E402
+RECIPES.update({r.name: r for r in (CYCLEGAN, SRRESNET, SRGAN)})
 
 
 def get_recipe(name):

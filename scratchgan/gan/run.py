@@ -85,6 +85,7 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     backend.manual_seed(options["seed"])
     family = (recipe.family or GANRun)(recipe, options, images, device)
     trainer, loader = family.trainer, family.loader
+    evaluator = family.evaluator(dataset, data_dir, quiet) if evaluate else None   # may fix the progress inputs
     progress = [family.progress_row()]
     epoch, epoch_metrics, epoch_seconds = 0, [], []
     if checkpoint is not None:
@@ -96,7 +97,6 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
         progress, epoch = checkpoint.progress(), checkpoint.meta["epoch"]
         epoch_metrics = checkpoint.meta.get("epoch_metrics", [])
         epoch_seconds = checkpoint.meta.get("epoch_seconds", [])
-    evaluator = family.evaluator(dataset, data_dir, quiet) if evaluate else None
     recorded = checkpoint.meta.get("data") if checkpoint is not None else None
     meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset,
             "data": recorded or data_record(images, data_identity),
