@@ -277,6 +277,8 @@ def build_parser():
     add_evaluation_commands(sub)
     from .bench import add_commands as add_bench_commands
     add_bench_commands(sub)
+    from .gan.translate import add_commands as add_image_to_image_commands   # translate, upscale (issue 20)
+    add_image_to_image_commands(sub)
     return parser
 
 
