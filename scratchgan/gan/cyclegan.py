@@ -167,20 +167,29 @@ class CycleGANTrainer:
 
     def train_step(self, batch):
         a, b = batch
+        fake_a, fake_b, (g_adv, f_adv, cycle_a, cycle_b, identity) = self.generator_step(a, b)
+        self.opt_g.step()
+        self.opt_f.step()
+        d_a, d_a_real, d_a_fake = self._critic_step(self.D_A, self.opt_da, a, self.pool_a.query(fake_a))
+        d_b, d_b_real, d_b_fake = self._critic_step(self.D_B, self.opt_db, b, self.pool_b.query(fake_b))
+        self.steps.d_steps += 1
+        self.steps.record([self.generator_objective(g_adv, f_adv, cycle_a, cycle_b, identity), d_a + d_b,
+                           g_adv, f_adv, cycle_a, cycle_b, identity, d_a, d_b, d_a_real, d_a_fake, d_b_real, d_b_fake])
+
+    def generator_step(self, a, b):
+        """The generators' gradients (into G.grads and F.grads, from zero) for batch (a, b); no update.
+        Returns (F(b), G(a), (g_adv, f_adv, cycle_a, cycle_b, identity))."""
         for model in (self.G, self.F):
             model.zero_grad()
         fake_b, g_adv, cycle_a = self._cycle(a, self.G, self.F, self.D_B)
         fake_a, f_adv, cycle_b = self._cycle(b, self.F, self.G, self.D_A)
         identity = self._identity(a, b) if self.lambda_identity else self._zero(a)
-        self.opt_g.step()
-        self.opt_f.step()
-        d_a, d_a_real, d_a_fake = self._critic_step(self.D_A, self.opt_da, a, self.pool_a.query(fake_a))
-        d_b, d_b_real, d_b_fake = self._critic_step(self.D_B, self.opt_db, b, self.pool_b.query(fake_b))
-        lam = a.dtype.type(self.lambda_cycle)
-        g_loss = g_adv + f_adv + lam * (cycle_a + cycle_b) + lam * a.dtype.type(self.lambda_identity) * identity
-        self.steps.d_steps += 1
-        self.steps.record([g_loss, d_a + d_b, g_adv, f_adv, cycle_a, cycle_b, identity, d_a, d_b,
-                           d_a_real, d_a_fake, d_b_real, d_b_fake])
+        return fake_a, fake_b, (g_adv, f_adv, cycle_a, cycle_b, identity)
+
+    def generator_objective(self, g_adv, f_adv, cycle_a, cycle_b, identity):
+        """The generators' loss: both adversarial terms + lambda_cyc (cycles + lambda_id identity)."""
+        lam, lam_id = self.lambda_cycle, self.lambda_identity
+        return g_adv + f_adv + lam * (cycle_a + cycle_b) + lam * lam_id * identity
 
     def _cycle(self, x, forward_net, backward_net, critic):
         """fake = forward_net(x), adversarial loss of critic(fake), cycle loss |backward_net(fake) - x|_1;

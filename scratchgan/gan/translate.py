@@ -95,7 +95,7 @@ def write_outputs(out, images, names, inputs=None):
 def _check_output(out, allowed):
     out = Path(out)
     if out.suffix and out.suffix not in allowed:
-        raise ValueError(f"-o must end in {' or '.join(allowed)}" + (" or name a folder" if "" in allowed else "")
+        raise ValueError(f"-o must end in {' or '.join(a for a in allowed if a)}" + (" or name a folder" if "" in allowed else "")
                          + f", got {out}")
     if out.suffix:
         check_writable_file(out)
