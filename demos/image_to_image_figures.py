@@ -5,7 +5,7 @@
 
 DIR holds mnist/ and emoji/ (as $SCRATCHGAN_DATA does). Writes into --out:
 
-    sr_comparison.png   12 test digits: low-res (4x4 block means) | bicubic | SRResNet | SRGAN | original
+    sr_comparison.png   12 test digits, one row each: low-res (4x4 block means), bicubic, SRResNet, SRGAN, original
     sr_table.json/.md   PSNR, SSIM and classifier accuracy on the 10,000 test digits, each method
     cyclegan_*.png      the run's held-out translations, loss curves and held-out L1 per epoch (copied)
     cyclegan_table.md   the translation evaluation of the run's checkpoint (scratchgan evaluate)
@@ -46,7 +46,7 @@ def super_resolution(args, out):
     columns = {"low-res (7x7)": nearest_upscale(low), "bicubic": bicubic_upscale(low, SCALE)}
     columns.update({name: upscale_images(net, low) for name, net in nets.items() if "PyTorch" not in name})
     columns["original"] = shown
-    plots.save_side_by_side(out / "sr_comparison.png", columns, nrow=1, scale=3)
+    plots.save_image_strips(out / "sr_comparison.png", list(columns.values()), labels=list(columns), scale=3)
 
 
 def cyclegan(args, out):
