@@ -389,7 +389,7 @@ class CycleGANRun(ImageToImageRun):
         history = {k: v for k, v in history_for_plots(self.trainer.history, steps_per_epoch).items()}
         plots.write_history_csv(out / "history.csv", self.trainer.history)
         save_loss_panels(out / "losses.png", history, self.options)
-        k = self.N_FIXED if len(progress[0]) == 6 * self.N_FIXED else len(progress[0]) // 6
+        k = len(progress[0]) // 6   # fixed a's (and b's) per row
         grids = [translation_grid(row, k) for row in progress]
         plots.save_grid(out / "translations.png", grids[-1], nrow=6)
         plots.save_progress_gif(out / "progress.gif", grids, nrow=6, epochs=range(len(grids)))

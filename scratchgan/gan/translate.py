@@ -80,7 +80,7 @@ def write_outputs(out, images, names, inputs=None):
     elif out.suffix == ".png":
         from ..plots import save_grid
         tiles = images if inputs is None else np.stack([inputs, images], axis=1).reshape(-1, *images.shape[1:])
-        save_grid(out, tiles, nrow=8 if inputs is None else 8)
+        save_grid(out, tiles, nrow=8)   # with inputs: four (input, output) pairs per row
     else:
         out.mkdir(parents=True, exist_ok=True)
         for image, name in zip(images, names):
