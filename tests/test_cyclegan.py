@@ -14,7 +14,7 @@ from scratchgan.cli import main
 from scratchgan.gan import Checkpoint
 from scratchgan.gan.cyclegan import (CycleGANTrainer, ImagePool, UnpairedLoader, cyclegan_generator, learning_rate,
                                      patch_discriminator, translation_grid)
-from scratchgan.gan.cyclegan_eval import derangement, direction_scores, fit_style_classifier, l1_distances, top_k_rate
+from scratchgan.gan.cyclegan_eval import derangement, direction_scores, l1_distances, top_k_rate
 from scratchgan.gan.objectives import LeastSquaresGame
 from scratchgan.gan.run import train_run
 from scratchgan.gradcheck import TOLERANCE, check_loss, directional_error
@@ -161,13 +161,24 @@ def test_retrieval_and_distances():
     assert sorted(p) == list(range(6)) and not (p == np.arange(6)).any()
 
 
+def brightness_classifier(n_pixels):
+    """A fixed 'style classifier': P(B) = sigmoid(40 (mean pixel - 1/2)), so dark images are A, bright ones B."""
+    net = L.Chain(L.Flatten(), L.Dense(n_pixels, 2))
+    net[1].params["weight"][...] = np.stack([np.zeros(n_pixels), np.full(n_pixels, 40 / n_pixels)])
+    net[1].params["bias"][...] = [0, -20]
+    return net
+
+
 def test_direction_scores_of_a_perfect_translation():
-    a = np.random.default_rng(4).random((128, 3, 32, 32)).astype(np.float32) * 0.5
+    a = np.random.default_rng(4).random((30, 3, 8, 8)) * 0.5
     b = a + 0.5
-    classifier = fit_style_classifier(a, b, epochs=10)
-    s = direction_scores(a, b, b, classifier, to_b=True)
-    assert s["l1"] == 0 and s["top5"] == 1 and s["l1_identity"] == pytest.approx(0.5, rel=1e-6)
+    s = direction_scores(a, b, b, brightness_classifier(3 * 8 * 8), to_b=True)
+    assert s["l1"] == 0 and s["top5"] == 1 and s["l1_identity"] == pytest.approx(0.5)
+    assert s["l1_random"] == pytest.approx(np.abs(a - b[derangement(30)]).mean())
     assert s["style_target"] == 1.0 and s["style_target_untranslated"] == 0.0
+    assert s["top5_chance"] == pytest.approx(5 / 30)
+    back = direction_scores(b, a, a, brightness_classifier(3 * 8 * 8), to_b=False, seed=1)
+    assert back["style_target"] == 1.0 and back["style_target_untranslated"] == 0.0
 
 
 def test_translation_grid_lays_out_the_six_columns():
