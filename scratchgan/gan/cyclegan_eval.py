@@ -112,15 +112,18 @@ def direction_scores(source, target, translated, classifier, to_b, seed=0):
 
 def evaluate_translation(a, b, g_a, f_b, classifier, seed=0):
     """Scores of G (a -> b) and F (b -> a) on paired held-out images in [0, 1] (module docstring)."""
-    accuracy = float(np.concatenate([prob_b(classifier, a) <= 0.5, prob_b(classifier, b) > 0.5]).mean())
+    called_a, called_b = prob_b(classifier, a) <= 0.5, prob_b(classifier, b) > 0.5
+    accuracy = float(np.concatenate([called_a, called_b]).mean())
     return {"n": len(a), "style_classifier_accuracy": accuracy,
+            "style_recall_a": float(called_a.mean()), "style_recall_b": float(called_b.mean()),
             "G": direction_scores(a, b, g_a, classifier, True, seed),
             "F": direction_scores(b, a, f_b, classifier, False, seed + 1)}
 
 
 def format_translation_table(row):
     lines = [f"held-out pairs: {row['n']}; style classifier accuracy on real held-out images: "
-             f"{100 * row['style_classifier_accuracy']:.1f}%",
+             f"{100 * row['style_classifier_accuracy']:.1f}% (A called A {100 * row['style_recall_a']:.1f}%, "
+             f"B called B {100 * row['style_recall_b']:.1f}%)",
              "| direction | L1 to truth | untranslated | random | top-5 | top-5 untranslated | chance | "
              "taken for target style | untranslated |",
              "|---|---|---|---|---|---|---|---|---|"]
