@@ -228,8 +228,11 @@ def _load_srresnet(path, G):
     checkpoint.load_generator(G)
 
 
-def upscale_images(G, low, device="cpu", batch_size=500):
-    """G (eval mode) on low-resolution images in [0, 1], (N, 1, 7, 7) -> (N, 1, 28, 28) in [0, 1] (NumPy float32)."""
+def upscale_images(G, low, device="cpu", batch_size=64):
+    """G (eval mode) on low-resolution images in [0, 1], (N, 1, 7, 7) -> (N, 1, 28, 28) in [0, 1] (NumPy float32).
+
+    Batches of 64: the last 9x9 convolution's im2col matrix holds 64 x 81 x 784 values per image
+    (16 MB in float32), so 500 at once would need 8 GB."""
     out = []
     for start in range(0, len(low), batch_size):
         x = backend.to_device(np.asarray(low[start:start + batch_size], np.float32) * 2 - 1, device)
