@@ -101,7 +101,7 @@ def main(argv=None):
     net.train()
     for epoch in range(o["epochs"]):
         for low, hr in loader:
-            losses.append(float(train_step(net, optimizer, torch.as_tensor(low), torch.as_tensor(hr))))
+            losses.append(float(train_step(net, optimizer, torch.as_tensor(low), torch.as_tensor(hr)).detach()))
         print(f"epoch {epoch + 1}/{o['epochs']}: mean MSE {np.mean(losses[-len(loader):]):.5f}", flush=True)
     seconds = time.perf_counter() - started
     out = Path(args.out)
