@@ -7,7 +7,8 @@ DIR holds mnist/ and emoji/ (as $SCRATCHGAN_DATA does). Writes into --out:
 
     sr_comparison.png   12 test digits, one row each: low-res (4x4 block means), bicubic, SRResNet, SRGAN, original
     sr_table.json/.md   PSNR, SSIM and classifier accuracy on the 10,000 test digits, each method
-    cyclegan_*.png      the run's held-out translations, loss curves and held-out L1 per epoch (copied)
+    cyclegan_*.png      the run's held-out translations, loss curves and held-out L1 per epoch (copied), and
+                        cyclegan_examples.png: 10 held-out emoji spread over the set, a | G(a) | true b | F(b) | F(G(a))
     cyclegan_table.md   the translation evaluation of the run's checkpoint (scratchgan evaluate)
 """
 import argparse
@@ -50,7 +51,7 @@ def super_resolution(args, out):
 
 
 def cyclegan(args, out):
-    from scratchgan.gan.cyclegan import HeldOut
+    from scratchgan.gan.cyclegan import HeldOut, translate_images
     from scratchgan.gan.cyclegan_eval import format_translation_table
     run = Path(args.cyclegan)
     for name in ("translations.png", "losses.png", "heldout.png", "progress.png"):
@@ -60,6 +61,13 @@ def cyclegan(args, out):
     G, ckpt = load_image_to_image(checkpoint, CYCLEGAN_RECIPES, "G")
     F, _ = load_image_to_image(checkpoint, CYCLEGAN_RECIPES, "F")
     heldout = HeldOut.load(ckpt.meta["options"], args.data_dir, ckpt.meta["image_shape"][1], quiet=True)
+    shown = np.linspace(0, len(heldout.a) - 1, 10).astype(int)
+    a, b = heldout.a[shown], heldout.b[shown]
+    rows = {"a (Noto)": a, "G(a)": translate_images(G, a), "true b (Twemoji)": b,
+            "F(b)": translate_images(F, b), "F(G(a))": translate_images(F, translate_images(G, a))}
+    if ckpt.meta["options"]["dataset_a"] != "emoji-google":
+        rows = {name.split(" (")[0]: images for name, images in rows.items()}
+    plots.save_image_strips(out / "cyclegan_examples.png", list(rows.values()), labels=list(rows), scale=3)
     row = heldout.final(G, F, "cpu")
     (out / "cyclegan_table.json").write_text(json.dumps(row, indent=2))
     (out / "cyclegan_table.md").write_text(format_translation_table(row) + "\n")

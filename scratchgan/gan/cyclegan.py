@@ -365,7 +365,8 @@ class CycleGANRun(ImageToImageRun):
 
     def evaluator(self, dataset, data_dir, quiet):
         self.heldout = HeldOut.load(self.options, data_dir, self.fixed_a.shape[-1], quiet)
-        self.fixed_a, self.fixed_b = self.heldout.a[:self.N_FIXED], self.heldout.b[:self.N_FIXED]
+        spread = np.linspace(0, len(self.heldout.a) - 1, self.N_FIXED).astype(int)   # not just the first names
+        self.fixed_a, self.fixed_b = self.heldout.a[spread], self.heldout.b[spread]
         return self.heldout
 
     def progress_row(self):
@@ -397,7 +398,7 @@ class CycleGANRun(ImageToImageRun):
         rows = [progress[0].reshape(2 * k, 3, *progress[0].shape[1:])[:k, 0], *translated]
         labels = ["a", *[f"G(a), epoch {e}" for e in range(len(progress))]]
         if self.heldout is not None:
-            rows.append(self.heldout.b_true[:k])
+            rows.append(self.heldout.b_true[np.linspace(0, len(self.heldout.b_true) - 1, k).astype(int)])
             labels.append("true b")
         plots.save_image_strips(out / "progress.png", rows, labels=labels)
 
