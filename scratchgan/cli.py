@@ -35,17 +35,21 @@ def cmd_train(args):
     options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
     run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
                     eval_samples=args.eval_samples)
+    if args.checkpoint_every is not None:
+        from .gan.run import _check_checkpoint_every
+        _check_checkpoint_every(args.checkpoint_every)
     xp_for(args.device)  # DeviceError now, not after loading the data
     # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
     _, checkpoint, recipe, _ = prepare_run(args.recipe, out, **run_args, **options)
     dataset, image_size, channels = _data_options(args, checkpoint)
     default_size = 64 if dataset.lower().startswith("folder:") else 28
     recipe.check_image_size(default_size if image_size is None else image_size)  # before loading the data
-    images, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
-                                   quiet=args.quiet, with_identity=True)
+    images, labels, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size,
+                                           channels=channels, quiet=args.quiet, with_identity=True, with_labels=True)
     try:
         train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
-                  data_dir=args.data_dir, data_identity=identity, **run_args, **options)
+                  data_dir=args.data_dir, data_identity=identity, checkpoint_every=args.checkpoint_every,
+                  labels=labels if "num_classes" in recipe.defaults else None, **run_args, **options)
         if not args.no_report:
             from .report import write_run_report
             write_run_report(out, data_dir=args.data_dir, images=images, quiet=args.quiet)
@@ -135,7 +139,22 @@ OPTION_FLAGS = {
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
     "ngf": (int, "dcgan: generator width (default 64)"),
     "ndf": (int, "dcgan: discriminator width (default 64)"),
+    # conditional recipes (docs/conditional.md)
+    "embed_dim": (int, "cdcgan/acgan: size of the label embedding joined to z (default 10)"),
+    "aux_weight": (float, "acgan: weight of the class log-likelihood in D's and G's losses (default 1)"),
+    "fake_class_loss": (lambda text: _boolean(text, "--fake-class-loss"),
+                        "acgan: train D's classifier on fakes too, yes or no (acgan yes, acgan-plus no)"),
+    "d_conditioning": (str, "cdcgan: how D gets the label: label-channels (cdcgan) or projection (cdcgan-plus)"),
+    "momentum": (float, "cgan/goodfellow2014: initial SGD momentum (default 0.5)"),
 }
+
+
+def _boolean(text, flag):
+    """argparse type for yes/no flags: yes, no, true, false, 1, 0."""
+    value = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{flag} expects yes or no, got {text!r}")
+    return value
 
 
 def add_train_parser(sub):
@@ -162,6 +181,9 @@ def add_train_parser(sub):
                    help="samples for the evaluation after training (default 10000, the papers' protocol; "
                         "at least 10; --no-evaluate skips it)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html (see scratchgan report)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also keep a copy of the checkpoint every N epochs (checkpoint-epochE.npz), e.g. to "
+                        "evaluate a run at epoch 10 and 30")
     for name, (kind, text) in OPTION_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)

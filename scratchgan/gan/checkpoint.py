@@ -2,7 +2,8 @@
 
 Arrays are stored under prefixes (``G/``, ``D/``, ``opt_g/``, ``opt_d/``, ``history/``, ``ext/``
 for the trainer's extensions)
-beside ``fixed_noise`` and ``progress`` (the per-epoch samples); everything else (recipe
+beside ``fixed_noise`` and ``progress`` (the per-epoch samples; ``class_progress``, the class grids, for a
+conditional run); everything else (recipe
 and options, counters, the states of every random generator and of the batch loader)
 is one JSON string under ``meta``. Files are written atomically: a crash or Ctrl-C
 while saving leaves the previous checkpoint untouched.
@@ -27,8 +28,9 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model."""
 
 
-def save_checkpoint(path, meta, setup, trainer, progress):
-    """Write G, D, both optimizers, the trainer's history and ``meta`` (a JSON-able dict)."""
+def save_checkpoint(path, meta, setup, trainer, progress, class_progress=None):
+    """Write G, D, both optimizers, the trainer's history and ``meta`` (a JSON-able dict); a conditional
+    run also its per-epoch class grids (``class_progress``)."""
     arrays = {}
     for prefix, state in (("G/", setup.G.state_dict()), ("D/", setup.D.state_dict()),
                           ("opt_g/", setup.opt_g.state_dict()), ("opt_d/", setup.opt_d.state_dict())):
@@ -38,6 +40,8 @@ def save_checkpoint(path, meta, setup, trainer, progress):
     arrays.update({f"ext/{k}": backend.asnumpy(v) for k, v in trainer.extension_arrays().items()})
     arrays["fixed_noise"] = backend.asnumpy(trainer.fixed_noise)
     arrays["progress"] = np.asarray(progress, dtype=np.float32)
+    if class_progress is not None:
+        arrays["class_progress"] = np.asarray(class_progress, dtype=np.float32)
     meta = {**meta, "format": FORMAT_VERSION, "trainer": trainer_state,
             "global_rng": backend.global_rng().state_dict()}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -82,8 +86,9 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint {self.path} cannot be resumed: its training state is "
                                   f"incomplete or does not fit ({type(e).__name__}: {e})") from None
 
-    def progress(self):
-        return list(self.arrays.get("progress", []))
+    def progress(self, key="progress"):
+        """The per-epoch images saved under ``key``: "progress" (fixed noise), "class_progress" (class grids)."""
+        return list(self.arrays.get(key, []))
 
     def _load(self, model, prefix):
         try:

@@ -250,6 +250,9 @@ DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/Re
                 "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan, image_sizes=DCGAN_SIZES)
 
 RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
+# conditional GANs (issue 19): cgan, cdcgan, cdcgan-plus, acgan, acgan-plus, built in conditional.py
+from .conditional import CONDITIONAL_RECIPES  # noqa: E402  (after the names conditional.py uses)
+RECIPES.update({r.name: r for r in CONDITIONAL_RECIPES})
 
 
 def get_recipe(name):

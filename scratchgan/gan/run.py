@@ -13,9 +13,13 @@
     summary.json          options, counters, final accuracy (and evaluation metrics if available)
     metrics.csv/.png      per-epoch Fréchet distance, classifier score, class coverage (MNIST runs)
     evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
+    class_grid.png/class_progress.gif   conditional models: one row per class, one column per fixed
+                          noise vector, after the last epoch and after every epoch
+    checkpoint-epochE.npz with checkpoint_every=N (--checkpoint-every N): a copy every N epochs
 """
 import contextlib
 import hashlib
+import shutil
 import signal
 import sys
 import time
@@ -25,8 +29,9 @@ import numpy as np
 
 from .. import backend, plots
 from ..data import BatchLoader, transforms
-from ..fileio import check_writable_dir, remove_stale_temporaries, write_json
+from ..fileio import atomic_write, check_writable_dir, remove_stale_temporaries, write_json
 from .checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from .conditional import balanced_labels, class_names
 from .evaluate import MIN_EVAL_SAMPLES, RunEvaluator
 from .objectives import d_accuracy
 from .recipes import get_recipe
@@ -37,7 +42,8 @@ EVALUATION = "evaluation.json"
 #: every file a run writes (their stale atomic-write temporaries are removed when a run starts)
 RUN_FILES = (CHECKPOINT, "history.csv", "loss.png", "d_outputs.png", "progress.png", "progress.gif",
              "samples.png", "accuracy.png", "spot_the_fake.png", "spot_the_fake_answers.png", "summary.json",
-             "metrics.csv", "metrics.png", EVALUATION)
+             "metrics.csv", "metrics.png", EVALUATION, "class_grid.png", "class_progress.gif")
+CLASS_GRID_COLUMNS = 10   # fixed noise vectors per row of the class grid
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -60,7 +66,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, dataset="custom",
               quiet=False, callback=None, final_outputs=True, evaluate=True, data_dir=None, eval_samples=10000,
-              data_identity=None, **options):
+              data_identity=None, labels=None, checkpoint_every=None, **options):
     """Train ``recipe`` on uint8 ``images`` (N, C, H, W), writing into ``out_dir``.
 
     With ``resume=True`` the run continues from ``out_dir/checkpoint.npz`` with the options it
@@ -70,27 +76,34 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     metrics to metrics.csv and the end of the run writes evaluation.json on ``eval_samples``.
     ``data_identity`` (from ``load_images(..., with_identity=True)``) is recorded in the
     checkpoint and summary, beside the SHA-256 of ``images``; a resumed run must get the same images.
+    A conditional recipe (cgan, cdcgan, acgan, ...) also needs ``labels``, the class of each image
+    (int, 0 .. num_classes - 1); its checkpoint records the classes (num_classes and their names).
+    ``checkpoint_every=N`` keeps a copy of the checkpoint every N epochs (checkpoint-epochE.npz).
 
     Everything is checked before any work: options, ``eval_samples``, that ``out_dir`` is
     writable. Returns the trainer. Raises DivergenceError (saying which checkpoint, if any, is
     on disk) and Interrupted (Ctrl-C or SIGTERM: the checkpoint of the current step written).
     """
+    _check_checkpoint_every(checkpoint_every)
     out, checkpoint, recipe, options = prepare_run(recipe, out_dir, resume, epochs, evaluate, eval_samples,
                                                    **options)
     ckpt_path = out / CHECKPOINT
+    num_classes = options.get("num_classes", 0)
+    labels = check_run_labels(labels, images, num_classes, recipe.name)
     if checkpoint is not None:
-        _check_same_data(checkpoint, images)
+        _check_same_data(checkpoint, images, labels)
     remove_stale_temporaries(out, RUN_FILES)
     image_shape = tuple(images.shape[1:])
     backend.manual_seed(options["seed"])
     setup = recipe.setup(options, image_shape)
     setup.G.to(device)
     setup.D.to(device)
-    data = setup.preprocess(images)
+    data = setup.preprocess(images) if labels is None else (setup.preprocess(images), labels)
     loader = BatchLoader(data, options["batch_size"], shuffle=True, drop_last=True, seed=options["seed"],
                          device=device)
     trainer = GANTrainer.from_setup(setup, device)
     progress = [_progress_row(trainer, setup)]
+    class_progress = [_class_grid(trainer, setup)] if trainer.conditional else []
     epoch, epoch_metrics, epoch_seconds = 0, [], []
     if checkpoint is not None:
         checkpoint.restore(setup, trainer)
@@ -99,18 +112,21 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"checkpoint {ckpt_path} cannot be resumed: bad loader state ({e})") from None
         progress, epoch = checkpoint.progress(), checkpoint.meta["epoch"]
+        class_progress = checkpoint.progress("class_progress") if trainer.conditional else []
         epoch_metrics = checkpoint.meta.get("epoch_metrics", [])
         epoch_seconds = checkpoint.meta.get("epoch_seconds", [])
     evaluator = RunEvaluator.create(dataset, data_dir, images, quiet) if evaluate else None
     recorded = checkpoint.meta.get("data") if checkpoint is not None else None
     meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset,
-            "data": recorded or data_record(images, data_identity),
+            "data": recorded or data_record(images, data_identity, labels),
             "device": device, "epoch_seconds": epoch_seconds}  # training seconds of each epoch, for the report
+    if trainer.conditional:   # what sample and evaluate need to draw and score classes
+        meta["conditioning"] = {"num_classes": num_classes, "class_names": class_names(dataset, num_classes)}
 
     def save(epoch_done):
         _check_finite_weights(setup, trainer)
         state = {**meta, "epoch": epoch_done, "loader": loader.state_dict(), "epoch_metrics": epoch_metrics}
-        save_checkpoint(ckpt_path, state, setup, trainer, progress)
+        save_checkpoint(ckpt_path, state, setup, trainer, progress, class_progress=class_progress or None)
 
     try:
         with _stop_requests() as stop_signal:
@@ -119,12 +135,19 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                 _train_epoch(trainer, loader, epoch, options["epochs"], quiet, callback, stop_signal, save)
                 epoch_seconds.append(round(time.perf_counter() - started, 3))
                 epoch += 1
+                trainer.after_epoch(epoch)
                 _check_finite_weights(setup, trainer)
                 progress.append(_progress_row(trainer, setup))
+                if trainer.conditional:
+                    class_progress.append(_class_grid(trainer, setup))
                 if evaluator is not None:
                     evaluator = _evaluate_epoch(evaluator, trainer, setup, epoch, epoch_metrics, out, quiet)
                 save(epoch)
+                if checkpoint_every and epoch % checkpoint_every == 0:
+                    keep_copy(ckpt_path, out / f"checkpoint-epoch{epoch:03d}.npz")
                 _write_epoch_outputs(out, trainer, progress, len(loader))
+                if trainer.conditional:
+                    _write_class_grids(out, class_progress, meta["conditioning"]["class_names"])
                 if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
                     raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
                                       f"checkpoint saved after step {trainer.d_steps}", stop_signal())
@@ -160,12 +183,44 @@ def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_
     return out, checkpoint, recipe, options
 
 
-def data_record(images, identity=None):
-    """What a run records about its data: the identity of the files (if known) and the training array's SHA-256."""
+def data_record(images, identity=None, labels=None):
+    """What a run records about its data: the identity of the files (if known) and the training array's
+    SHA-256 (and the labels' for a conditional run)."""
     record = {k: v for k, v in (identity or {}).items()}
     record["array_shape"] = list(images.shape)
     record["array_sha256"] = array_sha256(images)
+    if labels is not None:
+        record["labels_sha256"] = array_sha256(labels)
     return record
+
+
+def check_run_labels(labels, images, num_classes, recipe_name):
+    """The labels a run trains on: None for an unconditional recipe; for a conditional one, ``labels``
+    as int64 (N,), checked against the images and the classes (ValueError otherwise)."""
+    if not num_classes:
+        return None
+    if labels is None:
+        raise ValueError(f"{recipe_name} is a conditional recipe: it trains on images with class labels "
+                         f"(--dataset mnist or fashion-mnist; an image folder has no labels)")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
+        raise ValueError(f"{recipe_name}: expected one integer class label per image ({len(images)}), got "
+                         f"{labels.dtype} labels of shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{recipe_name}: labels run from {labels.min()} to {labels.max()}, outside the "
+                         f"{num_classes} classes 0..{num_classes - 1} (option num_classes)")
+    return labels.astype(np.int64)
+
+
+def keep_copy(path, copy):
+    """Copy the checkpoint at ``path`` to ``copy``, atomically (a stopped copy leaves no partial file)."""
+    with open(path, "rb") as source, atomic_write(copy) as f:
+        shutil.copyfileobj(source, f)
+
+
+def _check_checkpoint_every(n):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"checkpoint_every (--checkpoint-every) must be an integer >= 1, got {n!r}")
 
 
 def array_sha256(images):
@@ -194,8 +249,8 @@ def _check_eval_samples(n, evaluate):
                          f"to skip the evaluation, use --no-evaluate (evaluate=False)")
 
 
-def _check_same_data(checkpoint, images):
-    """A resumed run must see the images it was trained on: same shape, same SHA-256 where recorded."""
+def _check_same_data(checkpoint, images, labels=None):
+    """A resumed run must see the images (and labels) it was trained on: same shape, same SHA-256 where recorded."""
     meta = checkpoint.meta
     if list(images.shape[1:]) != meta["image_shape"]:
         raise RunError(f"{checkpoint.path} was trained on images of shape {tuple(meta['image_shape'])}, "
@@ -206,6 +261,10 @@ def _check_same_data(checkpoint, images):
         raise RunError(f"{checkpoint.path} was trained on other data ({was} images, SHA-256 {recorded[:16]}...; "
                        f"now {len(images)} images, {array_sha256(images)[:16]}...): resume with the same "
                        f"--dataset and --data-dir, or start a new run in another --out")
+    recorded_labels = (meta.get("data") or {}).get("labels_sha256")
+    if recorded_labels and labels is not None and recorded_labels != array_sha256(labels):
+        raise RunError(f"{checkpoint.path} was trained on the same images with other labels: resume with the "
+                       f"same --dataset and --data-dir")
 
 
 def _check_finite_weights(setup, trainer):
@@ -237,14 +296,19 @@ def _write_epoch_metrics(out, epoch_metrics, quiet):
               "classifier score, higher is better (10 at most)": {"samples": columns["classifier_score"]},
               "classes holding >= 2% of samples": {"samples": columns["classes_covered"]},
               "coverage: KL(class histogram || uniform)": {"samples": columns["coverage_kl"]}}
+    if "conditional_accuracy" in columns:
+        panels["conditional accuracy: the classifier names the class asked for"] = {
+            "samples": columns["conditional_accuracy"]}
     plots.save_curve_panels(out / "metrics.png", panels, x=columns["epoch"], xlabel="epoch",
                             title=f"Per-epoch evaluation: {columns['n'][-1]} samples against "
                                   f"{columns.get('reference_n', ['all'])[-1]} training images (compare epochs, "
                                   f"not with evaluation.json)")
     if not quiet:
         last = epoch_metrics[-1]
+        conditional = (f", conditional accuracy {last['conditional_accuracy']:.3f}"
+                       if "conditional_accuracy" in last else "")
         print(f"epoch {last['epoch']}: Fréchet distance {last['frechet_distance']:.2f}, classifier score "
-              f"{last['classifier_score']:.2f}, {last['classes_covered']} classes covered")
+              f"{last['classifier_score']:.2f}, {last['classes_covered']} classes covered{conditional}")
 
 
 def _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, n, epoch):
@@ -367,7 +431,36 @@ def _unlink(path):
 
 
 def _progress_row(trainer, setup):
-    return backend.asnumpy(setup.to_unit(trainer.sample(noise=trainer.fixed_noise))).astype(np.float32)
+    """The fixed noise's samples (a conditional model's with fixed labels 0, 1, 2, ...: the trainer's
+    generator is never drawn from, so figures never change the training run)."""
+    labels = balanced_labels(len(trainer.fixed_noise), trainer.config.num_classes) if trainer.conditional else None
+    return backend.asnumpy(setup.to_unit(trainer.sample(noise=trainer.fixed_noise, labels=labels))).astype(np.float32)
+
+
+def class_grid_inputs(trainer, columns=CLASS_GRID_COLUMNS):
+    """(noise, labels) of the class grid: row k is class k, column j the same fixed noise vector j in every
+    row (style held, class varied); the first ``columns`` vectors of the trainer's fixed noise."""
+    k = trainer.config.num_classes
+    noise = trainer.fixed_noise[:columns]
+    tiled = trainer.xp.concatenate([noise] * k)
+    labels = trainer.xp.asarray(np.repeat(np.arange(k, dtype=np.int64), len(noise)))
+    return tiled, labels
+
+
+def _class_grid(trainer, setup):
+    noise, labels = class_grid_inputs(trainer)
+    return backend.asnumpy(setup.to_unit(trainer.sample(noise=noise, labels=labels))).astype(np.float32)
+
+
+def _write_class_grids(out, class_progress, names):
+    """class_grid.png (the last epoch, a labelled row per class) and class_progress.gif (every epoch)."""
+    k = len(names)
+    last = class_progress[-1]
+    columns = len(last) // k
+    plots.save_image_strips(out / "class_grid.png", [last[i * columns:(i + 1) * columns] for i in range(k)],
+                            labels=names)
+    plots.save_progress_gif(out / "class_progress.gif", class_progress, nrow=columns,
+                            epochs=list(range(len(class_progress))))
 
 
 def _write_epoch_outputs(out, trainer, progress, steps_per_epoch):
@@ -399,14 +492,18 @@ def discriminator_accuracy(trainer, setup, data, batch_size=200, binarize_fakes=
     as many fresh fakes. Returns per-batch accuracy on real and on fake samples, by the rule
     of ``objectives.d_correct`` (real when P(real) > 0.5)."""
     acc_real, acc_fake = [], []
-    D, batch_size = setup.D, min(batch_size, len(data))
-    for start in range(0, len(data) - batch_size + 1, batch_size):
-        real = backend.to_device(data[start:start + batch_size], trainer.device)
-        fake = trainer.sample(batch_size)
+    images, labels = data if isinstance(data, tuple) else (data, None)
+    D, batch_size = setup.D, min(batch_size, len(images))
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+        real = backend.to_device(images[start:start + batch_size], trainer.device)
+        fake_labels = trainer.sample_labels(batch_size) if trainer.conditional else None
+        fake = trainer.sample(noise=trainer.sample_noise(batch_size), labels=fake_labels)
         if binarize_fakes:
             fake = transforms.binarize(fake)
-        p_real = setup.head.prob_real(D.forward(real, train=False, keep_cache=False))
-        p_fake = setup.head.prob_real(D.forward(fake, train=False, keep_cache=False))
+        real_labels = None if labels is None else backend.to_device(labels[start:start + batch_size], trainer.device)
+        score = trainer.objective.score
+        p_real = score(D.forward(trainer.with_labels(real, real_labels), train=False, keep_cache=False))
+        p_fake = score(D.forward(trainer.with_labels(fake, fake_labels), train=False, keep_cache=False))
         acc_real.append(float(d_accuracy(p_real, real=True)))
         acc_fake.append(float(d_accuracy(p_fake, real=False)))
     return np.array(acc_real), np.array(acc_fake)
@@ -420,10 +517,11 @@ def write_final_outputs(out, trainer, setup, data, options, meta, seed=0):
         fakes = transforms.binarize(fakes)
     plots.save_grid(out / "samples.png", backend.asnumpy(fakes), nrow=8)
     acc_real, acc_fake = discriminator_accuracy(trainer, setup, data, binarize_fakes=binarized)
+    images = data[0] if isinstance(data, tuple) else data
     plots.save_accuracy_plot(out / "accuracy.png", acc_real, acc_fake,
-                             title=f"Discriminator accuracy, batches of {min(200, len(data))} real + as many fake, whole data set")
+                             title=f"Discriminator accuracy, batches of {min(200, len(images))} real + as many fake, whole data set")
     rng = np.random.default_rng(seed)
-    real = setup.to_unit(data[rng.choice(len(data), 36, replace=False)])
+    real = setup.to_unit(images[rng.choice(len(images), 36, replace=False)])
     quiz, is_fake = plots.spot_the_fake(backend.asnumpy(real), backend.asnumpy(fakes[:36]), n=36, rng=rng)
     plots.save_spot_the_fake(out / "spot_the_fake.png", out / "spot_the_fake_answers.png", quiz, is_fake)
     summary = {**meta, "d_steps": trainer.d_steps, "g_steps": trainer.g_steps,

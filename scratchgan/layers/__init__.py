@@ -7,7 +7,11 @@ from .dense import Dense, Maxout
 from .dropout import Dropout
 from .norm import BatchNorm
 from .shape import Flatten, Reshape
+# conditional models: several inputs and outputs, class labels (issue 19)
+from .combine import Concat, Fork, Identity, Parallel, Select
+from .embedding import Embedding, OneHot, Projection
 
 __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "Sequential",
-           "relu", "leakyrelu", "tanh", "sigmoid", "im2col", "col2im"]
+           "relu", "leakyrelu", "tanh", "sigmoid", "im2col", "col2im",
+           "Identity", "Parallel", "Fork", "Concat", "Select", "OneHot", "Embedding", "Projection"]

@@ -66,7 +66,7 @@ class Layer:
                                "forward(x, keep_cache=False) for inference, or call clear_cache()")
         y, cache = self._forward(x, train)
         if keep_cache:
-            self._cache = (cache, y.shape)
+            self._cache = (cache, output_shape(y))
         return y
 
     __call__ = forward
@@ -82,10 +82,11 @@ class Layer:
             raise RuntimeError(f"{self}: backward called without a forward pass that kept its cache "
                                "(forward(x, train=True) or forward(x, keep_cache=True))")
         cache, y_shape = self._cache
-        if tuple(dy.shape) != tuple(y_shape):
-            raise ValueError(f"{self}: upstream gradient has shape {tuple(dy.shape)} "
-                             f"but the output had shape {tuple(y_shape)}")
-        self._check_dtype(dy, "upstream gradient")
+        if output_shape(dy) != y_shape:
+            raise ValueError(f"{self}: upstream gradient has shape {output_shape(dy)} "
+                             f"but the output had shape {y_shape}")
+        for part in (dy if isinstance(dy, tuple) else (dy,)):   # a layer with several outputs gets a tuple
+            self._check_dtype(part, "upstream gradient")
         self._cache = None
         if input_grad:
             return self._backward(dy, cache)
@@ -178,6 +179,8 @@ class Layer:
                     if dtype is not None and value.dtype.kind == "f":
                         value = value.astype(dtype, copy=False)
                     store[key] = value
+            if dtype is not None and getattr(layer, "output_dtype", None) is not None:
+                layer.output_dtype = np.dtype(dtype)   # a layer without parameters that makes floats (OneHot)
             layer._cache = None
             layer._scratch = {}
         return self
@@ -212,6 +215,14 @@ class Layer:
 
     def __repr__(self):
         return f"{self.__class__.__name__}()"
+
+
+def output_shape(y):
+    """A layer output's shape: ``y.shape`` as a tuple, or for a layer with several outputs (a tuple
+    of arrays) the tuple of their shapes; anything without a shape gives None (never equal to one)."""
+    if isinstance(y, tuple):
+        return tuple(output_shape(part) for part in y)
+    return tuple(y.shape) if hasattr(y, "shape") else None
 
 
 def format_pattern(pattern):
