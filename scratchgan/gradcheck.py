@@ -91,15 +91,15 @@ def flat(y):
 def input_parts(x, dx):
     """{name: (input array, its analytic gradient)} for the floating-point parts of ``x``:
     {"x": (x, dx)} for an array; {"x0": ..., "x1": ...} for a tuple, leaving out integer parts
-    (class labels, which have no gradient) and requiring a gradient for every other part."""
+    (class labels, which have no gradient). A None gradient of a floating-point part means zero (an input
+    the layer ignores, as ``Select``'s), and is checked as zeros."""
     if not isinstance(x, tuple):
-        return {"x": (x, dx)}
+        return {} if x.dtype.kind in "iu" else {"x": (x, dx)}
     parts = {}
     for k, part in enumerate(x):
         if part.dtype.kind == "f":
-            if dx is None or dx[k] is None:
-                raise ValueError(f"input part {k} is floating point but backward returned no gradient for it")
-            parts[f"x{k}"] = (part, dx[k])
+            grad = None if dx is None else dx[k]
+            parts[f"x{k}"] = (part, np.zeros_like(backend.asnumpy(part)) if grad is None else grad)
     return parts
 
 
@@ -182,7 +182,8 @@ def _shape(y):
 
 def _float_parts(x):
     """The arrays of an input that must be float64 (a tuple's integer labels are not)."""
-    return [part for part in x if part.dtype.kind != "i" and part.dtype.kind != "u"] if isinstance(x, tuple) else [x]
+    parts = x if isinstance(x, tuple) else (x,)
+    return [part for part in parts if part.dtype.kind not in "iu"]
 
 
 def _require_float64(arrays):

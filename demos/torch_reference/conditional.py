@@ -166,7 +166,7 @@ def train_step(G, D, opt_g, opt_d, real, labels, z, fake_labels, aux_weight=1.0)
     opt_g.step()
     for p in D.parameters():
         p.requires_grad_(True)
-    return float(loss_d), float(loss_g)
+    return loss_d.item(), loss_g.item()
 
 
 def draw(G, n, num_classes, seed, z_dim=100, batch_size=500):

@@ -26,6 +26,11 @@ from .losses import bce_with_logits, binary_cross_entropy, l1, mse, softmax_cros
 from .norm import batchnorm_backward, batchnorm_forward
 from .optim import adam_step, sgd_step
 from .shape import flatten_backward, flatten_forward, reshape_backward, reshape_forward
+# conditional models (issue 19): several inputs and outputs, class labels
+from .combine import (concat_backward, concat_forward, fork_backward, fork_forward, identity_backward,
+                      identity_forward, parallel_backward, parallel_forward, select_backward, select_forward)
+from .embedding import (embedding_backward, embedding_forward, one_hot_backward, one_hot_forward,
+                        projection_backward, projection_forward)
 
 __all__ = [
     "affine_forward", "affine_backward", "maxout_forward", "maxout_backward",
@@ -40,4 +45,7 @@ __all__ = [
     "binary_cross_entropy", "two_class_cross_entropy", "bce_with_logits", "softmax_cross_entropy",
     "mse", "l1",
     "sgd_step", "adam_step",
+    "identity_forward", "identity_backward", "concat_forward", "concat_backward", "select_forward", "select_backward", "parallel_forward",
+    "parallel_backward", "fork_forward", "fork_backward", "one_hot_forward", "one_hot_backward",
+    "embedding_forward", "embedding_backward", "projection_forward", "projection_backward",
 ]
