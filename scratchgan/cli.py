@@ -103,7 +103,7 @@ def positive_int(text):
 def cmd_sample(args):
     import numpy as np
     from .fileio import atomic_write, check_writable_file
-    from .gan.sampling import sample_from_checkpoint
+    from .gan.sampling import sample_classes
     if not args.output.endswith((".npy", ".png")):
         raise ValueError(f"-o must end in .npy or .png, got {args.output}")
     if args.n < 1:
@@ -111,17 +111,31 @@ def cmd_sample(args):
     if args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     check_writable_file(args.output)  # before sampling
-    samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed)
+    samples, labels, names = sample_classes(args.checkpoint, args.n, args.label, device=args.device, seed=args.seed)
     if args.output.endswith(".png"):
-        from .plots import save_grid
-        save_grid(args.output, samples)
+        from .plots import save_grid, save_image_strips
+        classes = [] if labels is None else list(dict.fromkeys(labels.tolist()))
+        if len(classes) > 1:   # one row per class, named
+            save_image_strips(args.output, [samples[labels == k] for k in classes], labels=[names[k] for k in classes])
+        else:
+            save_grid(args.output, samples)
     else:
         if samples.shape[1] == 1:
             samples = samples[:, 0]
         with atomic_write(args.output) as f:
             np.save(f, samples)
-    print(f"{len(samples)} samples {samples.shape} in [0, 1] written to {args.output}")
+        if labels is not None:
+            with atomic_write(labels_path(args.output)) as f:
+                np.save(f, labels)
+    print(f"{len(samples)} samples {samples.shape} in [0, 1] written to {args.output}"
+          + ("" if labels is None or not args.output.endswith(".npy") else
+             f"; their labels to {labels_path(args.output)} (scratchgan evaluate ... --labels)"))
     return 0
+
+
+def labels_path(samples_path):
+    """Where ``scratchgan sample`` writes the labels of conditional samples: out.npy -> out.labels.npy."""
+    return samples_path[:-len(".npy")] + ".labels.npy"
 
 
 # option name -> (type, help); None means "the recipe's default"
@@ -193,9 +207,14 @@ def add_sample_parser(sub):
     p = sub.add_parser("sample", help="draw samples from a checkpoint's generator",
                        description="Draw N samples (values in [0, 1]) from the generator in CHECKPOINT: "
                                    ".npy gets an array (N, 28, 28) for single-channel data, (N, C, H, W) "
-                                   "otherwise; .png gets an image grid.")
+                                   "otherwise; .png gets an image grid. A conditional checkpoint (cgan, "
+                                   "cdcgan, acgan, ...) draws chosen classes (--label).")
     p.add_argument("checkpoint", help="a checkpoint.npz written by scratchgan train")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64); per class with --label all")
+    p.add_argument("--label", metavar="L", help="conditional models: draw class L (an index 0..K-1 or a class name, "
+                                               "e.g. 7 or Sneaker), or all: N of every class in class order "
+                                               "(the default; a .png gets one row per class, a .npy its labels "
+                                               "beside it as OUT.labels.npy)")
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", choices=DEVICES)
