@@ -85,11 +85,15 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     on disk) and Interrupted (Ctrl-C or SIGTERM: the checkpoint of the current step written).
     """
     _check_checkpoint_every(checkpoint_every)
+
+    def check_labels(recipe, options):
+        return check_run_labels(labels, images, options.get("num_classes", 0), recipe.name)
+
     out, checkpoint, recipe, options = prepare_run(recipe, out_dir, resume, epochs, evaluate, eval_samples,
-                                                   **options)
+                                                   check=check_labels, **options)
     ckpt_path = out / CHECKPOINT
     num_classes = options.get("num_classes", 0)
-    labels = check_run_labels(labels, images, num_classes, recipe.name)
+    labels = check_labels(recipe, options)
     if checkpoint is not None:
         _check_same_data(checkpoint, images, labels)
     remove_stale_temporaries(out, RUN_FILES)
@@ -165,10 +169,12 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     return trainer
 
 
-def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, **options):
+def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, check=None,
+                **options):
     """Every check a run can make before it has its data, so nothing is loaded or trained in vain:
     ``out_dir`` is writable, ``eval_samples`` makes sense, ``--resume`` finds a checkpoint (and
     without it, none is there), resumed options and epochs fit it, every option is valid.
+    ``check(recipe, options)``, if given, runs before the folder is created (train_run checks its labels).
 
     Returns (out folder, Checkpoint or None, Recipe, the run's complete options).
     """
@@ -179,6 +185,8 @@ def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_
         recipe, options, epochs = _resumed_options(checkpoint, recipe, options, epochs)
     recipe = get_recipe(recipe)
     options = recipe.options(**options, epochs=epochs)
+    if check is not None:
+        check(recipe, options)
     check_writable_dir(out)  # last: it creates the folder
     return out, checkpoint, recipe, options
 

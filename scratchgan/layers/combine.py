@@ -30,13 +30,14 @@ def add_gradients(a, b):
     return a + b
 
 
-def _check_tuple(layer, x, n=None, least=1):
-    """ValueError naming ``layer`` unless ``x`` is a tuple of ``n`` items (at least ``least`` if n is None)."""
+def _check_tuple(layer, x, n=None, least=1, what="inputs"):
+    """TypeError/ValueError naming ``layer`` unless ``x`` is a tuple of ``n`` items (at least ``least`` if n is None)."""
+    wanted = f"a tuple of {n or f'at least {least}'} {what}"
     if not isinstance(x, tuple):
-        raise TypeError(f"{layer}: expected a tuple of {n or f'at least {least}'} inputs, got {type(x).__name__}"
+        raise TypeError(f"{layer}: expected {wanted}, got {type(x).__name__}"
                         + (f" of shape {tuple(x.shape)}" if hasattr(x, "shape") else ""))
     if (n is not None and len(x) != n) or len(x) < least:
-        raise ValueError(f"{layer}: expected a tuple of {n or f'at least {least}'} inputs, got {len(x)}")
+        raise ValueError(f"{layer}: expected {wanted}, got {len(x)}")
 
 
 class Identity(Layer):
@@ -79,7 +80,11 @@ class _Branches(Layer):
         return len(self.branches)
 
     def _check_gradient(self, dy):
-        _check_tuple(f"{self} backward", dy, len(self.branches))
+        _check_tuple(f"{self.short_name()} backward", dy, len(self.branches), what="upstream gradients (one per branch)")
+
+    def short_name(self):
+        """For messages: "Fork of 2 branches" (the full repr lists every branch, line by line)."""
+        return f"{type(self).__name__} of {len(self.branches)} branches"
 
     def __repr__(self):
         inner = ",\n".join("  " + repr(b).replace("\n", "\n  ") for b in self.branches)
@@ -110,7 +115,7 @@ class Parallel(_Branches):
     def forward(self, x, train=None, keep_cache=None, *, grad=None):
         train = self.training if train is None else train
         keep_cache = resolve_keep_cache(keep_cache, grad, train)
-        _check_tuple(self, x, len(self.branches))
+        _check_tuple(self.short_name(), x, len(self.branches))
         return tuple(branch.forward(part, train=train, keep_cache=keep_cache)
                      for branch, part in zip(self.branches, x))
 
