@@ -221,17 +221,23 @@ def loss_cases():
 
 def all_cases(reference=False):
     """Every layer and loss case; with ``reference``, the same configurations on scratchgan.reference."""
-    return reference_cases() if reference else layer_cases() + conditional_cases() + loss_cases()
+    if reference:
+        return _as_reference(layer_cases() + conditional_cases(), loss_cases())
+    return layer_cases() + conditional_cases() + loss_cases()
 
 
 # -- the textbook functions in the same configurations ---------------------------------
 
 def reference_cases():
-    """The layer and loss cases, each with its fast layer or loss replaced by its reference."""
-    return ([Case(c.name, c.config, _reference_layer_build(c.build), is_reference=True)
-             for c in layer_cases() + conditional_cases()]
+    """The layer and loss cases, each with its fast layer or loss replaced by its reference
+    (``all_cases(reference=True)`` adds the conditional layers' cases)."""
+    return _as_reference(layer_cases(), loss_cases())
+
+
+def _as_reference(layer_cases, loss_cases):
+    return ([Case(c.name, c.config, _reference_layer_build(c.build), is_reference=True) for c in layer_cases]
             + [Case(c.name, c.config, _reference_loss_build(c.build), is_loss=True, is_reference=True)
-               for c in loss_cases()])
+               for c in loss_cases])
 
 
 def _reference_layer_build(build):
