@@ -149,7 +149,7 @@ OPTION_FLAGS = {
     "label_smoothing": (float, "one-sided label smoothing: real targets 1 - s (e.g. 0.1)"),
     "flip_prob": (float, "probability of flipping each D target (e.g. 0.05)"),
     "dropout": (float, "dropout probability in D (mlp default 0; goodfellow2014 0.5)"),
-    "g_dropout": (float, "mlp: dropout probability in G's hidden layer"),
+    "g_dropout": (float, "mlp, cgan: dropout probability in G's hidden layers (mlp 0, cgan 0.5)"),
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
     "ngf": (int, "dcgan: generator width (default 64)"),
     "ndf": (int, "dcgan: discriminator width (default 64)"),
