@@ -20,8 +20,6 @@ The recipes (registered in recipes.py):
   (``AuxiliaryClassifierGame``, the paper's losses with weight 1);
 - ``cdcgan-plus``, ``acgan-plus``: the improved settings of docs/conditional.md.
 """
-import math
-
 import numpy as np
 
 from .. import backend, losses
@@ -31,6 +29,9 @@ from ..init import uniform
 from ..layers.activations import sigmoid
 from ..optim import SGD, Adam
 from .objectives import G_LOSSES, d_accuracy, d_targets, get_head
+# recipes.py imports this module at its end, once these names exist
+from .recipes import (COMMON, DCGAN_SIZES, Recipe, Setup, _config, _flat_unit, _integer, _number,
+                      dcgan_discriminator, dcgan_generator)
 from .trainer import NOISE_KINDS
 
 #: class names of the labelled datasets, in label order
@@ -209,7 +210,6 @@ def cgan_discriminator(num_classes, n_pixels, dropout, input_dropout, init):
 
 def conditional_dcgan_generator(z_dim, num_classes, embed_dim, channels, size, ngf):
     """(z (N, z, 1, 1), y) -> DCGAN's generator on [z, embed(y)] (N, z + e, 1, 1)."""
-    from .recipes import dcgan_generator
     label = L.Chain(L.Embedding(num_classes, embed_dim), L.Reshape(embed_dim, 1, 1))
     return L.Chain(L.Parallel(L.Identity(), label), L.Concat(axis=1),
                    *dcgan_generator(z_dim + embed_dim, channels, size, ngf).layers)
@@ -217,14 +217,12 @@ def conditional_dcgan_generator(z_dim, num_classes, embed_dim, channels, size, n
 
 def label_channel_discriminator(num_classes, channels, size, ndf):
     """(x, y) -> DCGAN's discriminator on x with K one-hot label planes as extra channels -> (N, 1, 1, 1) logits."""
-    from .recipes import dcgan_discriminator
     return L.Chain(L.Parallel(L.Identity(), L.OneHot(num_classes, spatial=(size, size))), L.Concat(axis=1),
                    *dcgan_discriminator(channels + num_classes, size, ndf).layers)
 
 
 def _dcgan_trunk(channels, size, ndf):
     """DCGAN's discriminator without its last convolution, and that convolution's (in channels, kernel)."""
-    from .recipes import dcgan_discriminator
     layers = dcgan_discriminator(channels, size, ndf).layers
     last = layers[-1]
     return layers[:-1], last.in_channels, last.kernel_size[0]
@@ -249,55 +247,39 @@ def projection_discriminator(num_classes, channels, size, ndf):
 
 
 # -- recipes ----------------------------------------------------------------------------------------------
-def _choice(*values):
-    return (lambda v: v in values), f"one of {', '.join(map(str, values))}"
-
-
-def _flag():
-    return (lambda v: isinstance(v, (bool, np.bool_))), "True or False"
-
-
-def _at_least(low, integer=False):
-    if integer:
-        return (lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= low,
-                f"an integer >= {low}")
-    return (lambda v: isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-            and math.isfinite(v) and v >= low), f"a finite number >= {low}"
+def _at_least(low):
+    return _number(low, None)[0], f"a finite number >= {low}"
 
 
 D_CONDITIONING = ("label-channels", "projection")
-CHECKS = {"num_classes": _at_least(2, integer=True), "embed_dim": _at_least(1, integer=True),
-          "aux_weight": _at_least(0), "fake_class_loss": _flag(), "noise": _choice(*NOISE_KINDS),
-          "final_momentum": ((lambda v: _at_least(0)[0](v) and v < 1), "a number in [0, 1)"),
-          "momentum_saturate": _at_least(1, integer=True), "lr_decay": _at_least(1), "min_lr": _at_least(0),
-          "d_conditioning": _choice(*D_CONDITIONING)}
+CHECKS = {"num_classes": _integer(2), "embed_dim": _integer(1), "aux_weight": _at_least(0),
+          "fake_class_loss": ((lambda v: isinstance(v, (bool, np.bool_))), "True or False"),
+          "noise": ((lambda v: v in NOISE_KINDS), f"one of {', '.join(NOISE_KINDS)}"),
+          "final_momentum": _number(0, 1), "momentum_saturate": _integer(1), "lr_decay": _at_least(1),
+          "min_lr": _at_least(0),
+          "d_conditioning": ((lambda v: v in D_CONDITIONING), f"one of {', '.join(D_CONDITIONING)}")}
 
 
-def _config(o, **extra):
-    from .trainer import GANConfig
-    return GANConfig(z_dim=o["z_dim"], batch_size=o["batch_size"], k=o["k"], g_loss=o["loss"],
-                     label_smoothing=o["label_smoothing"], flip_prob=o["flip_prob"], seed=o["seed"],
-                     num_classes=o["num_classes"], **extra)
+def _conditional_config(o, **extra):
+    return _config(o, num_classes=o["num_classes"], **extra)
 
 
 def build_cgan(o, image_shape):
     """As the paper; where it is silent, as the Pylearn2 GAN configuration (the goodfellow2014 recipe):
     weights U(-0.05, 0.05) in G and U(-0.005, 0.005) in D, input dropout 0.2 on D's image, the momentum
     reaching its final value at epoch 250, D's sigmoid inside the loss (logit head)."""
-    from .recipes import Setup, _flat_unit
     n_pixels, k = int(np.prod(image_shape)), o["num_classes"]
     G = cgan_generator(o["z_dim"], k, n_pixels, o["g_dropout"], uniform(0.05))
     D = cgan_discriminator(k, n_pixels, o["dropout"], o["input_dropout"], uniform(0.005))
     opt_g = SGD(G, lr=o["lr"], momentum=o["momentum"])
     opt_d = SGD(D, lr=o["lr"], momentum=o["momentum"], max_norm=o["max_norm"])
     schedule = SGDSchedule(opt_g, opt_d, o["lr_decay"], o["min_lr"], o["final_momentum"], o["momentum_saturate"])
-    return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o, noise=o["noise"]),
+    return Setup(G, D, opt_g, opt_d, get_head("logit"), _conditional_config(o, noise=o["noise"]),
                  lambda images: transforms.flatten(transforms.to_float(images)), _flat_unit(image_shape),
                  image_shape, extensions=[schedule])
 
 
 def _dcgan_size(name, image_shape):
-    from .recipes import DCGAN_SIZES
     channels, height, width = image_shape
     if height != width or height not in DCGAN_SIZES:
         raise ValueError(f"{name} supports square images of size {DCGAN_SIZES}, got {height}x{width}")
@@ -312,7 +294,6 @@ def _adam_pair(G, D, o):
 def build_cdcgan(o, image_shape):
     """cDCGAN: G reads [z, embed(y)]; D reads the image with K one-hot label planes (or, with
     ``d_conditioning="projection"``, the image alone, the label entering by projection)."""
-    from .recipes import Setup
     channels, size = _dcgan_size("cdcgan", image_shape)
     k = o["num_classes"]
     G = conditional_dcgan_generator(o["z_dim"], k, o["embed_dim"], channels, size, o["ngf"])
@@ -321,13 +302,12 @@ def build_cdcgan(o, image_shape):
     else:
         D = label_channel_discriminator(k, channels, size, o["ndf"])
     opt_g, opt_d = _adam_pair(G, D, o)
-    return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o, noise_shape=(1, 1)),
+    return Setup(G, D, opt_g, opt_d, get_head("logit"), _conditional_config(o, noise_shape=(1, 1)),
                  transforms.to_tanh_range, transforms.from_tanh_range, image_shape)
 
 
 def build_acgan(o, image_shape):
     """AC-GAN: cdcgan's G; D = DCGAN's discriminator with a real/fake head and a class head."""
-    from .recipes import Setup
     channels, size = _dcgan_size("acgan", image_shape)
     k = o["num_classes"]
     G = conditional_dcgan_generator(o["z_dim"], k, o["embed_dim"], channels, size, o["ngf"])
@@ -335,12 +315,11 @@ def build_acgan(o, image_shape):
     opt_g, opt_d = _adam_pair(G, D, o)
     game = AuxiliaryClassifierGame(o["loss"], o["aux_weight"], o["fake_class_loss"], o["label_smoothing"],
                                    o["flip_prob"])
-    return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o, noise_shape=(1, 1)),
+    return Setup(G, D, opt_g, opt_d, get_head("logit"), _conditional_config(o, noise_shape=(1, 1)),
                  transforms.to_tanh_range, transforms.from_tanh_range, image_shape, objective=game)
 
 
 def _recipes():
-    from .recipes import COMMON, DCGAN_SIZES, Recipe
     dcgan_like = {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5, "epochs": 30,
                   "ngf": 64, "ndf": 64, "num_classes": 10, "embed_dim": 10}
     cgan = Recipe("cgan", "Mirza & Osindero 2014: conditional MLP G (z uniform), Maxout D, dropout 0.5, SGD + momentum",
