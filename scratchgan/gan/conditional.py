@@ -266,8 +266,10 @@ def _conditional_config(o, **extra):
 
 def build_cgan(o, image_shape):
     """As the paper; where it is silent, as the Pylearn2 GAN configuration (the goodfellow2014 recipe):
-    weights U(-0.05, 0.05) in G and U(-0.005, 0.005) in D, input dropout 0.2 on D's image, the momentum
-    reaching its final value at epoch 250, D's sigmoid inside the loss (logit head)."""
+    weights U(-0.05, 0.05) in G and U(-0.005, 0.005) in D, input dropout 0.2 on D's image, each D unit's
+    incoming weights kept to norm <= 1.9365 (max-norm; without it SGD at lr 0.1 diverges within five
+    epochs, docs/conditional.md), the momentum reaching its final value at epoch 250, D's sigmoid inside
+    the loss (logit head)."""
     n_pixels, k = int(np.prod(image_shape)), o["num_classes"]
     G = cgan_generator(o["z_dim"], k, n_pixels, o["g_dropout"], uniform(0.05))
     D = cgan_discriminator(k, n_pixels, o["dropout"], o["input_dropout"], uniform(0.005))
@@ -325,7 +327,7 @@ def _recipes():
     cgan = Recipe("cgan", "Mirza & Osindero 2014: conditional MLP G (z uniform), Maxout D, dropout 0.5, SGD + momentum",
                   {**COMMON, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "final_momentum": 0.7,
                    "momentum_saturate": 250, "lr_decay": 1.00004, "min_lr": 1e-6, "epochs": 100, "dropout": 0.5,
-                   "g_dropout": 0.5, "input_dropout": 0.2, "max_norm": None, "noise": "uniform", "num_classes": 10},
+                   "g_dropout": 0.5, "input_dropout": 0.2, "max_norm": 1.9365, "noise": "uniform", "num_classes": 10},
                   build_cgan, checks=CHECKS)
     cdcgan = Recipe("cdcgan", "conditional DCGAN-28: embed(y) joined to z in G, one-hot label planes joined to D's image",
                     {**dcgan_like, "d_conditioning": "label-channels"}, build_cdcgan, DCGAN_SIZES, CHECKS)
