@@ -99,8 +99,8 @@ class GANTrainer:
       gradient into D's gradients and return its value (recorded under ``history_keys``);
     - ``after_d_step(trainer)`` / ``after_g_step(trainer)``: after each optimizer step
       (weight clipping, a moving average of G's weights, ...);
-    - ``after_epoch(trainer, epoch)``: after each epoch of a run (``after_epoch``; per-epoch
-      schedules such as the CGAN paper's momentum);
+    - ``after_epoch(trainer, epoch)``: when a run has finished ``epoch`` epochs (it calls
+      ``trainer.after_epoch``): per-epoch schedules such as the CGAN paper's momentum;
     - ``state_dict()`` / ``load_state_dict(state)``: state saved in checkpoints.
 
     For a conditional model (``config.num_classes`` > 0) batches are (images, labels),

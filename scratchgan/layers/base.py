@@ -7,7 +7,8 @@ A layer implements two methods, in the spirit of CS231n's ``layers.py``::
                                            # into self.grads[name]
 
 The public ``forward``/``backward`` around them check shapes, dtypes and the
-device, and hold the cache between the two calls. One cache per layer: calling
+device, and hold the cache between the two calls. A layer with several inputs or outputs
+(combine.py) reads or returns a tuple of arrays, and its gradients travel as tuples too. One cache per layer: calling
 ``forward`` twice before ``backward`` raises instead of silently back-propagating
 through the wrong input (run D on the real batch, back-propagate, then on the fake).
 
