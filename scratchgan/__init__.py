@@ -5,6 +5,7 @@ from .backend import (get_xp, gpu_available, manual_seed, set_default_device, se
 from .layers import (BatchNorm, Chain, Conv2d, ConvTranspose2d, Dense, Dropout, Flatten, Layer,
                      LeakyReLU, Maxout, ReLU, Reshape, Sequential, Sigmoid, Softmax, Tanh, leakyrelu,
                      relu, sigmoid, tanh)
+from .layers import Concat, Embedding, Fork, Identity, OneHot, Parallel, Projection, Select  # conditional models
 from .optim import SGD, Adam
 # -- Wasserstein GANs (issue 17)
 from .layers import LayerNorm

@@ -35,21 +35,27 @@ def cmd_train(args):
     options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
     run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
                     eval_samples=args.eval_samples)
+    if args.checkpoint_every is not None:
+        from .gan.run import _check_checkpoint_every
+        _check_checkpoint_every(args.checkpoint_every)
     xp_for(args.device)  # DeviceError now, not after loading the data
     # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
     _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options)
     loader = getattr(recipe.family, "load_training_data", None)   # image-to-image families read their own data
+    labels = None
     if loader is not None:
         images, identity, dataset = _family_data(args, recipe, checkpoint, full_options, loader)
     else:
         dataset, image_size, channels = _data_options(args, checkpoint)
         default_size = 64 if dataset.lower().startswith("folder:") else 28
         recipe.check_image_size(default_size if image_size is None else image_size)  # before loading the data
-        images, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
-                                       quiet=args.quiet, with_identity=True)
+        images, labels, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size,
+                                               channels=channels, quiet=args.quiet, with_identity=True,
+                                               with_labels=True)
     try:
         train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
-                  data_dir=args.data_dir, data_identity=identity, **run_args, **options)
+                  data_dir=args.data_dir, data_identity=identity, checkpoint_every=args.checkpoint_every,
+                  labels=labels if "num_classes" in recipe.defaults else None, **run_args, **options)
         if not args.no_report and recipe.family is None:   # the report reads noise-to-image runs
             from .report import write_run_report
             write_run_report(out, data_dir=args.data_dir, images=images, quiet=args.quiet)
@@ -119,7 +125,7 @@ def positive_int(text):
 def cmd_sample(args):
     import numpy as np
     from .fileio import atomic_write, check_writable_file
-    from .gan.sampling import sample_from_checkpoint
+    from .gan.sampling import sample_classes
     if not args.output.endswith((".npy", ".png")):
         raise ValueError(f"-o must end in .npy or .png, got {args.output}")
     if args.n < 1:
@@ -127,17 +133,31 @@ def cmd_sample(args):
     if args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     check_writable_file(args.output)  # before sampling
-    samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed)
+    samples, labels, names = sample_classes(args.checkpoint, args.n, args.label, device=args.device, seed=args.seed)
     if args.output.endswith(".png"):
-        from .plots import save_grid
-        save_grid(args.output, samples)
+        from .plots import save_grid, save_image_strips
+        classes = [] if labels is None else list(dict.fromkeys(labels.tolist()))
+        if len(classes) > 1:   # one row per class, named
+            save_image_strips(args.output, [samples[labels == k] for k in classes], labels=[names[k] for k in classes])
+        else:
+            save_grid(args.output, samples)
     else:
         if samples.shape[1] == 1:
             samples = samples[:, 0]
         with atomic_write(args.output) as f:
             np.save(f, samples)
-    print(f"{len(samples)} samples {samples.shape} in [0, 1] written to {args.output}")
+        if labels is not None:
+            with atomic_write(labels_path(args.output)) as f:
+                np.save(f, labels)
+    print(f"{len(samples)} samples {samples.shape} in [0, 1] written to {args.output}"
+          + ("" if labels is None or not args.output.endswith(".npy") else
+             f"; their labels to {labels_path(args.output)} (scratchgan evaluate ... --labels)"))
     return 0
+
+
+def labels_path(samples_path):
+    """Where ``scratchgan sample`` writes the labels of conditional samples: out.npy -> out.labels.npy."""
+    return samples_path[:-len(".npy")] + ".labels.npy"
 
 
 # option name -> (type, help); None means "the recipe's default"
@@ -151,7 +171,7 @@ OPTION_FLAGS = {
     "label_smoothing": (float, "one-sided label smoothing: real targets 1 - s (e.g. 0.1)"),
     "flip_prob": (float, "probability of flipping each D target (e.g. 0.05)"),
     "dropout": (float, "dropout probability in D (mlp default 0; goodfellow2014 0.5)"),
-    "g_dropout": (float, "mlp: dropout probability in G's hidden layer"),
+    "g_dropout": (float, "mlp, cgan: dropout probability in G's hidden layers (mlp 0, cgan 0.5)"),
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
     "ngf": (int, "dcgan: generator width (default 64)"),
     "ndf": (int, "dcgan: discriminator width (default 64)"),
@@ -181,7 +201,22 @@ OPTION_FLAGS = {
     "lambda_identity": (float, "cyclegan: weight of the identity L1, times lambda_cycle (default 0: off)"),
     "pool_size": (int, "cyclegan: generated images kept for the critics (default 50; 0: none)"),
     "decay_epochs": (int, "cyclegan: last epochs over which the learning rate falls to 0 (default: half)"),
+    # conditional recipes (docs/conditional.md)
+    "embed_dim": (int, "cdcgan/acgan: size of the label embedding joined to z (default 10)"),
+    "aux_weight": (float, "acgan: weight of the class log-likelihood in D's and G's losses (default 1)"),
+    "fake_class_loss": (lambda text: _boolean(text, "--fake-class-loss"),
+                        "acgan: train D's classifier on fakes too, yes or no (acgan yes, acgan-plus no)"),
+    "d_conditioning": (str, "cdcgan: how D gets the label: label-channels (cdcgan) or projection (cdcgan-plus)"),
+    "momentum": (float, "cgan/goodfellow2014: initial SGD momentum (default 0.5)"),
 }
+
+
+def _boolean(text, flag):
+    """argparse type for yes/no flags: yes, no, true, false, 1, 0."""
+    value = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{flag} expects yes or no, got {text!r}")
+    return value
 
 
 def add_train_parser(sub):
@@ -208,6 +243,9 @@ def add_train_parser(sub):
                    help="samples for the evaluation after training (default 10000, the papers' protocol; "
                         "at least 10; --no-evaluate skips it)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html (see scratchgan report)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="also keep a copy of the checkpoint every N epochs (checkpoint-epochE.npz), e.g. to "
+                        "evaluate a run at epoch 10 and 30")
     for name, (kind, text) in OPTION_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)
@@ -217,9 +255,14 @@ def add_sample_parser(sub):
     p = sub.add_parser("sample", help="draw samples from a checkpoint's generator",
                        description="Draw N samples (values in [0, 1]) from the generator in CHECKPOINT: "
                                    ".npy gets an array (N, 28, 28) for single-channel data, (N, C, H, W) "
-                                   "otherwise; .png gets an image grid.")
+                                   "otherwise; .png gets an image grid. A conditional checkpoint (cgan, "
+                                   "cdcgan, acgan, ...) draws chosen classes (--label).")
     p.add_argument("checkpoint", help="a checkpoint.npz written by scratchgan train")
-    p.add_argument("-n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default 64); per class with --label all")
+    p.add_argument("--label", metavar="L", help="conditional models: draw class L (an index 0..K-1 or a class name, "
+                                               "e.g. 7 or Sneaker), or all: N of every class in class order "
+                                               "(the default; a .png gets one row per class, a .npy its labels "
+                                               "beside it as OUT.labels.npy)")
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", choices=DEVICES)

@@ -9,6 +9,11 @@ dx) and the check proves nothing.
 
 ``check_layer`` checks a layer object; ``check_function`` checks a pair of CS231n-style
 functions (``scratchgan.reference``); ``check_loss`` checks a (value, grad) loss.
+
+Layers with several inputs or outputs (``Parallel``, ``Concat``, ``Fork``, conditional models)
+take and give tuples: each floating-point input part is checked as "x0", "x1", ... (integer
+class labels have no gradient and are left alone), and every output part gets its own random
+upstream gradient.
 """
 
 import numpy as np
@@ -69,8 +74,33 @@ def directional_error(f, x, analytic, df=None, n_directions=6, h=1e-3, seed=0):
 
 
 def upstream_gradient(shape, seed=0):
-    """The random dy of a check: never the same draws as an input seeded ``seed``."""
+    """The random dy of a check: never the same draws as an input seeded ``seed``.
+    ``shape`` may be a tuple of shapes (a layer with several outputs): then a tuple of arrays."""
+    if shape and isinstance(shape[0], tuple):
+        return tuple(np.random.default_rng([seed, 1, k]).standard_normal(part) for k, part in enumerate(shape))
     return np.random.default_rng([seed, 1]).standard_normal(shape)
+
+
+def flat(y):
+    """An output as one flat float64 NumPy vector: a tuple's parts one after the other."""
+    if isinstance(y, tuple):
+        return np.concatenate([flat(part) for part in y]) if y else np.zeros(0)
+    return np.asarray(backend.asnumpy(y), dtype=np.float64).ravel()
+
+
+def input_parts(x, dx):
+    """{name: (input array, its analytic gradient)} for the floating-point parts of ``x``:
+    {"x": (x, dx)} for an array; {"x0": ..., "x1": ...} for a tuple, leaving out integer parts
+    (class labels, which have no gradient). A None gradient of a floating-point part means zero (an input
+    the layer ignores, as ``Select``'s), and is checked as zeros."""
+    if not isinstance(x, tuple):
+        return {} if x.dtype.kind in "iu" else {"x": (x, dx)}
+    parts = {}
+    for k, part in enumerate(x):
+        if part.dtype.kind == "f":
+            grad = None if dx is None else dx[k]
+            parts[f"x{k}"] = (part, np.zeros_like(backend.asnumpy(part)) if grad is None else grad)
+    return parts
 
 
 def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
@@ -81,7 +111,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
     (Dropout's masks) are restored before every evaluation, so each one sees the
     same function. ``directional=True`` uses random directions instead of every entry.
     """
-    _require_float64([x] + [lyr.params[k] for _, lyr, k in layer.named_parameters()])
+    _require_float64(_float_parts(x) + [lyr.params[k] for _, lyr, k in layer.named_parameters()])
     named = [(name, lyr, key) for name, lyr, key in layer.named_parameters()]
     buffers = {(name, k): v.copy() for name, lyr in layer.named_layers() for k, v in lyr.buffers.items()}
     rng_state = backend.global_rng().state_dict()
@@ -95,16 +125,16 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
     restore()
     layer.zero_grad()
     y = layer.forward(x, train=train, keep_cache=True)
-    dy = upstream_gradient(y.shape, seed)
-    dx = layer.backward(dy)
-    analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
-    targets = {"x": x, **{name: lyr.params[key] for name, lyr, key in named}}
+    dy = upstream_gradient(_shape(y), seed)
+    inputs = input_parts(x, layer.backward(dy))
+    analytic = {**{k: g for k, (_, g) in inputs.items()}, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
+    targets = {**{k: a for k, (a, _) in inputs.items()}, **{name: lyr.params[key] for name, lyr, key in named}}
 
     def output():
         restore()
-        return layer.forward(x, train=train, keep_cache=False)
+        return flat(layer.forward(x, train=train, keep_cache=False))
 
-    errors = _compare(output, targets, analytic, dy, h, seed, directional)
+    errors = _compare(output, targets, analytic, flat(dy), h, seed, directional)
     restore()
     return errors
 
@@ -117,13 +147,15 @@ def check_function(forward, backward, x, params=None, seed=0, h=1e-3, directiona
     Returns {"x": rel error of dx, name: rel error of each parameter gradient}.
     """
     params = params or {}
-    _require_float64([x, *params.values()])
+    _require_float64([*_float_parts(x), *params.values()])
     out, cache = forward(x)
-    dout = upstream_gradient(out.shape, seed)
+    dout = upstream_gradient(_shape(out), seed)
     dx, grads = backward(dout, cache)
     if set(grads) != set(params):
         raise ValueError(f"backward returned gradients for {sorted(grads)}, expected {sorted(params)}")
-    return _compare(lambda: forward(x)[0], {"x": x, **params}, {"x": dx, **grads}, dout, h, seed, directional)
+    inputs = input_parts(x, dx)
+    return _compare(lambda: flat(forward(x)[0]), {**{k: a for k, (a, _) in inputs.items()}, **params},
+                    {**{k: g for k, (_, g) in inputs.items()}, **grads}, flat(dout), h, seed, directional)
 
 
 def _compare(output, targets, analytic, dy, h, seed, directional):
@@ -142,6 +174,16 @@ def check_loss(loss_fn, pred, target, h=1e-4):
     _require_float64([pred])
     _, analytic = loss_fn(pred, target)
     return {"pred": rel_error(analytic, numeric_gradient(lambda: loss_fn(pred, target)[0], pred, h=h))}
+
+
+def _shape(y):
+    return tuple(_shape(part) for part in y) if isinstance(y, tuple) else tuple(y.shape)
+
+
+def _float_parts(x):
+    """The arrays of an input that must be float64 (a tuple's integer labels are not)."""
+    parts = x if isinstance(x, tuple) else (x,)
+    return [part for part in parts if part.dtype.kind not in "iu"]
 
 
 def _require_float64(arrays):

@@ -95,6 +95,60 @@ def _loss(fn, pred, target):
     return lambda: (fn, pred, target)
 
 
+# -- conditional models: tuple inputs and outputs, class labels (issue 19) -----------------------------
+LABELS = np.array([2, 0, 2, 1, 2, 0])   # repeated labels: their gradients must add up in the same row
+
+
+def _with_labels(make, x_shape):
+    """A case reading (x, labels): ``make(rng)`` builds the layer from its own seeded generator."""
+    return lambda: (_f64(make(RNG(0))), (_normal(*x_shape), LABELS[:x_shape[0]]), True)
+
+
+def _concat_parts(*shapes, axis=1):
+    return lambda: (L.Concat(axis), tuple(_normal(*shape, seed=k) for k, shape in enumerate(shapes)), True)
+
+
+def _labels_only(make, n):
+    return lambda: (_f64(make(RNG(0))), LABELS[:n], True)
+
+
+def conditional_cases():
+    three = (_normal(2, 3), _normal(2, 4, seed=2), _normal(2, 1, seed=3))
+    return [
+        Case("Identity", "3x4", _simple(L.Identity, lambda: _normal(3, 4))),
+        Case("Concat", "features 3 + 4 + 2, batch 5", _concat_parts((5, 3), (5, 4), (5, 2))),
+        Case("Concat", "channels 2 + 1 of 2x?x4x3", _concat_parts((2, 2, 4, 3), (2, 1, 4, 3))),
+        Case("Concat", "last axis, batch 1", _concat_parts((1, 2, 3), (1, 2, 1), axis=-1)),
+        Case("Select", "input 1 of 3", lambda: (L.Select(1), three, True)),
+        Case("Embedding", "4 classes -> 3, repeated labels, batch 6", _labels_only(lambda rng: L.Embedding(4, 3, rng=rng), 6)),
+        Case("Embedding", "3 classes -> 5, batch 1", _labels_only(lambda rng: L.Embedding(3, 5, rng=rng), 1)),
+        Case("OneHot", "3 label planes joined to a 6x2x5x5 image, into Conv2d",
+             _with_labels(lambda rng: L.Chain(L.Parallel(L.Identity(), L.OneHot(3, spatial=(5, 5))), L.Concat(),
+                                              L.Conv2d(5, 2, 3, rng=rng)), (6, 2, 5, 5))),
+        Case("Parallel", "Dense(tanh) | OneHot-Dense, then Concat, repeated labels",
+             _with_labels(lambda rng: L.Chain(L.Parallel(L.Dense(3, 4, "tanh", rng=rng),
+                                                         L.Chain(L.OneHot(3), L.Dense(3, 2, "tanh", rng=rng))),
+                                              L.Concat(), L.Dense(6, 2, rng=rng)), (6, 3))),
+        Case("Parallel", "identity | Embedding-Reshape into ConvTranspose2d, batch 1",
+             _with_labels(lambda rng: L.Chain(L.Parallel(L.Identity(), L.Chain(L.Embedding(3, 2, rng=rng),
+                                                                                 L.Reshape(2, 1, 1))),
+                                              L.Concat(), L.ConvTranspose2d(5, 2, 3, rng=rng)), (1, 3, 1, 1))),
+        Case("Fork", "a real/fake head and a class head on shared features (AC-GAN's D)",
+             _with_labels(lambda rng: L.Chain(L.Select(0), L.Dense(4, 5, "tanh", rng=rng),
+                                              L.Fork(L.Dense(5, 1, rng=rng), L.Dense(5, 3, rng=rng))), (6, 4))),
+        Case("Fork", "three branches, batch 1",
+             _simple(lambda: _f64(L.Fork(L.Dense(3, 2, rng=RNG(0)), L.Tanh(), L.Dense(3, 1, "sigmoid", rng=RNG(1)))),
+                     lambda: _normal(1, 3))),
+        Case("Projection", "5 features, 3 classes, repeated labels",
+             _with_labels(lambda rng: L.Projection(5, 3, init="he_normal", class_init="he_normal", rng=rng), (6, 5))),
+        Case("Projection", "no bias, after Conv2d features, batch 2",
+             _with_labels(lambda rng: L.Chain(L.Parallel(L.Chain(L.Conv2d(2, 3, 3, rng=rng), L.Flatten()),
+                                                         L.Identity()),
+                                              L.Projection(12, 3, bias=False, init="he_normal", class_init="he_normal",
+                                                           rng=rng)), (2, 2, 4, 4))),
+    ]
+
+
 def layer_cases():
     return [
         Case("Dense", "3->5, batch 4", _dense(4, 3, 5)),
@@ -230,16 +284,23 @@ def loss_cases():
 
 def all_cases(reference=False):
     """Every layer and loss case; with ``reference``, the same configurations on scratchgan.reference."""
-    return (reference_cases() if reference else layer_cases() + loss_cases()) + second_order_cases(reference)
+    if reference:
+        return _as_reference(layer_cases() + conditional_cases(), loss_cases()) + second_order_cases(reference)
+    return layer_cases() + conditional_cases() + loss_cases() + second_order_cases(reference)
 
 
 # -- the textbook functions in the same configurations ---------------------------------
 
 def reference_cases():
-    """The layer and loss cases, each with its fast layer or loss replaced by its reference."""
-    return ([Case(c.name, c.config, _reference_layer_build(c.build), is_reference=True) for c in layer_cases()]
+    """The layer and loss cases, each with its fast layer or loss replaced by its reference
+    (``all_cases(reference=True)`` adds the conditional layers' cases)."""
+    return _as_reference(layer_cases(), loss_cases())
+
+
+def _as_reference(layer_cases, loss_cases):
+    return ([Case(c.name, c.config, _reference_layer_build(c.build), is_reference=True) for c in layer_cases]
             + [Case(c.name, c.config, _reference_loss_build(c.build), is_loss=True, is_reference=True)
-               for c in loss_cases()])
+               for c in loss_cases])
 
 
 def _reference_layer_build(build):
@@ -291,6 +352,9 @@ def reference_of(layer, train=True, mask=None, seed=0):
             return _bind(lambda x: R.layernorm_forward(x, ones, zeros, layer.eps),
                          lambda dout, cache: R.layernorm_backward(dout, cache)[0], {})
         return _bind(R.layernorm_forward, R.layernorm_backward, params, eps=layer.eps)
+    conditional = _conditional_reference(layer, params, train, seed)
+    if conditional is not None:
+        return conditional
     if isinstance(layer, L.Dropout):
         masks = [] if mask is None else [mask]
 
@@ -339,6 +403,56 @@ def _image_to_image_reference(layer, params, train, seed):
         return _bind(R.upsample_bilinear_forward, R.upsample_bilinear_backward, params, scale=layer.scale_factor,
                      align_corners=layer.align_corners)
     return None
+
+
+def _conditional_reference(layer, params, train, seed):
+    """reference_of for the layers of conditional models (issue 19), or None for any other layer."""
+    if isinstance(layer, (L.Parallel, L.Fork)):
+        parts = [reference_of(child, train, seed=seed) for child in layer]
+        forward = R.parallel_forward if isinstance(layer, L.Parallel) else R.fork_forward
+        backward = R.parallel_backward if isinstance(layer, L.Parallel) else R.fork_backward
+        return _branches(forward, backward, parts, [f"{i}." for i in range(len(layer))])
+    if isinstance(layer, L.Concat):
+        return _bind(R.concat_forward, R.concat_backward, params, axis=layer.axis)
+    if isinstance(layer, L.Select):
+        return _bind(R.select_forward, R.select_backward, params, index=layer.index)
+    if isinstance(layer, L.Identity):
+        return _bind(R.identity_forward, R.identity_backward, params)
+    if isinstance(layer, L.OneHot):
+        return _bind(R.one_hot_forward, R.one_hot_backward, params, num_classes=layer.num_classes,
+                     dtype=layer.output_dtype, spatial=layer.spatial)
+    if isinstance(layer, L.Embedding):
+        return _bind(R.embedding_forward, R.embedding_backward, params)
+
+    if isinstance(layer, L.Projection):
+        def forward(x):
+            return R.projection_forward(x, params["weight"], params.get("bias"), params["class_weight"])
+
+        def backward(dout, cache):
+            dx, dw, db, dv = R.projection_backward(dout, cache)
+            grads = {"weight": dw, "bias": db, "class_weight": dv}
+            return dx, {name: grads[name] for name in params}
+        return forward, backward, params
+    return None
+
+
+def _branches(forward, backward, parts, prefixes):
+    """Bound parts through parallel_forward/fork_forward and their backward; part k's parameters are named
+    prefixes[k] + name (zeros for a branch that received no gradient)."""
+    pairs = [(f, b) for f, b, _ in parts]
+    params = {prefix + name: array for prefix, (_, _, p) in zip(prefixes, parts) for name, array in p.items()}
+
+    def bound_forward(x):
+        return forward(x, pairs)
+
+    def bound_backward(dout, cache):
+        dx, per_branch = backward(dout, cache)
+        grads = {}
+        for prefix, (_, _, p), branch in zip(prefixes, parts, per_branch):   # branch: ({name: grad},) or None
+            for name, array in p.items():
+                grads[prefix + name] = np.zeros_like(array) if branch is None else branch[0][name]
+        return dx, grads
+    return bound_forward, bound_backward, params
 
 
 def _bind(forward, backward, params, **options):
@@ -699,13 +813,20 @@ def run_suite(cases=None, tolerance=TOLERANCE):
     return rows
 
 
+def _is_input_part(name):
+    """"x0", "x1", ...: the parts of a tuple input (see gradcheck.input_parts)."""
+    return name[:1] == "x" and name[1:].isdigit()
+
+
 def format_table(rows, tolerance=TOLERANCE):
     header = ("layer / loss", "configuration", "dx", "parameters", "result")
     lines = []
     for case, errors, passed in rows:
-        dx = errors.get("x", errors.get("pred"))
-        params = ", ".join(f"{k} {v:.1e}" for k, v in errors.items() if k not in ("x", "pred")) or "-"
-        lines.append((case.name, case.config, f"{dx:.1e}", params, "pass" if passed else "FAIL"))
+        inputs = [v for k, v in errors.items() if k in ("x", "pred") or _is_input_part(k)]
+        params = ", ".join(f"{k} {v:.1e}" for k, v in errors.items()
+                           if k not in ("x", "pred") and not _is_input_part(k)) or "-"
+        dx = f"{max(inputs):.1e}" if inputs else "- (labels)"
+        lines.append((case.name, case.config, dx, params, "pass" if passed else "FAIL"))
     widths = [max(len(str(r[i])) for r in [header] + lines) for i in range(len(header))]
     fmt = lambda r: "| " + " | ".join(str(v).ljust(w) for v, w in zip(r, widths)) + " |"
     out = [fmt(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [fmt(r) for r in lines]

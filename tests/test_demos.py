@@ -167,3 +167,38 @@ def test_latent_arithmetic_groups_and_decoding(tiny_mnist, tmp_path):
     decoded = demo.decode(G, setup, z[a])
     np.testing.assert_allclose(decoded, images[a], atol=1e-6)
     assert np.allclose(demo.slerp(z[0], z[1], 0.0), z[0]) and np.allclose(demo.slerp(z[0], z[1], 1.0), z[1])
+
+
+# -- demos/conditional.py (issue 19) --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_labelled_mnist(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("labelled")
+    write_idx(folder / "train-images-idx3-ubyte.gz", digits(60)[:, 0])
+    write_idx(folder / "train-labels-idx1-ubyte.gz", (np.arange(60) % 10).astype(np.uint8))
+    return folder
+
+
+@pytest.mark.slow
+def test_conditional_demo_trains_and_draws_both_pictures(tiny_labelled_mnist, tmp_path):
+    out = run_demo("conditional.py", "--train", "cdcgan", "--epochs", 1, "--batch-size", 20, "--data-dir",
+                   tiny_labelled_mnist, "--out", tmp_path)
+    assert "10 classes" in out
+    assert_images(tmp_path, "class_style.png", "label_interpolation.png")
+    run_demo("conditional.py", tmp_path / "run" / "checkpoint.npz", "--out", tmp_path / "again", "--columns", 3)
+    assert_images(tmp_path / "again", "class_style.png", "label_interpolation.png")
+
+
+def test_label_interpolation_starts_and_ends_at_the_two_classes():
+    from scratchgan.gan import get_recipe
+    demo = load_demo("conditional.py")
+    for recipe in ("cdcgan", "cgan"):
+        options = {"ngf": 4, "ndf": 4} if recipe == "cdcgan" else {}
+        setup = get_recipe(recipe).setup(get_recipe(recipe).options(**options), (1, 28, 28))
+        G = setup.G.eval()
+        rows, z = demo.class_style_grid(G, setup, 10, 2, seed=0)
+        walk = demo.label_interpolation(G, setup, z[1], 3, 8, steps=5)
+        assert walk.shape == (5, 1, 28, 28)
+        np.testing.assert_allclose(walk[0], rows[3][1], atol=1e-6)
+        np.testing.assert_allclose(walk[-1], rows[8][1], atol=1e-6)
+        assert not np.allclose(walk[2], walk[0])

@@ -9,7 +9,7 @@ from .identity import fingerprint
 
 
 def load_images(spec="mnist", split="train", data_dir=None, image_size=None, channels=None,
-                download=True, quiet=False, with_identity=False):
+                download=True, quiet=False, with_identity=False, with_labels=False):
     """uint8 images (N, C, H, W) for ``spec``: "mnist", "fashion-mnist" or "folder:PATH".
 
     IDX datasets are 28x28 grey; ``image_size`` other than 28 resizes them (bilinear, via
@@ -17,20 +17,28 @@ def load_images(spec="mnist", split="train", data_dir=None, image_size=None, cha
     ``image_size`` (default 64) with ``channels`` (default 3).
     with_identity=True returns (images, dict): the files' fingerprint and verdict for IDX
     datasets (see identity.py), the folder and the images' fingerprint for folders.
+    with_labels=True puts the class labels (int64 (N,); None for a folder) after the images:
+    (images, labels) or (images, labels, identity).
     """
     kind, value = parse_dataset_spec(spec)
     if kind == "folder":
         images = load_image_folder(value, image_size=image_size or 64, channels=channels or 3, quiet=quiet)
         identity = {"dataset": spec, "source": str(Path(value).expanduser()), "match": "image folder",
                     **fingerprint(images)}
-        return (images, identity) if with_identity else images
+        return _result(images, None, identity, with_identity, with_labels)
     if channels not in (None, 1):
         raise ValueError(f"{value} images are greyscale: channels must be 1, got {channels}")
-    images, _, identity = load_dataset(value, split, data_dir=data_dir, download=download, quiet=quiet,
-                                       with_identity=True)
+    images, labels, identity = load_dataset(value, split, data_dir=data_dir, download=download, quiet=quiet,
+                                            with_identity=True)
     if image_size not in (None, images.shape[1]):
         images = resize(images, image_size)
-    return (images[:, None], identity) if with_identity else images[:, None]
+    return _result(images[:, None], labels.astype(np.int64), identity, with_identity, with_labels)
+
+
+def _result(images, labels, identity, with_identity, with_labels):
+    """images alone, or (images, [labels], [identity]) as asked."""
+    parts = [images] + ([labels] if with_labels else []) + ([identity] if with_identity else [])
+    return tuple(parts) if len(parts) > 1 else images
 
 
 def resize(images, size):

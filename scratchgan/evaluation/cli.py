@@ -28,7 +28,8 @@ def cmd_train_classifier(args):
 
 
 def load_samples(path, n, seed=0):
-    """Samples from an .npy of images in [0, 1], or n samples drawn from a checkpoint (.npz)."""
+    """Samples from an .npy of images in [0, 1] (the first n; all for n None), or n samples drawn from a
+    checkpoint (.npz)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -93,6 +94,9 @@ def cmd_evaluate(args):
     from .classifier import load_classifier
     from .report import check_n, evaluate_samples, format_table, reference_row
     check_n(args.n)
+    if args.labels is not None and Path(args.samples).suffix == ".npz":
+        raise ValueError("--labels goes with .npy samples; a conditional checkpoint draws its own (the classes in "
+                         "turn), and an unconditional one has none")
     check_seed(args.seed)
     if args.json:
         check_writable_file(args.json)  # before the work
@@ -108,10 +112,12 @@ def cmd_evaluate(args):
         notes.append(f"note: scored as {dataset} samples (the default; pass --dataset for another dataset)")
     classifier = load_classifier(args.classifier, dataset=dataset)
     check_classifier_dataset(classifier, dataset, args.classifier)
-    samples, real, m = samples_and_real_data(args, dataset, classifier, notes)
-    rows = [reference_row(n=m, real=real, classifier=classifier, seed=args.seed)] if not args.no_reference else []
+    samples, labels, real, m = samples_and_real_data(args, dataset, classifier, notes)
+    conditional = labels is not None
+    rows = ([reference_row(n=m, real=real, classifier=classifier, seed=args.seed, conditional=conditional)]
+            if not args.no_reference else [])
     rows.append(evaluate_samples(samples, n=m, classifier=classifier, seed=args.seed, real=real,
-                                 name=Path(args.samples).name))
+                                 name=Path(args.samples).name, labels=labels))
     for row in rows:
         row.update(dataset=dataset, n_requested=args.n)
     print("\n".join(notes + [format_table(rows)]))
@@ -136,27 +142,59 @@ def check_classifier_dataset(classifier, dataset, path=None):
 
 
 def samples_and_real_data(args, dataset, classifier, notes):
-    """(samples, real data, m): both sides at the same size m, the smallest of --n, the samples and the
-    reference set (a note in ``notes`` when m < --n). From a checkpoint, only m samples are drawn."""
+    """(samples, their labels or None, real data, m): both sides at the same size m, the smallest of --n, the
+    samples and the reference set (a note in ``notes`` when m < --n). From a checkpoint, only m samples are
+    drawn (a conditional one draws the classes in turn); .npy samples get their labels from --labels."""
     from .. import backend
     from .classifier import as_image_batch
-    from .report import load_real_data, matched_size
+    from .report import check_sample_labels, classifier_classes, load_real_data, matched_size
     from_checkpoint = Path(args.samples).suffix == ".npz"
-    samples = None if from_checkpoint else load_samples(args.samples, args.n)
-    if samples is not None:  # their shape, range and count checked before any real data are loaded
-        samples = backend.asnumpy(as_image_batch(samples, what=str(args.samples)))
+    samples, labels = (None, None) if from_checkpoint else (load_samples(args.samples, None), None)
+    if samples is not None:  # their shape, range, count and labels checked before any real data are loaded
+        if args.labels is not None:
+            labels = check_sample_labels(read_labels_npy(args.labels), len(samples), classifier_classes(classifier),
+                                         what=str(args.labels))[:args.n]
+        samples = backend.asnumpy(as_image_batch(samples[:args.n], what=str(args.samples)))
         if len(samples) < 10:
             raise ValueError(f"{args.samples}: {len(samples)} samples; the evaluation needs at least 10 "
                              f"(the classifier score uses 10 splits)")
     wanted = args.n if samples is None else min(args.n, len(samples))
     real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
     if from_checkpoint:
-        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed)
+        from ..gan.sampling import sample_with_labels
+        samples, labels = sample_with_labels(args.samples, min(args.n, len(real.reference)), device="cpu",
+                                             seed=args.seed)
+        if labels is not None and int(labels.max()) >= classifier_classes(classifier):
+            raise ValueError(f"{args.samples} draws {int(labels.max()) + 1} classes; the classifier tells "
+                             f"{classifier_classes(classifier)} apart")
     m = matched_size(len(samples), real)
     if m < args.n:
         notes.append(f"note: {m} samples against {m} reference (training) images: sizes matched to the "
                      f"smaller side (--n {args.n}: {len(samples)} samples, {len(real.reference)} reference images)")
-    return samples, real, m
+    return samples, labels, real, m
+
+
+def _existing(path):
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    return path
+
+
+def read_labels_npy(path):
+    """The class labels of a --labels file: an .npy of integers (N,), one per sample."""
+    path = _existing(path)
+    with open(path, "rb") as f:
+        start = f.read(len(NPY_MAGIC))
+    if start != NPY_MAGIC:
+        raise ValueError(f"{path} is not a NumPy .npy file (--labels wants an .npy of integer class labels)")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as e:
+        what = "it holds Python objects" if "allow_pickle" in str(e) else f"corrupt: {e}"
+        raise ValueError(f"{path}: cannot read labels ({what})") from None
+    except EOFError as e:
+        raise ValueError(f"{path}: cannot read labels (truncated: {e})") from None
 
 
 def add_commands(subparsers):
@@ -190,6 +228,10 @@ def add_commands(subparsers):
     p.add_argument("--data-dir", help="folder holding the dataset's IDX files (default: cache / download)")
     p.add_argument("--classifier", help="classifier weights (.npz, from train-classifier) instead of the shipped "
                                         "ones; needed for fashion-mnist")
+    p.add_argument("--labels", metavar="LABELS.npy",
+                   help="for .npy samples of a conditional model: the class each sample was drawn for (integers, "
+                        "one per sample); adds the conditional accuracy and the per-class Fréchet distances "
+                        "(a conditional checkpoint adds them without it)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--no-reference", action="store_true", help="skip the real-data reference row")
     p.add_argument("--seed", type=int, default=0)

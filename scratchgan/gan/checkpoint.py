@@ -2,7 +2,8 @@
 
 Arrays are stored under prefixes (``G/``, ``D/``, ``opt_g/``, ``opt_d/``, ``history/``, ``ext/``
 for the trainer's extensions)
-beside ``fixed_noise`` and ``progress`` (the per-epoch samples); everything else (recipe
+beside ``fixed_noise`` and ``progress`` (the per-epoch samples; ``class_progress``, the class grids, for a
+conditional run); everything else (recipe
 and options, counters, the states of every random generator and of the batch loader)
 is one JSON string under ``meta``. Files are written atomically: a crash or Ctrl-C
 while saving leaves the previous checkpoint untouched.
@@ -36,9 +37,10 @@ def checkpoint_parts(setup):
     return {"G": setup.G, "D": setup.D, "opt_g": setup.opt_g, "opt_d": setup.opt_d}
 
 
-def save_checkpoint(path, meta, setup, trainer, progress):
+def save_checkpoint(path, meta, setup, trainer, progress, class_progress=None):
     """Write the models and optimizers of ``setup`` (a Setup: G, D, opt_g, opt_d; or a dict {prefix: part}),
-    the trainer's history (and extensions' states, fixed noise if it has them) and ``meta`` (a JSON-able dict)."""
+    the trainer's history (and extensions' states, fixed noise if it has them) and ``meta`` (a JSON-able dict);
+    a conditional run also its per-epoch class grids (``class_progress``)."""
     arrays = {}
     for prefix, part in checkpoint_parts(setup).items():
         arrays.update({f"{prefix}/{k}": v for k, v in part.state_dict().items()})
@@ -49,6 +51,8 @@ def save_checkpoint(path, meta, setup, trainer, progress):
     if getattr(trainer, "fixed_noise", None) is not None:
         arrays["fixed_noise"] = backend.asnumpy(trainer.fixed_noise)
     arrays["progress"] = np.asarray(progress, dtype=np.float32)
+    if class_progress is not None:
+        arrays["class_progress"] = np.asarray(class_progress, dtype=np.float32)
     meta = {**meta, "format": FORMAT_VERSION, "trainer": trainer_state,
             "global_rng": backend.global_rng().state_dict()}
     arrays["meta"] = np.array(json.dumps(meta))
@@ -100,8 +104,9 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint {self.path} cannot be resumed: its training state is "
                                   f"incomplete or does not fit ({type(e).__name__}: {e})") from None
 
-    def progress(self):
-        return list(self.arrays.get("progress", []))
+    def progress(self, key="progress"):
+        """The per-epoch images saved under ``key``: "progress" (fixed noise), "class_progress" (class grids)."""
+        return list(self.arrays.get(key, []))
 
     def _load(self, model, prefix):
         try:

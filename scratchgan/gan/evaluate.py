@@ -5,9 +5,12 @@ epoch gets cheap metrics on 2,000 samples against the statistics of all training
 (Fréchet distance, classifier score, class coverage; ``n`` and ``reference_n`` recorded:
 compare epochs with each other); the end of the run gets the full evaluation of
 docs/evaluation.md on ``eval_samples`` (10,000), matched in size to the reference set.
-Samples come from their own seeded noise, so evaluating never changes the training run.
+Samples come from their own seeded noise, so evaluating never changes the training run. A
+conditional model's samples are drawn for the classes 0, 1, ..., K-1 in turn (as many of each);
+its rows add the conditional accuracy (per epoch) and the per-class Fréchet distances (at the end).
 """
 from .. import backend
+from .conditional import balanced_labels
 
 QUICK_SAMPLES = 2000
 EVAL_SEED = 10_000
@@ -36,20 +39,23 @@ class RunEvaluator:
         return cls(classifier, dataset, data_dir, images)
 
     def samples(self, trainer, setup, n, seed):
-        noise = backend.RNG(seed).normal(trainer.noise_dims(n), dtype=trainer.dtype, xp=trainer.xp)
-        return backend.asnumpy(setup.to_unit(trainer.sample(noise=noise)))
+        """(n images in [0, 1], the labels they were drawn for or None) from noise seeded by ``seed``."""
+        noise = trainer.sample_noise(n, rng=backend.RNG(seed))
+        labels = balanced_labels(n, trainer.config.num_classes) if trainer.conditional else None
+        return backend.asnumpy(setup.to_unit(trainer.sample(noise=noise, labels=labels))), labels
 
     def epoch(self, trainer, setup, epoch):
         from ..evaluation import quick_metrics
-        images = self.samples(trainer, setup, QUICK_SAMPLES, EVAL_SEED + epoch)
-        return {"epoch": epoch, "g_steps": trainer.g_steps, **quick_metrics(images, self.classifier, self.real_stats), "reference_n": self.n_real}
+        images, labels = self.samples(trainer, setup, QUICK_SAMPLES, EVAL_SEED + epoch)
+        return {"epoch": epoch, "g_steps": trainer.g_steps,
+                **quick_metrics(images, self.classifier, self.real_stats, labels=labels), "reference_n": self.n_real}
 
     def final(self, trainer, setup, n=10000):
         """The full evaluation; the real data are loaded first, so a missing test split fails before sampling,
         and no more samples are drawn than the reference set can be compared with."""
         from ..evaluation import evaluate_samples, load_real_data
         real = load_real_data(self.dataset, self.data_dir, self.classifier, n)
-        images = self.samples(trainer, setup, min(n, len(real.reference)), EVAL_SEED)
-        row = evaluate_samples(images, n=n, classifier=self.classifier, real=real)
+        images, labels = self.samples(trainer, setup, min(n, len(real.reference)), EVAL_SEED)
+        row = evaluate_samples(images, n=n, classifier=self.classifier, real=real, labels=labels)
         row["class_histogram"] = [round(float(h), 4) for h in row["class_histogram"]]
         return row

@@ -67,6 +67,7 @@ class ImageToImageRun:
     ({checkpoint prefix: object}), ``trainer`` and ``loader``, and write their own figures."""
 
     files = ()
+    class_progress = ()   # no class grids
     networks: dict
     optimizers: dict
 
@@ -81,6 +82,9 @@ class ImageToImageRun:
 
     def evaluator(self, dataset, data_dir, quiet):
         return None   # image-to-image runs measure themselves in write_epoch_outputs / write_final_outputs
+
+    def end_epoch(self, epoch):
+        pass
 
 
 def set_learning_rate(optimizers, lr):

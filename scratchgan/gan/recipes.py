@@ -292,6 +292,9 @@ RECIPES.update({r.name: r for r in _wasserstein_recipes()})
 from .cyclegan import CYCLEGAN  # noqa: E402 (they build on this module)
 from .srgan import SRGAN, SRRESNET  # noqa: E402
 RECIPES.update({r.name: r for r in (CYCLEGAN, SRRESNET, SRGAN)})
+# conditional GANs (issue 19): cgan, cdcgan, cdcgan-plus, acgan, acgan-plus, built in conditional.py
+from .conditional import CONDITIONAL_RECIPES  # noqa: E402  (after the names conditional.py uses)
+RECIPES.update({r.name: r for r in CONDITIONAL_RECIPES})
 
 
 def get_recipe(name):

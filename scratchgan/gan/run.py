@@ -14,9 +14,13 @@
     metrics.csv/.png      per-epoch Fréchet distance, classifier score, class coverage (MNIST runs)
     loss_vs_frechet.png   D's loss (a critic's Wasserstein estimate) per epoch beside the Fréchet distance
     evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
+    class_grid.png/class_progress.gif   conditional models: one row per class, one column per fixed
+                          noise vector, after the last epoch and after every epoch
+    checkpoint-epochE.npz with checkpoint_every=N (--checkpoint-every N): a copy every N epochs
 """
 import contextlib
 import hashlib
+import shutil
 import signal
 import sys
 import time
@@ -26,8 +30,9 @@ import numpy as np
 
 from .. import backend, plots
 from ..data import BatchLoader, transforms
-from ..fileio import check_writable_dir, remove_stale_temporaries, write_json
+from ..fileio import atomic_write, check_writable_dir, remove_stale_temporaries, write_json
 from .checkpoint import Checkpoint, CheckpointError, save_checkpoint
+from .conditional import balanced_labels, class_names
 from .evaluate import MIN_EVAL_SAMPLES, RunEvaluator
 from .objectives import d_accuracy
 from .recipes import get_recipe
@@ -38,7 +43,8 @@ EVALUATION = "evaluation.json"
 #: every file a run writes (their stale atomic-write temporaries are removed when a run starts)
 RUN_FILES = (CHECKPOINT, "history.csv", "loss.png", "d_outputs.png", "progress.png", "progress.gif",
              "samples.png", "accuracy.png", "spot_the_fake.png", "spot_the_fake_answers.png", "summary.json",
-             "metrics.csv", "metrics.png", EVALUATION, "loss_vs_frechet.png")
+             "metrics.csv", "metrics.png", EVALUATION, "loss_vs_frechet.png", "class_grid.png", "class_progress.gif")
+CLASS_GRID_COLUMNS = 10   # fixed noise vectors per row of the class grid
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -61,7 +67,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, dataset="custom",
               quiet=False, callback=None, final_outputs=True, evaluate=True, data_dir=None, eval_samples=10000,
-              data_identity=None, **options):
+              data_identity=None, labels=None, checkpoint_every=None, **options):
     """Train ``recipe`` on uint8 ``images`` (N, C, H, W), writing into ``out_dir``.
 
     With ``resume=True`` the run continues from ``out_dir/checkpoint.npz`` with the options it
@@ -71,20 +77,34 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     metrics to metrics.csv and the end of the run writes evaluation.json on ``eval_samples``.
     ``data_identity`` (from ``load_images(..., with_identity=True)``) is recorded in the
     checkpoint and summary, beside the SHA-256 of ``images``; a resumed run must get the same images.
+    A conditional recipe (cgan, cdcgan, acgan, ...) also needs ``labels``, the class of each image
+    (int, 0 .. num_classes - 1); its checkpoint records the classes (num_classes and their names).
+    ``checkpoint_every=N`` keeps a copy of the checkpoint every N epochs (checkpoint-epochE.npz).
 
     Everything is checked before any work: options, ``eval_samples``, that ``out_dir`` is
     writable. Returns the trainer. Raises DivergenceError (saying which checkpoint, if any, is
     on disk) and Interrupted (Ctrl-C or SIGTERM: the checkpoint of the current step written).
     """
+    _check_checkpoint_every(checkpoint_every)
+
+    def check_labels(recipe, options):
+        return check_run_labels(labels, images, options.get("num_classes", 0), recipe.name)
+
     out, checkpoint, recipe, options = prepare_run(recipe, out_dir, resume, epochs, evaluate, eval_samples,
-                                                   **options)
+                                                   check=check_labels, **options)
     ckpt_path = out / CHECKPOINT
+    num_classes = options.get("num_classes", 0)
+    labels = check_labels(recipe, options)
     if checkpoint is not None:
-        _check_same_data(checkpoint, images)
+        _check_same_data(checkpoint, images, labels)
     remove_stale_temporaries(out, RUN_FILES + tuple((recipe.family or GANRun).files))
     image_shape = image_shape_of(images)
     backend.manual_seed(options["seed"])
-    family = (recipe.family or GANRun)(recipe, options, images, device)
+    if recipe.family is None:
+        names = class_names(dataset, num_classes) if num_classes else None
+        family = GANRun(recipe, options, images, device, labels=labels, class_names=names)
+    else:
+        family = recipe.family(recipe, options, images, device)
     trainer, loader = family.trainer, family.loader
     evaluator = family.evaluator(dataset, data_dir, quiet) if evaluate else None   # may fix the progress inputs
     progress = [family.progress_row()]
@@ -100,13 +120,16 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
         epoch_seconds = checkpoint.meta.get("epoch_seconds", [])
     recorded = checkpoint.meta.get("data") if checkpoint is not None else None
     meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset,
-            "data": recorded or data_record(images, data_identity),
+            "data": recorded or data_record(images, data_identity, labels),
             "device": device, "epoch_seconds": epoch_seconds}  # training seconds of each epoch, for the report
+    if getattr(trainer, "conditional", False):   # what sample and evaluate need to draw and score classes
+        meta["conditioning"] = {"num_classes": num_classes, "class_names": family.class_names}
 
     def save(epoch_done):
         _check_finite_models(family.models(), trainer)
         state = {**meta, "epoch": epoch_done, "loader": loader.state_dict(), "epoch_metrics": epoch_metrics}
-        save_checkpoint(ckpt_path, state, family.parts(), trainer, progress)
+        save_checkpoint(ckpt_path, state, family.parts(), trainer, progress,
+                        class_progress=list(family.class_progress) or None)
 
     try:
         with _stop_requests() as stop_signal:
@@ -120,11 +143,14 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                     break
                 epoch_seconds.append(round(time.perf_counter() - started, 3))
                 epoch += 1
+                family.end_epoch(epoch)
                 _check_finite_models(family.models(), trainer)
                 progress.append(family.progress_row())
                 if evaluator is not None:
                     evaluator = _evaluate_epoch(evaluator, family, epoch, epoch_metrics, out, quiet)
                 save(epoch)
+                if checkpoint_every and epoch % checkpoint_every == 0:
+                    keep_copy(ckpt_path, out / f"checkpoint-epoch{epoch:03d}.npz")
                 family.write_epoch_outputs(out, progress, len(loader), epoch_metrics)
                 if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
                     raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
@@ -154,6 +180,8 @@ class GANRun:
     - ``models()``: {name: model} checked for finite weights before every save;
     - ``parts()``: {checkpoint prefix: models and optimizers} saved and restored by prefix;
     - ``restore(checkpoint)``, ``progress_row()`` (fixed inputs' images after each epoch);
+    - ``end_epoch(epoch)``: called when ``epoch`` epochs are done; ``class_progress``: per-epoch class
+      grids of a conditional model (saved in checkpoints; empty otherwise);
     - ``evaluator(dataset, data_dir, quiet)``: per-epoch and final metrics, or None;
     - ``write_epoch_outputs(out, progress, steps_per_epoch, epoch_metrics)`` and
       ``write_final_outputs(out, options, meta) -> summary``; ``files``: the extra files it writes.
@@ -163,15 +191,18 @@ class GANRun:
 
     files = ()
 
-    def __init__(self, recipe, options, images, device):
+    def __init__(self, recipe, options, images, device, labels=None, class_names=None):
+        """``labels`` (one class per image) and ``class_names`` for a conditional recipe."""
         self.setup = setup = recipe.setup(options, image_shape_of(images))
         setup.G.to(device)
         setup.D.to(device)
-        self.data = setup.preprocess(images)
+        self.data = setup.preprocess(images) if labels is None else (setup.preprocess(images), labels)
         self.loader = BatchLoader(self.data, options["batch_size"], shuffle=True, drop_last=True,
                                   seed=options["seed"], device=device)
         self.trainer = GANTrainer.from_setup(setup, device)
         self.images = images
+        self.class_names = class_names
+        self.class_progress = [_class_grid(self.trainer, setup)] if self.trainer.conditional else []
 
     def models(self):
         return {"G": self.setup.G, "D": self.setup.D}
@@ -182,9 +213,16 @@ class GANRun:
 
     def restore(self, checkpoint):
         checkpoint.restore(self.parts(), self.trainer)
+        if self.trainer.conditional:
+            self.class_progress = list(checkpoint.progress("class_progress"))
 
     def progress_row(self):
         return _progress_row(self.trainer, self.setup)
+
+    def end_epoch(self, epoch):
+        self.trainer.after_epoch(epoch)
+        if self.trainer.conditional:
+            self.class_progress.append(_class_grid(self.trainer, self.setup))
 
     def evaluator(self, dataset, data_dir, quiet):
         return RunEvaluator.create(dataset, data_dir, self.images, quiet)
@@ -197,6 +235,8 @@ class GANRun:
 
     def write_epoch_outputs(self, out, progress, steps_per_epoch, epoch_metrics=()):
         _write_epoch_outputs(out, self.trainer, progress, steps_per_epoch, epoch_metrics)
+        if self.trainer.conditional:
+            _write_class_grids(out, self.class_progress, self.class_names)
 
     def write_final_outputs(self, out, options, meta):
         return write_final_outputs(out, self.trainer, self.setup, self.data, options, meta)
@@ -207,10 +247,12 @@ def image_shape_of(images):
     return tuple((images[0] if isinstance(images, tuple) else images).shape[1:])
 
 
-def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, **options):
+def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, check=None,
+                **options):
     """Every check a run can make before it has its data, so nothing is loaded or trained in vain:
     ``out_dir`` is writable, ``eval_samples`` makes sense, ``--resume`` finds a checkpoint (and
     without it, none is there), resumed options and epochs fit it, every option is valid.
+    ``check(recipe, options)``, if given, runs before the folder is created (train_run checks its labels).
 
     Returns (out folder, Checkpoint or None, Recipe, the run's complete options).
     """
@@ -221,17 +263,51 @@ def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_
         recipe, options, epochs = _resumed_options(checkpoint, recipe, options, epochs)
     recipe = get_recipe(recipe)
     options = recipe.options(**options, epochs=epochs)
+    if check is not None:
+        check(recipe, options)
     check_writable_dir(out)  # last: it creates the folder
     return out, checkpoint, recipe, options
 
 
-def data_record(images, identity=None):
+def data_record(images, identity=None, labels=None):
     """What a run records about its data: the identity of the files (if known) and the training array's SHA-256
-    (for a tuple of arrays, one per domain: their shapes, and the SHA-256 of their SHA-256s)."""
+    (for a tuple of arrays, one per domain: their shapes, and the SHA-256 of their SHA-256s; and the labels'
+    SHA-256 for a conditional run)."""
     record = {k: v for k, v in (identity or {}).items()}
     record["array_shape"] = [list(a.shape) for a in images] if isinstance(images, tuple) else list(images.shape)
     record["array_sha256"] = array_sha256(images)
+    if labels is not None:
+        record["labels_sha256"] = array_sha256(labels)
     return record
+
+
+def check_run_labels(labels, images, num_classes, recipe_name):
+    """The labels a run trains on: None for an unconditional recipe; for a conditional one, ``labels``
+    as int64 (N,), checked against the images and the classes (ValueError otherwise)."""
+    if not num_classes:
+        return None
+    if labels is None:
+        raise ValueError(f"{recipe_name} is a conditional recipe: it trains on images with class labels "
+                         f"(--dataset mnist or fashion-mnist; an image folder has no labels)")
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or len(labels) != len(images) or labels.dtype.kind not in "iu":
+        raise ValueError(f"{recipe_name}: expected one integer class label per image ({len(images)}), got "
+                         f"{labels.dtype} labels of shape {labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{recipe_name}: labels run from {labels.min()} to {labels.max()}, outside the "
+                         f"{num_classes} classes 0..{num_classes - 1} (option num_classes)")
+    return labels.astype(np.int64)
+
+
+def keep_copy(path, copy):
+    """Copy the checkpoint at ``path`` to ``copy``, atomically (a stopped copy leaves no partial file)."""
+    with open(path, "rb") as source, atomic_write(copy) as f:
+        shutil.copyfileobj(source, f)
+
+
+def _check_checkpoint_every(n):
+    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
+        raise ValueError(f"checkpoint_every (--checkpoint-every) must be an integer >= 1, got {n!r}")
 
 
 def array_sha256(images):
@@ -262,8 +338,8 @@ def _check_eval_samples(n, evaluate):
                          f"to skip the evaluation, use --no-evaluate (evaluate=False)")
 
 
-def _check_same_data(checkpoint, images):
-    """A resumed run must see the images it was trained on: same shape, same SHA-256 where recorded."""
+def _check_same_data(checkpoint, images, labels=None):
+    """A resumed run must see the images (and labels) it was trained on: same shape, same SHA-256 where recorded."""
     meta = checkpoint.meta
     if list(image_shape_of(images)) != meta["image_shape"]:
         raise RunError(f"{checkpoint.path} was trained on images of shape {tuple(meta['image_shape'])}, "
@@ -275,6 +351,10 @@ def _check_same_data(checkpoint, images):
         raise RunError(f"{checkpoint.path} was trained on other data ({was} images, SHA-256 {recorded[:16]}...; "
                        f"now {now} images, {array_sha256(images)[:16]}...): resume with the same "
                        f"--dataset and --data-dir, or start a new run in another --out")
+    recorded_labels = (meta.get("data") or {}).get("labels_sha256")
+    if recorded_labels and labels is not None and recorded_labels != array_sha256(labels):
+        raise RunError(f"{checkpoint.path} was trained on the same images with other labels: resume with the "
+                       f"same --dataset and --data-dir")
 
 
 def _check_finite_models(models, trainer):
@@ -306,14 +386,19 @@ def _write_epoch_metrics(out, epoch_metrics, quiet):
               "classifier score, higher is better (10 at most)": {"samples": columns["classifier_score"]},
               "classes holding >= 2% of samples": {"samples": columns["classes_covered"]},
               "coverage: KL(class histogram || uniform)": {"samples": columns["coverage_kl"]}}
+    if "conditional_accuracy" in columns:
+        panels["conditional accuracy: the classifier names the class asked for"] = {
+            "samples": columns["conditional_accuracy"]}
     plots.save_curve_panels(out / "metrics.png", panels, x=columns["epoch"], xlabel="epoch",
                             title=f"Per-epoch evaluation: {columns['n'][-1]} samples against "
                                   f"{columns.get('reference_n', ['all'])[-1]} training images (compare epochs, "
                                   f"not with evaluation.json)")
     if not quiet:
         last = epoch_metrics[-1]
+        conditional = (f", conditional accuracy {last['conditional_accuracy']:.3f}"
+                       if "conditional_accuracy" in last else "")
         print(f"epoch {last['epoch']}: Fréchet distance {last['frechet_distance']:.2f}, classifier score "
-              f"{last['classifier_score']:.2f}, {last['classes_covered']} classes covered")
+              f"{last['classifier_score']:.2f}, {last['classes_covered']} classes covered{conditional}")
 
 
 def _write_final_evaluation(out, evaluator, family, summary, quiet, n, epoch):
@@ -456,7 +541,36 @@ def _unlink(path):
 
 
 def _progress_row(trainer, setup):
-    return backend.asnumpy(setup.to_unit(trainer.sample(noise=trainer.fixed_noise))).astype(np.float32)
+    """The fixed noise's samples (a conditional model's with fixed labels 0, 1, 2, ...: the trainer's
+    generator is never drawn from, so figures never change the training run)."""
+    labels = balanced_labels(len(trainer.fixed_noise), trainer.config.num_classes) if trainer.conditional else None
+    return backend.asnumpy(setup.to_unit(trainer.sample(noise=trainer.fixed_noise, labels=labels))).astype(np.float32)
+
+
+def class_grid_inputs(trainer, columns=CLASS_GRID_COLUMNS):
+    """(noise, labels) of the class grid: row k is class k, column j the same fixed noise vector j in every
+    row (style held, class varied); the first ``columns`` vectors of the trainer's fixed noise."""
+    k = trainer.config.num_classes
+    noise = trainer.fixed_noise[:columns]
+    tiled = trainer.xp.concatenate([noise] * k)
+    labels = trainer.xp.asarray(np.repeat(np.arange(k, dtype=np.int64), len(noise)))
+    return tiled, labels
+
+
+def _class_grid(trainer, setup):
+    noise, labels = class_grid_inputs(trainer)
+    return backend.asnumpy(setup.to_unit(trainer.sample(noise=noise, labels=labels))).astype(np.float32)
+
+
+def _write_class_grids(out, class_progress, names):
+    """class_grid.png (the last epoch, a labelled row per class) and class_progress.gif (every epoch)."""
+    k = len(names)
+    last = class_progress[-1]
+    columns = len(last) // k
+    plots.save_image_strips(out / "class_grid.png", [last[i * columns:(i + 1) * columns] for i in range(k)],
+                            labels=names)
+    plots.save_progress_gif(out / "class_progress.gif", class_progress, nrow=columns,
+                            epochs=list(range(len(class_progress))))
 
 
 def _write_epoch_outputs(out, trainer, progress, steps_per_epoch, epoch_metrics=()):
@@ -494,14 +608,18 @@ def discriminator_accuracy(trainer, setup, data, batch_size=200, binarize_fakes=
     as many fresh fakes. Returns per-batch accuracy on real and on fake samples, by the rule
     of ``objectives.d_correct`` (real when P(real) > 0.5)."""
     acc_real, acc_fake = [], []
-    D, batch_size = setup.D, min(batch_size, len(data))
-    for start in range(0, len(data) - batch_size + 1, batch_size):
-        real = backend.to_device(data[start:start + batch_size], trainer.device)
-        fake = trainer.sample(batch_size)
+    images, labels = data if isinstance(data, tuple) else (data, None)
+    D, batch_size = setup.D, min(batch_size, len(images))
+    for start in range(0, len(images) - batch_size + 1, batch_size):
+        real = backend.to_device(images[start:start + batch_size], trainer.device)
+        fake_labels = trainer.sample_labels(batch_size) if trainer.conditional else None
+        fake = trainer.sample(noise=trainer.sample_noise(batch_size), labels=fake_labels)
         if binarize_fakes:
             fake = transforms.binarize(fake)
-        p_real = setup.head.prob_real(D.forward(real, train=False, keep_cache=False))
-        p_fake = setup.head.prob_real(D.forward(fake, train=False, keep_cache=False))
+        real_labels = None if labels is None else backend.to_device(labels[start:start + batch_size], trainer.device)
+        score = trainer.objective.score
+        p_real = score(D.forward(trainer.with_labels(real, real_labels), train=False, keep_cache=False))
+        p_fake = score(D.forward(trainer.with_labels(fake, fake_labels), train=False, keep_cache=False))
         acc_real.append(float(d_accuracy(p_real, real=True)))
         acc_fake.append(float(d_accuracy(p_fake, real=False)))
     return np.array(acc_real), np.array(acc_fake)
@@ -515,13 +633,14 @@ def write_final_outputs(out, trainer, setup, data, options, meta, seed=0):
         fakes = transforms.binarize(fakes)
     plots.save_grid(out / "samples.png", backend.asnumpy(fakes), nrow=8)
     acc_real = acc_fake = np.zeros(0)
+    images = data[0] if isinstance(data, tuple) else data
     if setup.head is not None:   # a critic (Wasserstein game) classifies nothing
         acc_real, acc_fake = discriminator_accuracy(trainer, setup, data, binarize_fakes=binarized)
         plots.save_accuracy_plot(out / "accuracy.png", acc_real, acc_fake,
-                                 title=f"Discriminator accuracy, batches of {min(200, len(data))} real + as many "
+                                 title=f"Discriminator accuracy, batches of {min(200, len(images))} real + as many "
                                        f"fake, whole data set")
     rng = np.random.default_rng(seed)
-    real = setup.to_unit(data[rng.choice(len(data), 36, replace=False)])
+    real = setup.to_unit(images[rng.choice(len(images), 36, replace=False)])
     quiz, is_fake = plots.spot_the_fake(backend.asnumpy(real), backend.asnumpy(fakes[:36]), n=36, rng=rng)
     plots.save_spot_the_fake(out / "spot_the_fake.png", out / "spot_the_fake_answers.png", quiz, is_fake)
     summary = {**meta, "d_steps": trainer.d_steps, "g_steps": trainer.g_steps,

@@ -46,6 +46,19 @@ def _param_dtype(model):
     return layer.params[key].dtype.type
 
 
+NOISE_KINDS = ("normal", "uniform")
+
+
+def draw_noise(rng, dims, kind="normal", dtype=np.float32, xp=np):
+    """G's input noise of shape ``dims`` from ``rng`` (a backend.RNG): N(0, I) ("normal", the
+    default) or uniform in the unit hypercube [0, 1)^d ("uniform", the CGAN paper's prior)."""
+    if kind == "normal":
+        return rng.normal(dims, dtype=dtype, xp=xp)
+    if kind == "uniform":
+        return rng.uniform(dims, dtype=dtype, xp=xp)
+    raise ValueError(f"unknown noise {kind!r}; expected one of {NOISE_KINDS}")
+
+
 class DivergenceError(RuntimeError):
     """A loss became NaN or infinite; the run stops before writing anything from that state."""
 
@@ -62,6 +75,7 @@ class GANConfig:
     seed: int = 0
     n_progress: int = 15             # fixed-noise samples drawn after every epoch
     num_classes: int = 0             # > 0: a conditional model, G(z, y) and D(x, y)
+    noise: str = "normal"            # G's prior: "normal" N(0, I) or "uniform" U[0, 1)^d (draw_noise)
     extra: dict = field(default_factory=dict)
 
     def to_dict(self):
@@ -85,6 +99,8 @@ class GANTrainer:
       gradient into D's gradients and return its value (recorded under ``history_keys``);
     - ``after_d_step(trainer)`` / ``after_g_step(trainer)``: after each optimizer step
       (weight clipping, a moving average of G's weights, ...);
+    - ``after_epoch(trainer, epoch)``: when a run has finished ``epoch`` epochs (it calls
+      ``trainer.after_epoch``): per-epoch schedules such as the CGAN paper's momentum;
     - ``state_dict()`` / ``load_state_dict(state)``: state saved in checkpoints.
 
     For a conditional model (``config.num_classes`` > 0) batches are (images, labels),
@@ -94,6 +110,8 @@ class GANTrainer:
     def __init__(self, G, D, opt_g, opt_d, objective, config, device="cpu", sync_every=None, extensions=()):
         if config.k < 1:
             raise ValueError(f"k (discriminator steps per generator step) must be >= 1, got {config.k}")
+        if config.noise not in NOISE_KINDS:
+            raise ValueError(f"unknown noise {config.noise!r}; expected one of {NOISE_KINDS}")
         if not hasattr(objective, "d_loss"):   # a head: the original cross-entropy game
             objective = CrossEntropyGame(objective, config.g_loss, config.label_smoothing, config.flip_prob)
         self.G, self.D, self.opt_g, self.opt_d, self.config = G, D, opt_g, opt_d, config
@@ -102,9 +120,10 @@ class GANTrainer:
         self.device, self.xp = device, backend.xp_for(device)
         self.dtype = _param_dtype(G)
         self.rng = backend.RNG(config.seed + 1)   # noise, labels and label flips; weights use the global one
-        self.fixed_noise = backend.to_device(
-            np.random.default_rng(config.seed + 2).standard_normal(self.noise_dims(config.n_progress))
-            .astype(self.dtype), device)
+        host = np.random.default_rng(config.seed + 2)
+        dims = self.noise_dims(config.n_progress)
+        draw = host.random if config.noise == "uniform" else host.standard_normal
+        self.fixed_noise = backend.to_device(draw(dims).astype(self.dtype), device)
         self.d_steps = 0   # discriminator updates done
         self.g_steps = 0   # generator updates done
         self.history_keys = (("d_loss", "g_loss") + tuple(objective.stat_keys)
@@ -129,8 +148,9 @@ class GANTrainer:
     def noise_dims(self, n):
         return (n, self.config.z_dim, *self.config.noise_shape)
 
-    def sample_noise(self, n):
-        return self.rng.normal(self.noise_dims(n), dtype=self.dtype, xp=self.xp)
+    def sample_noise(self, n, rng=None):
+        """n noise vectors from the trainer's generator (or ``rng``: evaluation draws its own)."""
+        return draw_noise(rng or self.rng, self.noise_dims(n), self.config.noise, self.dtype, self.xp)
 
     def sample_labels(self, n):
         """Class labels for n fakes, uniform over the classes (int64 on the training device)."""
@@ -219,10 +239,14 @@ class GANTrainer:
         self._after("after_g_step")
         return loss
 
-    def _after(self, hook):
+    def _after(self, hook, *args):
         for ext in self.extensions:
             if hasattr(ext, hook):
-                getattr(ext, hook)(self)
+                getattr(ext, hook)(self, *args)
+
+    def after_epoch(self, epoch):
+        """Called by a run when ``epoch`` epochs are done: the extensions' ``after_epoch`` hooks."""
+        self._after("after_epoch", epoch)
 
     # -- history ------------------------------------------------------------------------
     def _record(self, d_loss, g_value, score_real, score_fake, penalties, g_turn):

@@ -7,6 +7,10 @@ from .dense import Dense, Maxout
 from .dropout import Dropout
 from .norm import BatchNorm
 from .shape import Flatten, Reshape
+# conditional models: several inputs and outputs, class labels (issue 19)
+from .combine import Concat, Fork, Identity, Parallel, Select
+from .embedding import Embedding, OneHot, Projection
+
 # -- Wasserstein GANs (issue 17): LayerNorm, a normalisation a gradient-penalty critic may use
 from .layernorm import LayerNorm
 # image-to-image layers (issue 20)
@@ -21,4 +25,5 @@ __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm",
            "relu", "leakyrelu", "tanh", "sigmoid", "im2col", "col2im"]
 __all__ += ["LayerNorm"]   # Wasserstein GANs (issue 17)
 __all__ += ["PReLU", "InstanceNorm", "ReflectionPad2d", "Residual", "PixelShuffle", "Upsample"]  # issue 20
+__all__ += ["Identity", "Parallel", "Fork", "Concat", "Select", "OneHot", "Embedding", "Projection"]  # issue 19
 

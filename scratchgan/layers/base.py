@@ -7,7 +7,8 @@ A layer implements two methods, in the spirit of CS231n's ``layers.py``::
                                            # into self.grads[name]
 
 The public ``forward``/``backward`` around them check shapes, dtypes and the
-device, and hold the cache between the two calls. One cache per layer: calling
+device, and hold the cache between the two calls. A layer with several inputs or outputs
+(combine.py) reads or returns a tuple of arrays, and its gradients travel as tuples too. One cache per layer: calling
 ``forward`` twice before ``backward`` raises instead of silently back-propagating
 through the wrong input (run D on the real batch, back-propagate, then on the fake).
 
@@ -71,7 +72,7 @@ class Layer:
                                "forward(x, keep_cache=False) for inference, or call clear_cache()")
         y, cache = self._forward(x, train)
         if keep_cache:
-            self._cache = (cache, y.shape)
+            self._cache = (cache, output_shape(y))
         return y
 
     __call__ = forward
@@ -88,10 +89,11 @@ class Layer:
             raise RuntimeError(f"{self}: backward called without a forward pass that kept its cache "
                                "(forward(x, train=True) or forward(x, keep_cache=True))")
         cache, y_shape = self._cache
-        if tuple(dy.shape) != tuple(y_shape):
-            raise ValueError(f"{self}: upstream gradient has shape {tuple(dy.shape)} "
-                             f"but the output had shape {tuple(y_shape)}")
-        self._check_dtype(dy, "upstream gradient")
+        if output_shape(dy) != y_shape:
+            raise ValueError(f"{self}: upstream gradient has shape {output_shape(dy)} "
+                             f"but the output had shape {y_shape}")
+        for part in (dy if isinstance(dy, tuple) else (dy,)):   # a layer with several outputs gets a tuple
+            self._check_dtype(part, "upstream gradient")
         if not keep_cache:
             self._cache = None
         dx = None
@@ -99,7 +101,7 @@ class Layer:
             dx = self._backward(dy, cache)
         else:
             self._param_backward(dy, cache)
-        self._double_cache = (dy, None if dx is None else tuple(dx.shape)) if keep_cache else None
+        self._double_cache = (dy, None if dx is None else output_shape(dx)) if keep_cache else None
         return dx
 
     # -- the double backward (docs/double_backward.md) ------------------------------------
@@ -224,6 +226,8 @@ class Layer:
                     if dtype is not None and value.dtype.kind == "f":
                         value = value.astype(dtype, copy=False)
                     store[key] = value
+            if dtype is not None and getattr(layer, "output_dtype", None) is not None:
+                layer.output_dtype = np.dtype(dtype)   # a layer without parameters that makes floats (OneHot)
             layer._cache = None
             layer._scratch = {}
         return self
@@ -265,6 +269,12 @@ def missing_double_backward(layer):
     return (f"{layer!r} has no double backward, so it cannot be used under a gradient penalty "
             f"(WGAN-GP, R1); layers with one: Dense, Maxout, Conv2d, LeakyReLU, ReLU, Tanh, Sigmoid, Dropout, "
             f"Flatten, Reshape, LayerNorm, Chain (BatchNorm mixes the batch: use LayerNorm or no normalisation)")
+def output_shape(y):
+    """A layer output's shape: ``y.shape`` as a tuple, or for a layer with several outputs (a tuple
+    of arrays) the tuple of their shapes; anything without a shape gives None (never equal to one)."""
+    if isinstance(y, tuple):
+        return tuple(output_shape(part) for part in y)
+    return tuple(y.shape) if hasattr(y, "shape") else None
 
 
 def format_pattern(pattern):

@@ -41,6 +41,11 @@ from .padding import reflection_pad_backward, reflection_pad_forward
 from .residual import residual_backward, residual_forward
 from .resize import (pixel_shuffle_backward, pixel_shuffle_forward, upsample_bilinear_backward,
                      upsample_bilinear_forward, upsample_nearest_backward, upsample_nearest_forward)
+# conditional models (issue 19): several inputs and outputs, class labels
+from .combine import (concat_backward, concat_forward, fork_backward, fork_forward, identity_backward,
+                      identity_forward, parallel_backward, parallel_forward, select_backward, select_forward)
+from .embedding import (embedding_backward, embedding_forward, one_hot_backward, one_hot_forward,
+                        projection_backward, projection_forward)
 
 __all__ = [
     "affine_forward", "affine_backward", "maxout_forward", "maxout_backward",
@@ -55,6 +60,9 @@ __all__ = [
     "binary_cross_entropy", "two_class_cross_entropy", "bce_with_logits", "softmax_cross_entropy",
     "mse", "l1",
     "sgd_step", "adam_step",
+    "identity_forward", "identity_backward", "concat_forward", "concat_backward", "select_forward", "select_backward", "parallel_forward",
+    "parallel_backward", "fork_forward", "fork_backward", "one_hot_forward", "one_hot_backward",
+    "embedding_forward", "embedding_backward", "projection_forward", "projection_backward",
 ]
 __all__ += [   # Wasserstein GANs (issue 17)
     "layernorm_forward", "layernorm_backward", "layernorm_double_backward",

@@ -40,6 +40,8 @@ METRIC_CHARTS = [
     ("classifier_score", "Classifier score per epoch (higher is better)", "classifier score"),
     ("classes_covered", "Classes holding at least 2 % of samples", "classes"),
     ("coverage_kl", "Coverage: KL(class histogram || uniform), lower is better", "KL (nats)"),
+    ("conditional_accuracy", "Conditional accuracy per epoch: the class asked for, recognised (higher is better)",
+     "accuracy"),
 ]
 # (evaluation.json key, label, better, key of its ± part or its "of N" part)
 EVALUATION_ROWS = [
@@ -53,6 +55,17 @@ EVALUATION_ROWS = [
     ("precision", "precision (k = 3)", "higher", None),
     ("recall", "recall (k = 3)", "higher", None),
 ]
+# rows of a conditional model's evaluation (shown when the evaluation has them)
+CONDITIONAL_ROWS = [
+    ("conditional_accuracy", "conditional accuracy", "higher", None),
+    ("mean_per_class_frechet", "per-class Fréchet distance, mean", "lower", None),
+]
+
+
+def evaluation_rows(evaluations):
+    """EVALUATION_ROWS, and CONDITIONAL_ROWS if one of ``evaluations`` (dicts or None) has them."""
+    conditional = any(e and "conditional_accuracy" in e for e in evaluations)
+    return EVALUATION_ROWS + (CONDITIONAL_ROWS if conditional else [])
 
 
 def render_page(runs, quizzes, references, built=None):
@@ -287,7 +300,7 @@ def _evaluation_table(run, reference):
         ref_note = f'<p class="note">No real-data reference row: {esc(reference)}</p>'
     columns.append((run.evaluation.get("name", "model") + " (evaluation.json)", "model", run.evaluation))
     rows = []
-    for key, label, better, extra in EVALUATION_ROWS:
+    for key, label, better, extra in evaluation_rows([run.evaluation]):
         cells = "".join(f"<td>{_metric_cell(row, key, extra, role)}</td>" for _, role, row in columns)
         hint = f' <span class="better">({better} is better)</span>' if better else ""
         rows.append(f'<th scope="row">{esc(label)}{hint}</th>{cells}')
@@ -402,7 +415,7 @@ def _comparison_results(runs):
              ("last D loss", "final.d_loss", lambda r: (summary("final")(r) or {}).get("d_loss")),
              ("last G loss", "final.g_loss", lambda r: (summary("final")(r) or {}).get("g_loss"))]
     lines += [(label + (f" ({better})" if better else ""), "model." + key, evaluation(key))
-              for key, label, better, _ in EVALUATION_ROWS]
+              for key, label, better, _ in evaluation_rows([r.evaluation for r in runs])]
     rows = []
     for label, key, get in lines:
         values = [get(r) for r in runs]
