@@ -80,7 +80,7 @@ def main(argv=None):
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--srresnet")
     parser.add_argument("--srgan")
-    parser.add_argument("--torch", help="the run directory of references/srresnet_torch.py")
+    parser.add_argument("--torch", help="the run directory of demos/torch_reference/srresnet.py")
     parser.add_argument("--cyclegan")
     args = parser.parse_args(argv)
 

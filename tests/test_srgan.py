@@ -102,7 +102,7 @@ def test_srgan_step_updates_g_and_d_and_records_the_adversarial_terms():
 
 # -- the PyTorch reference -------------------------------------------------------------------------
 def load_reference():
-    spec = importlib.util.spec_from_file_location("srresnet_torch", ROOT / "references" / "srresnet_torch.py")
+    spec = importlib.util.spec_from_file_location("srresnet_torch", ROOT / "demos" / "torch_reference" / "srresnet.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

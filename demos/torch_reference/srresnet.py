@@ -6,7 +6,7 @@ seeded BatchLoader order) and the initial weights (built by scratchgan after ``m
 exactly as ``scratchgan train srresnet`` builds them), so the two runs differ only in the
 arithmetic of the training itself. PyTorch is imported lazily and optional for scratchgan.
 
-    python references/srresnet_torch.py --data-dir DIR/mnist --out runs/srresnet_torch [--epochs 5]
+    python demos/torch_reference/srresnet.py --data-dir DIR/mnist --out runs/srresnet_torch [--epochs 5]
 
 writes OUT/checkpoint.npz (the trained weights in a scratchgan checkpoint, so that
 ``scratchgan evaluate`` and ``scratchgan upscale`` read them), OUT/upscaled.npy (torch's own
@@ -115,7 +115,7 @@ def main(argv=None):
     np.save(out / "upscaled.npy", upscaled[:, 0])
     meta = {"format": 1, "recipe": "srresnet", "options": o, "image_shape": [1, 28, 28], "epoch": o["epochs"],
             "dataset": "mnist", "device": "cpu (PyTorch)", "trainer": {"d_steps": len(losses)},
-            "reference": f"references/srresnet_torch.py, torch {torch.__version__}, {args.threads} thread(s)"}
+            "reference": f"demos/torch_reference/srresnet.py, torch {torch.__version__}, {args.threads} thread(s)"}
     arrays = {f"G/{k}": v for k, v in to_scratchgan_state(net).items()}
     np.savez(out / "checkpoint.npz", meta=np.array(json.dumps(meta)), **arrays)
     from scratchgan.gan.srgan import evaluate_upscaler
