@@ -1,15 +1,21 @@
 """Generator/discriminator domination, and why the minimax loss starves G of gradient.
 
-Trains the same recipe three ways and records, per step, D(x), D(G(z)) and the norm of the
-generator's weight gradients, layer by layer:
+Trains the same recipe three ways, and the WGAN-GP critic of the same architecture a fourth,
+and records, per step, D(x), D(G(z)) and the norm of the generator's weight gradients, layer by layer:
 
-    balanced      the recipe as published, non-saturating G loss
-    D wins, NS    D's learning rate x10: D quickly rejects every fake; non-saturating loss
-    D wins, MM    the same strong D with the original minimax loss, log(1 - D(G(z)))
+    balanced          the recipe as published, non-saturating G loss
+    D wins, NS        D's learning rate x10: D quickly rejects every fake; non-saturating loss
+    D wins, MM        the same strong D with the original minimax loss, log(1 - D(G(z)))
+    WGAN-GP critic    the wgan-gp recipe on the same models (no sigmoid; arch = --recipe), its
+                      critic's learning rate x10 and 5 critic steps per G step: far ahead too
 
 With D(G(z)) -> 0, the minimax loss is flat (d/dD log(1 - D) = -1 / (1 - D) ~ -1, and
 through the sigmoid dD/dlogit = D(1 - D) ~ D -> 0), so G's gradients vanish; the
 non-saturating -log D(G(z)) has gradient -1/D, which cancels that D and keeps them alive.
+A critic has no sigmoid to saturate: G's loss is -mean D(G(z)), whose gradient is the critic's
+own slope, kept near 1 by the gradient penalty however far ahead the critic is. Its D(x) and
+D(G(z)) are raw scores, not probabilities, so they get their own panel (the Wasserstein
+estimate, mean D(x) - mean D(G(z))); gradient norms are plotted per generator update.
 Writes domination.png and domination.json into --out.
 
     python demos/domination.py --data-dir ~/data/mnist --epochs 1 --out runs/domination
@@ -27,7 +33,8 @@ from scratchgan.data import load_images
 from scratchgan.gan.recipes import get_recipe
 from scratchgan.gan.run import train_run
 
-RUNS = {"balanced": {}, "D wins, NS": {"d_lr_factor": 10}, "D wins, MM": {"d_lr_factor": 10, "loss": "minimax"}}
+RUNS = {"balanced": {}, "D wins, NS": {"d_lr_factor": 10}, "D wins, MM": {"d_lr_factor": 10, "loss": "minimax"},
+        "WGAN-GP critic": {"d_lr_factor": 10, "recipe": "wgan-gp"}}
 
 
 class GradientNorms:
@@ -48,6 +55,8 @@ class GradientNorms:
 
 def run(name, settings, recipe, images, out, epochs, device, seed, batch_size=None):
     options = {"seed": seed, "batch_size": batch_size}
+    if "recipe" in settings:   # the Wasserstein critic on the same architecture
+        options["arch"], recipe = recipe, settings["recipe"]
     defaults = get_recipe(recipe).defaults
     if "d_lr_factor" in settings:
         key = "d_lr" if "d_lr" in defaults else "lr"
@@ -74,24 +83,31 @@ def main():
     args = parser.parse_args()
     out = Path(args.out)
     images = load_images("mnist", data_dir=args.data_dir)[:args.limit]
-    panels = {"D(x)": {}, "D(G(z))": {}, "G gradient norm, first layer": {}, "G gradient norm, last layer": {}}
+    panels = {"D(x)": {}, "D(G(z))": {}, "G gradient norm, first layer (per G update)": {},
+              "G gradient norm, last layer (per G update)": {}, "critic: Wasserstein estimate": {}}
     summary = {}
     for name, settings in RUNS.items():
         history, norms = run(name, settings, args.recipe, images, out, args.epochs, args.device, args.seed,
                              args.batch_size)
         layers = list(norms)
-        panels["D(x)"][name] = history["d_real"]
-        panels["D(G(z))"][name] = history["d_fake"]
-        panels["G gradient norm, first layer"][name] = norms[layers[0]]
-        panels["G gradient norm, last layer"][name] = norms[layers[-1]]
+        if "wasserstein" in history:    # raw critic scores: not on the probability panels
+            panels["critic: Wasserstein estimate"][name] = history["wasserstein"]
+        else:
+            panels["D(x)"][name] = history["d_real"]
+            panels["D(G(z))"][name] = history["d_fake"]
+        panels["G gradient norm, first layer (per G update)"][name] = norms[layers[0]]
+        panels["G gradient norm, last layer (per G update)"][name] = norms[layers[-1]]
         tail = slice(-max(1, len(history["d_fake"]) // 4), None)  # the last quarter of training
+        g_tail = slice(-max(1, len(norms[layers[0]]) // 4), None)
         summary[name] = {"d_real": float(np.mean(history["d_real"][tail])),
                          "d_fake": float(np.mean(history["d_fake"][tail])),
-                         **{f"grad_norm {k}": float(np.mean(v[tail])) for k, v in norms.items()}}
+                         **{f"grad_norm {k}": float(np.mean(v[g_tail])) for k, v in norms.items()}}
         print(name, json.dumps(summary[name]))
     plots.save_curve_panels(out / "domination.png", panels, smooth=10,
-                            log_panels=("G gradient norm, first layer", "G gradient norm, last layer"),
-                            title=f"{args.recipe}: balanced vs a dominating discriminator")
+                            log_panels=("G gradient norm, first layer (per G update)",
+                                        "G gradient norm, last layer (per G update)"),
+                            title=f"{args.recipe}: balanced vs a dominating discriminator (and a critic)",
+                            xlabel="step: D steps (D panels), G updates (gradient panels)")
     (out / "domination.json").write_text(json.dumps(summary, indent=2))
     print(f"domination.png and domination.json in {out}/")
 

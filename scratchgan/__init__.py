@@ -6,5 +6,8 @@ from .layers import (BatchNorm, Chain, Conv2d, ConvTranspose2d, Dense, Dropout, 
                      LeakyReLU, Maxout, ReLU, Reshape, Sequential, Sigmoid, Softmax, Tanh, leakyrelu,
                      relu, sigmoid, tanh)
 from .optim import SGD, Adam
+# -- Wasserstein GANs (issue 17)
+from .layers import LayerNorm
+from .optim import RMSprop
 
 __version__ = "0.1.0"

@@ -135,6 +135,19 @@ OPTION_FLAGS = {
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
     "ngf": (int, "dcgan: generator width (default 64)"),
     "ndf": (int, "dcgan: discriminator width (default 64)"),
+    # -- Wasserstein GANs (issue 17) and run length in generator updates
+    "g_steps": (int, "train until N generator updates have been made (across epochs; replaces --epochs; "
+                     "raise it with --resume to continue)"),
+    "beta1": (float, "dcgan, wgan-gp: Adam's beta1"),
+    "beta2": (float, "wgan-gp: Adam's beta2"),
+    "gp": (float, "gradient penalty weight lambda (wgan-gp 10; goodfellow2014; dcgan with --d-norm layernorm "
+                  "or none)"),
+    "r1": (float, "goodfellow2014, dcgan: R1 penalty weight gamma on real data (dcgan: with --d-norm layernorm "
+                  "or none)"),
+    "clip": (float, "wgan: clip the critic's weights to [-c, c] (default 0.01)"),
+    "d_norm": (str, "dcgan, wgan*: normalisation in D: batchnorm (dcgan), layernorm or none (wgan*)"),
+    "g_norm": (str, "wgan*: normalisation in G: batchnorm (default), layernorm or none"),
+    "arch": (str, "wgan*: dcgan (DCGAN-28 models, default) or mlp (the tutorial's MLPs, a critic head)"),
 }
 
 

@@ -148,3 +148,99 @@ def _require_float64(arrays):
     if any(a.dtype != np.float64 for a in arrays) or any(backend.get_xp(a) is not np for a in arrays):
         raise ValueError("gradient checks need float64 NumPy arrays: build the layer after "
                          "set_default_dtype('float64') or call layer.to('cpu', dtype='float64')")
+
+
+# -- second order: the double backward and gradient penalties (docs/double_backward.md) ---------------
+
+def check_double_backward(layer, x, train=True, seed=0, h=1e-3):
+    """Check ``double_backward`` of ``layer`` at ``x`` against finite differences of its backward.
+
+    The function differentiated is the backward itself, g = B(x, W, dy) = J(x, W)^T dy, for a
+    random dy; with a random cotangent ddx the scalar is ddx . g, whose gradients are the
+    double backward's ddy (with respect to dy), dx (x) and each parameter's second-order
+    gradient. Returns {"x": error, "dy": error, "<param>": error}.
+    """
+    _require_float64([x] + [lyr.params[k] for _, lyr, k in layer.named_parameters()])
+    named = layer.named_parameters()
+    restore = _restorer(layer)
+    y = layer.forward(x, train=train, keep_cache=True)
+    dy = upstream_gradient(y.shape, seed)
+    layer.requires_grad_(False)
+    try:
+        g = layer.backward(dy, keep_cache=True)
+    finally:
+        layer.requires_grad_(True)
+    ddx = np.random.default_rng([seed, 2]).standard_normal(g.shape)
+    layer.zero_grad()
+    ddy, dx = layer.double_backward(ddx)
+    analytic = {"x": np.zeros_like(x) if dx is None else dx, "dy": ddy,
+                **{name: lyr.grads[key].copy() for name, lyr, key in named}}
+    targets = {"x": x, "dy": dy, **{name: lyr.params[key] for name, lyr, key in named}}
+
+    def input_gradient():
+        restore()
+        layer.forward(x, train=train, keep_cache=True)
+        layer.requires_grad_(False)
+        try:
+            return layer.backward(dy)
+        finally:
+            layer.requires_grad_(True)
+
+    errors = _compare(input_gradient, targets, analytic, ddx, h, seed, directional=False)
+    restore()
+    return errors
+
+
+def _restorer(layer):
+    """A function putting back ``layer``'s buffers and the global random generator as they are now,
+    so that every evaluation sees the same function (Dropout's masks, BatchNorm's statistics)."""
+    buffers = {(name, k): v.copy() for name, lyr in layer.named_layers() for k, v in lyr.buffers.items()}
+    rng_state = backend.global_rng().state_dict()
+
+    def restore():
+        for name, lyr in layer.named_layers():
+            for k in lyr.buffers:
+                lyr.buffers[k][...] = buffers[(name, k)]
+        backend.global_rng().load_state_dict(rng_state)
+    return restore
+
+
+def check_function_double_backward(forward, backward, double_backward, x, params=None, seed=0, h=1e-3):
+    """``check_double_backward`` for a CS231n triple (``scratchgan.reference``): ``forward(x) -> (out,
+    cache)``, ``backward(dout, cache) -> (dx, {name: grad})``, ``double_backward(ddx, cache, dout) ->
+    (ddout, dx, {name: grad})``, with the arrays of ``params`` bound into ``forward`` (perturbed in place)."""
+    params = params or {}
+    _require_float64([x, *params.values()])
+    out, cache = forward(x)
+    dout = upstream_gradient(out.shape, seed)
+    g, _ = backward(dout, cache)
+    ddx = np.random.default_rng([seed, 2]).standard_normal(g.shape)
+    ddout, dx, grads = double_backward(ddx, cache, dout)
+    if set(grads) != set(params):
+        raise ValueError(f"double_backward returned gradients for {sorted(grads)}, expected {sorted(params)}")
+    return _compare(lambda: backward(dout, forward(x)[1])[0], {"x": x, "dy": dout, **params},
+                    {"x": dx, "dy": ddout, **grads}, ddx, h, seed, directional=False)
+
+
+def check_penalty(penalty, model, x, h=1e-3):
+    """Check a gradient penalty's gradients against central differences of the penalty itself.
+
+    ``penalty``: a ``scratchgan.penalties`` penalty (``value_and_grads(model, x, input_grad=True)``
+    adds the penalty's parameter gradients into ``model.grads`` and returns (value, dP/dx)).
+    Returns {"x": error, "<param>": error}: every entry of x and of every parameter.
+    """
+    named = model.named_parameters()
+    _require_float64([x] + [lyr.params[k] for _, lyr, k in named])
+    restore = _restorer(model)
+    model.zero_grad()
+    _, dx = penalty.value_and_grads(model, x, input_grad=True)
+    analytic = {"x": dx, **{name: lyr.grads[key].copy() for name, lyr, key in named}}
+    targets = {"x": x, **{name: lyr.params[key] for name, lyr, key in named}}
+
+    def value():
+        restore()
+        return np.array(penalty.value(model, x))
+
+    errors = {name: rel_error(analytic[name], numeric_gradient(value, array, h=h)) for name, array in targets.items()}
+    restore()
+    return errors

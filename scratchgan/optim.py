@@ -134,3 +134,55 @@ def _adam_in_place(param, grad, m, v, work, one_minus_b1, one_minus_b2, step_siz
     xp.divide(m, work, out=work)
     work *= step_size
     param -= work
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton 2012) exactly as PyTorch's ``torch.optim.RMSprop``:
+
+        v <- alpha v + (1 - alpha) g^2                  running mean of g^2 (starts at 0, no bias correction)
+        centered:  m <- alpha m + (1 - alpha) g,  v_tilde = v - m^2     (else v_tilde = v)
+        d = sqrt(v_tilde) + eps                         eps added *after* the square root
+        momentum > 0:  b <- momentum b + g / d,  p <- p - lr b
+        else:          p <- p - lr g / d
+
+    Defaults as PyTorch's: lr 1e-2, alpha 0.99, eps 1e-8, momentum 0, centered False. The WGAN
+    paper's critic and generator use it with lr 5e-5 (and no momentum).
+    """
+
+    def __init__(self, model, lr=1e-2, alpha=0.99, eps=1e-8, momentum=0.0, centered=False, weight_decay=0.0,
+                 max_norm=None):
+        super().__init__(model, lr, weight_decay, max_norm)
+        if not 0 <= alpha <= 1:
+            raise ValueError(f"RMSprop: alpha must be in [0, 1], got {alpha!r}")
+        if not eps >= 0 or not momentum >= 0:
+            raise ValueError(f"RMSprop: eps and momentum must be >= 0, got eps {eps!r}, momentum {momentum!r}")
+        self.alpha, self.eps, self.momentum, self.centered = alpha, eps, momentum, centered
+        self._scratch = {}
+
+    def _update(self, name, param, grad):
+        f, xp = param.dtype.type, backend.get_xp(param)
+        v = self._slot(name, "square_avg", param)
+        work = reuse_buffer(self._scratch, name, param.shape, param)
+        # v <- alpha v + (1 - alpha) g^2, as v += (1 - alpha)(g^2 - v)
+        xp.multiply(grad, grad, out=work)
+        work -= v
+        work *= f(1 - self.alpha)
+        v += work
+        if self.centered:
+            m = self._slot(name, "grad_avg", param)
+            xp.subtract(grad, m, out=work)
+            work *= f(1 - self.alpha)
+            m += work
+            xp.multiply(m, m, out=work)
+            xp.subtract(v, work, out=work)
+            xp.sqrt(work, out=work)
+        else:
+            xp.sqrt(v, out=work)
+        work += f(self.eps)
+        xp.divide(grad, work, out=work)                   # g / (sqrt(v_tilde) + eps)
+        if self.momentum > 0:
+            buf = self._slot(name, "momentum_buffer", param)
+            buf *= f(self.momentum)
+            buf += work
+            work = buf
+        param -= f(self.lr) * work

@@ -107,8 +107,9 @@ def test_domination(tiny_mnist, tmp_path):
              "--out", tmp_path)
     assert_images(tmp_path, "domination.png")
     summary = json.loads((tmp_path / "domination.json").read_text())
-    assert set(summary) == {"balanced", "D wins, NS", "D wins, MM"}
+    assert set(summary) == {"balanced", "D wins, NS", "D wins, MM", "WGAN-GP critic"}
     assert all(v["grad_norm G layer 0"] > 0 for v in summary.values())
+    assert (tmp_path / "WGAN-GP_critic/checkpoint.npz").exists()   # the critic's run (wgan-gp recipe)
 
 
 @pytest.mark.slow

@@ -121,7 +121,7 @@ def test_cli_gradcheck_runs_the_chosen_cases(capsys):
     assert main(["gradcheck", "--only", "flatten", "MSE"]) == 0       # names ignore case
     out = capsys.readouterr().out
     assert "| Flatten" in out and "| mse" in out and "| Dense" not in out
-    assert "2 passed, 0 failed" in out and "reference" not in out
+    assert "3 passed, 0 failed" in out and "reference" not in out     # Flatten: first order, double backward
 
 
 def test_cli_gradcheck_reference_checks_the_reference_functions(capsys):

@@ -42,7 +42,7 @@ class RunEvaluator:
     def epoch(self, trainer, setup, epoch):
         from ..evaluation import quick_metrics
         images = self.samples(trainer, setup, QUICK_SAMPLES, EVAL_SEED + epoch)
-        return {"epoch": epoch, **quick_metrics(images, self.classifier, self.real_stats), "reference_n": self.n_real}
+        return {"epoch": epoch, "g_steps": trainer.g_steps, **quick_metrics(images, self.classifier, self.real_stats), "reference_n": self.n_real}
 
     def final(self, trainer, setup, n=10000):
         """The full evaluation; the real data are loaded first, so a missing test split fails before sampling,

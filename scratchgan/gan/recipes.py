@@ -26,7 +26,7 @@ from .objectives import G_LOSSES, get_head
 from .trainer import GANConfig
 
 COMMON = {"z_dim": None, "batch_size": None, "lr": None, "k": 1, "loss": "non-saturating",
-          "label_smoothing": 0.0, "flip_prob": 0.0, "seed": 0, "epochs": None}
+          "label_smoothing": 0.0, "flip_prob": 0.0, "seed": 0, "epochs": None, "g_steps": None}
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Recipe:
     build: Callable        # (options, image_shape) -> Setup
     image_sizes: tuple = ()  # the square sizes it builds models for; () for any
     checks: dict = field(default_factory=dict)  # checks of its own options, beside OPTION_CHECKS
+    check_together: Callable = None  # options -> None, or ValueError for options that do not go together
 
     def check_image_size(self, size):
         """ValueError unless this recipe can train on size x size images (checked before loading data)."""
@@ -73,6 +74,8 @@ class Recipe:
         merged = {**self.defaults, **{k: v for k, v in overrides.items() if v is not None}}
         for name, value in merged.items():
             check_option(name, value, self.checks)
+        if self.check_together is not None:
+            self.check_together(merged)
         return merged
 
     def setup(self, options, image_shape=(1, 28, 28)):
@@ -101,7 +104,7 @@ def _optional(check):
 
 OPTION_CHECKS = {
     "epochs": _integer(1), "z_dim": _integer(1), "batch_size": _integer(1), "k": _integer(1),
-    "seed": _integer(0), "ngf": _integer(1), "ndf": _integer(1),
+    "seed": _integer(0), "ngf": _integer(1), "ndf": _integer(1), "g_steps": _optional(_integer(1)),
     "lr": _number(0, None, low_open=True), "d_lr": _optional(_number(0, None, low_open=True)),
     "max_norm": _optional(_number(0, None, low_open=True)),
     "momentum": _number(0, 1), "beta1": _number(0, 1),
@@ -184,19 +187,33 @@ def build_goodfellow2014(o, image_shape):
     # D's sigmoid output unit is applied inside the loss (logit head): in float32, 1 - sigmoid(z)
     # rounds to 0 for z > 17, where BCE on the probability loses its gradient and D can never
     # recover from calling fakes real; BCE on the logit has no such limit.
+    from .wasserstein import penalty_extensions
     return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o), preprocess,
-                 _flat_unit(image_shape), image_shape)
+                 _flat_unit(image_shape), image_shape, extensions=penalty_extensions(o))
 
 
 GOODFELLOW2014 = Recipe(
     "goodfellow2014", "Goodfellow et al. 2014: ReLU MLP generator, Maxout discriminator with dropout, SGD+momentum",
     {**COMMON, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "epochs": 20,
-     "dropout": 0.5, "input_dropout": 0.2, "max_norm": 1.9365}, build_goodfellow2014)
+     "dropout": 0.5, "input_dropout": 0.2, "max_norm": 1.9365, "gp": 0.0, "r1": 0.0}, build_goodfellow2014,
+    checks={"gp": _number(0, None), "r1": _number(0, None)})
 
 
 # -- dcgan ----------------------------------------------------------------------------------
-def dcgan_generator(z_dim, channels, size, ngf):
-    """(N, z, 1, 1) -> (N, channels, size, size) in [-1, 1]."""
+def norm_layer(kind, channels, size):
+    """The normalisation after a convolution with ``channels`` maps of size x size: "batchnorm"
+    (DCGAN's, initialised N(1, 0.02)), "layernorm" (per sample over (C, H, W)) or "none"."""
+    if kind == "batchnorm":
+        return [L.BatchNorm(channels, init="normal_1_0.02")]
+    if kind == "layernorm":
+        return [L.LayerNorm((channels, size, size))]
+    if kind == "none":
+        return []
+    raise ValueError(f"unknown normalisation {kind!r}; expected batchnorm, layernorm or none")
+
+
+def dcgan_generator(z_dim, channels, size, ngf, norm="batchnorm"):
+    """(N, z, 1, 1) -> (N, channels, size, size) in [-1, 1]; ``norm`` after each hidden layer (norm_layer)."""
     if size == 28:  # DCGAN-28, the benchmark's dcgan workload (docs/performance.md)
         blocks = [(z_dim, 4 * ngf, 7, 1, 0), (4 * ngf, 2 * ngf, 4, 2, 1)]
         last = (2 * ngf, channels)
@@ -205,23 +222,25 @@ def dcgan_generator(z_dim, channels, size, ngf):
         widths = [ngf * 2 ** (n_up - i) for i in range(n_up + 1)]
         blocks = [(z_dim, widths[0], 4, 1, 0)] + [(widths[i], widths[i + 1], 4, 2, 1) for i in range(n_up)]
         last = (widths[-1], channels)
-    layers = []
+    layers, side = [], 1
     for cin, cout, k, s, p in blocks:
+        side = (side - 1) * s - 2 * p + k
         layers += [L.ConvTranspose2d(cin, cout, k, s, p, bias=False, init="normal_0.02"),
-                   L.BatchNorm(cout, init="normal_1_0.02"), L.ReLU()]
+                   *norm_layer(norm, cout, side), L.ReLU()]
     layers += [L.ConvTranspose2d(*last, 4, 2, 1, bias=False, init="normal_0.02"), L.Tanh()]
     return L.Chain(*layers)
 
 
-def dcgan_discriminator(channels, size, ndf):
-    """(N, channels, size, size) -> (N, 1, 1, 1) logits."""
+def dcgan_discriminator(channels, size, ndf, norm="batchnorm"):
+    """(N, channels, size, size) -> (N, 1, 1, 1) logits; ``norm`` after each conv but the first (norm_layer)."""
     n_down = {28: 2, 32: 3, 64: 4}[size]
     widths = [ndf * 2 ** i for i in range(n_down)]
-    layers, cin = [], channels
+    layers, cin, side = [], channels, size
     for i, cout in enumerate(widths):
         layers.append(L.Conv2d(cin, cout, 4, 2, 1, bias=False, init="normal_0.02"))
+        side = (side + 2 - 4) // 2 + 1                 # each conv halves the side
         if i > 0:
-            layers.append(L.BatchNorm(cout, init="normal_1_0.02"))
+            layers.extend(norm_layer(norm, cout, side))
         layers.append(L.LeakyReLU(0.2))
         cin = cout
     final_kernel = 7 if size == 28 else 4
@@ -237,19 +256,36 @@ def build_dcgan(o, image_shape):
     if height != width or height not in DCGAN_SIZES:
         raise ValueError(f"dcgan supports square images of size {DCGAN_SIZES}, got {height}x{width}")
     G = dcgan_generator(o["z_dim"], channels, height, o["ngf"])
-    D = dcgan_discriminator(channels, height, o["ndf"])
+    D = dcgan_discriminator(channels, height, o["ndf"], norm=o["d_norm"])
     betas = (o["beta1"], 0.999)
     opt_g = Adam(G, lr=o["lr"], betas=betas)
     opt_d = Adam(D, lr=o["d_lr"] or o["lr"], betas=betas)
+    from .wasserstein import penalty_extensions
     return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o, noise_shape=(1, 1)),
-                 transforms.to_tanh_range, transforms.from_tanh_range, image_shape)
+                 transforms.to_tanh_range, transforms.from_tanh_range, image_shape,
+                 extensions=penalty_extensions(o))
+
+
+def _check_dcgan_penalties(o):
+    """A gradient penalty (--gp, --r1) needs per-sample input gradients: no BatchNorm in D."""
+    for name in ("gp", "r1"):
+        if o[name] and o["d_norm"] == "batchnorm":
+            raise ValueError(f"option {name} (a gradient penalty) needs a discriminator without BatchNorm, "
+                             f"which mixes the samples of a batch: add --d-norm layernorm or --d-norm none")
 
 
 DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/ReLU G, Conv/LeakyReLU D, Adam 2e-4",
                {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
-                "epochs": 5, "ngf": 64, "ndf": 64}, build_dcgan, image_sizes=DCGAN_SIZES)
+                "epochs": 5, "ngf": 64, "ndf": 64, "d_norm": "batchnorm", "gp": 0.0, "r1": 0.0},
+               build_dcgan, image_sizes=DCGAN_SIZES, check_together=_check_dcgan_penalties,
+               checks={"d_norm": ((lambda v: v in ("batchnorm", "layernorm", "none")),
+                                  "one of batchnorm, layernorm, none"),
+                       "gp": _number(0, None), "r1": _number(0, None)})
 
 RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
+# -- Wasserstein GANs (issue 17): wgan, wgan-gp, wgan-gp-paper
+from .wasserstein import recipes as _wasserstein_recipes  # noqa: E402  (it imports this module lazily)
+RECIPES.update({r.name: r for r in _wasserstein_recipes()})
 
 
 def get_recipe(name):

@@ -12,6 +12,7 @@
     spot_the_fake.png     a 6x6 quiz with about a third fakes; spot_the_fake_answers.png
     summary.json          options, counters, final accuracy (and evaluation metrics if available)
     metrics.csv/.png      per-epoch Fréchet distance, classifier score, class coverage (MNIST runs)
+    loss_vs_frechet.png   D's loss (a critic's Wasserstein estimate) per epoch beside the Fréchet distance
     evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
 """
 import contextlib
@@ -37,7 +38,7 @@ EVALUATION = "evaluation.json"
 #: every file a run writes (their stale atomic-write temporaries are removed when a run starts)
 RUN_FILES = (CHECKPOINT, "history.csv", "loss.png", "d_outputs.png", "progress.png", "progress.gif",
              "samples.png", "accuracy.png", "spot_the_fake.png", "spot_the_fake_answers.png", "summary.json",
-             "metrics.csv", "metrics.png", EVALUATION)
+             "metrics.csv", "metrics.png", EVALUATION, "loss_vs_frechet.png")
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -114,9 +115,14 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
 
     try:
         with _stop_requests() as stop_signal:
-            while epoch < options["epochs"]:
+            g_steps = options.get("g_steps")   # --g-steps N: train until N generator updates
+            while (trainer.g_steps < g_steps) if g_steps else (epoch < options["epochs"]):
                 started = time.perf_counter()
-                _train_epoch(trainer, loader, epoch, options["epochs"], quiet, callback, stop_signal, save)
+                if not _train_epoch(trainer, loader, epoch, _planned(options), quiet, callback, stop_signal, save,
+                                    g_steps):
+                    save(epoch)   # N generator updates reached mid-epoch: the loader's state says where
+                    _write_epoch_outputs(out, trainer, progress, len(loader), epoch_metrics)
+                    break
                 epoch_seconds.append(round(time.perf_counter() - started, 3))
                 epoch += 1
                 _check_finite_weights(setup, trainer)
@@ -124,7 +130,7 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                 if evaluator is not None:
                     evaluator = _evaluate_epoch(evaluator, trainer, setup, epoch, epoch_metrics, out, quiet)
                 save(epoch)
-                _write_epoch_outputs(out, trainer, progress, len(loader))
+                _write_epoch_outputs(out, trainer, progress, len(loader), epoch_metrics)
                 if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
                     raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
                                       f"checkpoint saved after step {trainer.d_steps}", stop_signal())
@@ -277,12 +283,20 @@ def _resumed_options(checkpoint, recipe, options, epochs):
     meta = checkpoint.meta
     if recipe is not None and recipe != meta["recipe"]:
         raise RunError(f"{checkpoint.path} is a {meta['recipe']!r} run, not {recipe!r}")
+    options = dict(options)
+    g_steps = options.pop("g_steps", None)   # like --epochs, a new total for the run
     changed = {k: v for k, v in options.items() if v is not None and meta["options"].get(k) != v}
     if changed:
         raise RunError(f"cannot change options when resuming (asked {changed}); start a new run instead")
     saved = dict(meta["options"])
     if epochs is not None:
         _check_resume_epochs(checkpoint, epochs)
+    if g_steps is not None:
+        done = meta.get("trainer", {}).get("g_steps", 0)
+        if isinstance(g_steps, (int, np.integer)) and g_steps < done:
+            raise RunError(f"--g-steps {g_steps} is fewer than the {done} generator updates the run in "
+                           f"{checkpoint.path.parent} has made; --g-steps is the total: ask for {done} or more")
+        saved["g_steps"] = g_steps
     return meta["recipe"], {k: v for k, v in saved.items() if k != "epochs"}, epochs or saved.get("epochs")
 
 
@@ -297,13 +311,18 @@ def _check_resume_epochs(checkpoint, epochs):
                        f"trained; --epochs is the total: ask for {needed} or more (or leave it out)")
 
 
-def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, save):
+def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, save, g_steps=None):
+    """One epoch of steps; False if it stopped early because ``g_steps`` generator updates were reached."""
     from tqdm.auto import tqdm
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=quiet, leave=True, unit="step")
     for step, real in enumerate(bar):
         trainer.train_step(real)
         if callback is not None:
             callback(trainer)
+        if g_steps and trainer.g_steps >= g_steps and loader.state_dict()["batch"]:   # mid-epoch
+            bar.close()
+            trainer.flush()
+            return False
         if stop_signal() and step < len(loader) - 1:  # at the last step the epoch ends normally
             save(epoch)  # mid-epoch: the loader's state says which batches remain
             raise Interrupted(f"{_signal_name(stop_signal())}: checkpoint saved after step {trainer.d_steps} "
@@ -311,6 +330,12 @@ def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, s
         if step % 10 == 0 and trainer.history["d_loss"]:
             bar.set_postfix(D=f"{trainer.last('d_loss'):.3f}", G=f"{trainer.last('g_loss'):.3f}")
     trainer.flush()
+    return True
+
+
+def _planned(options):
+    """The epoch count shown in progress bars: --epochs, or "?" when --g-steps decides."""
+    return "?" if options.get("g_steps") else options["epochs"]
 
 
 @contextlib.contextmanager
@@ -370,11 +395,17 @@ def _progress_row(trainer, setup):
     return backend.asnumpy(setup.to_unit(trainer.sample(noise=trainer.fixed_noise))).astype(np.float32)
 
 
-def _write_epoch_outputs(out, trainer, progress, steps_per_epoch):
+def _write_epoch_outputs(out, trainer, progress, steps_per_epoch, epoch_metrics=()):
     history = history_for_plots(trainer.history, steps_per_epoch)
     plots.write_history_csv(out / "history.csv", trainer.history)
     plots.save_loss_plot(out / "loss.png", history)
-    plots.save_d_outputs_plot(out / "d_outputs.png", history)
+    if getattr(trainer.objective, "score_is_probability", True):
+        plots.save_d_outputs_plot(out / "d_outputs.png", history)
+    else:   # a critic's raw scores (Wasserstein game): no probabilities, no 0.5 line
+        plots.save_loss_plot(out / "d_outputs.png", history, keys=("d_real", "d_fake"),
+                             title="Critic outputs: mean D(x) on real and D(G(z)) on fake batches")
+    if epoch_metrics:
+        plots.save_loss_vs_frechet(out / "loss_vs_frechet.png", history, epoch_metrics)
     epochs = list(range(len(progress)))  # row 0: the untrained generator
     plots.save_progress(out / "progress.png", progress, epochs=epochs)
     plots.save_progress_gif(out / "progress.gif", progress, epochs=epochs)
@@ -419,9 +450,12 @@ def write_final_outputs(out, trainer, setup, data, options, meta, seed=0):
     if binarized:
         fakes = transforms.binarize(fakes)
     plots.save_grid(out / "samples.png", backend.asnumpy(fakes), nrow=8)
-    acc_real, acc_fake = discriminator_accuracy(trainer, setup, data, binarize_fakes=binarized)
-    plots.save_accuracy_plot(out / "accuracy.png", acc_real, acc_fake,
-                             title=f"Discriminator accuracy, batches of {min(200, len(data))} real + as many fake, whole data set")
+    acc_real = acc_fake = np.zeros(0)
+    if setup.head is not None:   # a critic (Wasserstein game) classifies nothing
+        acc_real, acc_fake = discriminator_accuracy(trainer, setup, data, binarize_fakes=binarized)
+        plots.save_accuracy_plot(out / "accuracy.png", acc_real, acc_fake,
+                                 title=f"Discriminator accuracy, batches of {min(200, len(data))} real + as many "
+                                       f"fake, whole data set")
     rng = np.random.default_rng(seed)
     real = setup.to_unit(data[rng.choice(len(data), 36, replace=False)])
     quiz, is_fake = plots.spot_the_fake(backend.asnumpy(real), backend.asnumpy(fakes[:36]), n=36, rng=rng)

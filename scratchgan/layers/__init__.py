@@ -7,7 +7,10 @@ from .dense import Dense, Maxout
 from .dropout import Dropout
 from .norm import BatchNorm
 from .shape import Flatten, Reshape
+# -- Wasserstein GANs (issue 17): LayerNorm, a normalisation a gradient-penalty critic may use
+from .layernorm import LayerNorm
 
 __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "Sequential",
            "relu", "leakyrelu", "tanh", "sigmoid", "im2col", "col2im"]
+__all__ += ["LayerNorm"]   # Wasserstein GANs (issue 17)

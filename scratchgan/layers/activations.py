@@ -45,6 +45,9 @@ class ReLU(Layer):
 
     Backward: dy/dx = 1 where x > 0, else 0 (the kink at 0 gets 0), so
     dx = dy * [x > 0]. ``dy`` is never modified in place.
+
+    Double backward: dx = dy * [x > 0] is linear in dy, with a slope that is constant in x
+    (away from 0), so ddy = ddx * [x > 0] and the x-cotangent is zero.
     """
 
     def _forward(self, x, train):
@@ -52,6 +55,9 @@ class ReLU(Layer):
 
     def _backward(self, dy, positive):
         return dy * positive
+
+    def _double_backward(self, ddx, positive, dy):
+        return ddx * positive, None
 
     def __repr__(self):
         return "ReLU()"
@@ -61,6 +67,9 @@ class LeakyReLU(Layer):
     """y = x if x > 0 else alpha * x.
 
     Backward: dx = dy where x > 0, alpha * dy elsewhere.
+
+    Double backward: dx = slope(x) * dy is linear in dy and its slope is piecewise constant,
+    so ddy = slope(x) * ddx (the backward applied to ddx) and the x-cotangent is zero.
     """
 
     def __init__(self, alpha=0.2):
@@ -80,6 +89,9 @@ class LeakyReLU(Layer):
         dx *= dy
         return dx
 
+    def _double_backward(self, ddx, positive, dy):
+        return self._backward(ddx, positive), None
+
     def __repr__(self):
         return f"LeakyReLU({self.alpha})"
 
@@ -88,6 +100,9 @@ class Tanh(Layer):
     """y = tanh(x).
 
     Backward from the output: d tanh(x)/dx = 1 - tanh(x)^2 = 1 - y^2, so dx = dy * (1 - y^2).
+
+    Double backward of g = dy * (1 - y^2): ddy = ddx * (1 - y^2), and since
+    d(1 - y^2)/dx = -2 y (1 - y^2), the x-cotangent is ddx * dy * (-2 y (1 - y^2)).
     """
 
     def _forward(self, x, train):
@@ -97,6 +112,10 @@ class Tanh(Layer):
     def _backward(self, dy, y):
         return dy * (1 - y * y)
 
+    def _double_backward(self, ddx, y, dy):
+        slope = 1 - y * y
+        return ddx * slope, ddx * dy * (-2 * y * slope)
+
     def __repr__(self):
         return "Tanh()"
 
@@ -105,6 +124,9 @@ class Sigmoid(Layer):
     """y = 1 / (1 + exp(-x)).
 
     Backward from the output: dy/dx = e^-x / (1 + e^-x)^2 = y (1 - y), so dx = dy * y * (1 - y).
+
+    Double backward of g = dy * y (1 - y): ddy = ddx * y (1 - y), and since
+    d(y (1 - y))/dx = y (1 - y) (1 - 2 y), the x-cotangent is ddx * dy * y (1 - y) (1 - 2 y).
     """
 
     def _forward(self, x, train):
@@ -113,6 +135,10 @@ class Sigmoid(Layer):
 
     def _backward(self, dy, y):
         return dy * y * (1 - y)
+
+    def _double_backward(self, ddx, y, dy):
+        slope = y * (1 - y)
+        return ddx * slope, ddx * dy * slope * (1 - 2 * y)
 
     def __repr__(self):
         return "Sigmoid()"

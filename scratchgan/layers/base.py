@@ -11,6 +11,10 @@ device, and hold the cache between the two calls. One cache per layer: calling
 ``forward`` twice before ``backward`` raises instead of silently back-propagating
 through the wrong input (run D on the real batch, back-propagate, then on the fake).
 
+The double backward (``backward(dy, keep_cache=True)`` then ``double_backward(ddx)``) is the
+vector-Jacobian product of the backward pass itself, for gradient penalties (WGAN-GP, R1); a
+layer supports it by implementing ``_double_backward`` (docs/double_backward.md).
+
 Below the class: the shared checks of constructor arguments (``as_count``, ``as_pair``) and
 of input shapes (``format_pattern``). How the layers make their products fast lives in
 ``scratchgan/fastpath.py``, not here.
@@ -39,6 +43,7 @@ class Layer:
         self.training = True
         self.requires_grad = True
         self._cache = None
+        self._double_cache = None   # (dy, input shape) kept by backward(dy, keep_cache=True)
         self._scratch = {}  # large temporaries reused between calls (fastpath.reuse_buffer)
 
     # -- subclasses implement these -------------------------------------------------
@@ -71,12 +76,13 @@ class Layer:
 
     __call__ = forward
 
-    def backward(self, dy, input_grad=True):
+    def backward(self, dy, input_grad=True, keep_cache=False):
         """Input gradient for upstream gradient ``dy``; adds parameter gradients into ``self.grads``.
 
         ``input_grad=False`` computes the parameter gradients only and returns None: for a
         layer whose input is data (D's first layer on a batch, G's on noise), where the input
         gradient would be thrown away (PyTorch skips it too, for inputs that need no grad).
+        ``keep_cache=True`` keeps the forward cache and remembers ``dy``, for ``double_backward``.
         """
         if self._cache is None:
             raise RuntimeError(f"{self}: backward called without a forward pass that kept its cache "
@@ -86,18 +92,58 @@ class Layer:
             raise ValueError(f"{self}: upstream gradient has shape {tuple(dy.shape)} "
                              f"but the output had shape {tuple(y_shape)}")
         self._check_dtype(dy, "upstream gradient")
-        self._cache = None
+        if not keep_cache:
+            self._cache = None
+        dx = None
         if input_grad:
-            return self._backward(dy, cache)
-        self._param_backward(dy, cache)
-        return None
+            dx = self._backward(dy, cache)
+        else:
+            self._param_backward(dy, cache)
+        self._double_cache = (dy, None if dx is None else tuple(dx.shape)) if keep_cache else None
+        return dx
+
+    # -- the double backward (docs/double_backward.md) ------------------------------------
+    @property
+    def has_double_backward(self):
+        """True if this layer implements ``_double_backward`` (containers: if every sub-layer does)."""
+        return type(self)._double_backward is not Layer._double_backward
+
+    def double_backward(self, ddx, keep_cache=False):
+        """The backward pass of ``backward``: returns (ddy, dx) and adds parameter gradients.
+
+        ``backward(dy, keep_cache=True)`` computed g = J(x, W)^T dy. For a cotangent ``ddx`` of g
+        (same shape as x), this returns the gradients of ddx . g with respect to dy and x:
+
+            ddy = J ddx                              (a Jacobian-vector product: forward mode)
+            dx  = d(ddx . J^T dy)/dx   (dy fixed)     (None where it is zero: affine and piecewise-
+                                                       linear layers, whose J does not depend on x)
+
+        and adds d(ddx . J^T dy)/dW into ``self.grads`` (if ``requires_grad``). Uses up the cache
+        unless ``keep_cache`` (a ``Chain`` keeps its layers' caches for its second pass).
+        """
+        if not self.has_double_backward:
+            raise NotImplementedError(missing_double_backward(self))
+        state = getattr(self, "_double_cache", None)
+        if self._cache is None or state is None:
+            raise RuntimeError(f"{self}: double_backward needs backward(dy, keep_cache=True) first")
+        (cache, _), (dy, x_shape) = self._cache, state
+        if x_shape is not None and tuple(ddx.shape) != x_shape:
+            raise ValueError(f"{self}: ddx has shape {tuple(ddx.shape)} but the input had shape {x_shape}")
+        self._check_dtype(ddx, "ddx")
+        if not keep_cache:
+            self._cache = self._double_cache = None
+        return self._double_backward(ddx, cache, dy)
+
+    def _double_backward(self, ddx, cache, dy):
+        """Subclasses: (ddy, dx or None) for cotangent ``ddx`` of backward's output (see double_backward)."""
+        raise NotImplementedError
 
     def _param_backward(self, dy, cache):
         """Parameter gradients only; layers whose input gradient costs a matrix product override it."""
         self._backward(dy, cache)
 
     def clear_cache(self):
-        self._cache = None
+        self._cache = self._double_cache = None
         for _, child in self.children():
             child.clear_cache()
 
@@ -212,6 +258,13 @@ class Layer:
 
     def __repr__(self):
         return f"{self.__class__.__name__}()"
+
+
+def missing_double_backward(layer):
+    """The message for a layer used under a gradient penalty without a double backward."""
+    return (f"{layer!r} has no double backward, so it cannot be used under a gradient penalty "
+            f"(WGAN-GP, R1); layers with one: Dense, Maxout, Conv2d, LeakyReLU, ReLU, Tanh, Sigmoid, Dropout, "
+            f"Flatten, Reshape, LayerNorm, Chain (BatchNorm mixes the batch: use LayerNorm or no normalisation)")
 
 
 def format_pattern(pattern):

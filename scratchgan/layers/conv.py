@@ -157,6 +157,14 @@ class Conv2d(Layer):
         dW = dY X^T                   (O, C*kh*kw)
         db = sum over n, h, w of dy   (O,)
         dX = W^T dY,  dx = col2im(dX)   (windows overlapping a pixel add up; padding dropped)
+
+    Double backward (docs/double_backward.md): that backward is linear in W and in dy and does
+    not depend on x. For a cotangent u of dx, with U = im2col(u) (the same windows, strides
+    and padding):
+
+        ddy = W U                  the convolution of u without bias (the JVP)
+        dW += dY U^T               the weight gradient of a convolution of u with upstream dy
+        no x-cotangent
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -194,6 +202,14 @@ class Conv2d(Layer):
     def _param_backward(self, dy, cache):
         X, _ = cache
         self._add_param_grads(as_matrix(dy), X)
+
+    def _double_backward(self, ddx, cache, dy):
+        out_shape = tuple(dy.shape)
+        U = im2col(ddx, self.kernel_size, self.stride, out_shape[2:], self.padding,
+                   out=reuse_buffer(self._scratch, "U", cache[0].shape, ddx))   # the windows of u
+        if self.requires_grad:
+            add_matmul_to_grad(self.grads["weight"], as_matrix(dy), U.T)   # dW += dY U^T
+        return as_nchw(self._weight_matrix() @ U, out_shape), None         # ddy = W U
 
     def _add_param_grads(self, dY, X):
         """dW += dY X^T and db += the row sums of dY, when parameter gradients are on."""

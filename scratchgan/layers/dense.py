@@ -15,6 +15,15 @@ class Dense(Layer):
         dx = dz W            (N, in)
 
     ``Dense(784, 500, tanh)`` reads like Flux's ``Dense(784 => 500, tanh)``.
+
+    Double backward (docs/double_backward.md): the backward is dx = dz W with dz = act'(z) * dy,
+    linear in W and in dy. For a cotangent u of dx (N, in):
+
+        ddz = u W^T              the JVP of the affine map (its linear part: no bias)
+        dW += dz^T u             d(u . dz W)/dW, the second-order term
+        ddy, a_z = the activation's double backward of ddz   (ddy = ddz without activation)
+        a_z, if nonzero (tanh, sigmoid), goes back through the affine map as in backward:
+        dW += a_z^T x,  db += sum_n a_z,  dx = a_z W         (else dx is None: zero)
     """
 
     def __init__(self, in_features, out_features, activation=None, bias=True,
@@ -57,6 +66,29 @@ class Dense(Layer):
                 self.grads["bias"] += dz.sum(axis=0)
         return dz
 
+    def _double_backward(self, ddx, cache, dy):
+        x, act_cache = cache
+        weight = self.params["weight"]
+        ddz = matmul_tall(ddx, weight.T)                 # J u = u W^T
+        if self.activation is None:
+            dz, ddy, a_z = dy, ddz, None
+        else:
+            dz = self.activation._backward(dy, act_cache)
+            ddy, a_z = self.activation._double_backward(ddz, act_cache, dy)
+        if self.requires_grad:
+            add_matmul_to_grad(self.grads["weight"], dz.T, ddx)   # second order: dW += dz^T u
+        if a_z is None:
+            return ddy, None
+        if self.requires_grad:                           # first order, back through the affine map
+            add_matmul_to_grad(self.grads["weight"], a_z.T, x)
+            if "bias" in self.params:
+                self.grads["bias"] += a_z.sum(axis=0)
+        return ddy, matmul_tall(a_z, weight)
+
+    @property
+    def has_double_backward(self):
+        return self.activation is None or self.activation.has_double_backward
+
     def __repr__(self):
         act = f", {self.activation!r}" if self.activation else ""
         return f"Dense({self.in_features} => {self.out_features}{act})"
@@ -71,6 +103,10 @@ class Maxout(Layer):
         dz_{n,o,k} = dy_{n,o} * [k == argmax_k' z_{n,o,k'}]      (ties go to the first piece)
 
     then dW, db and dx follow from dz exactly as in Dense.
+
+    Double backward: dx = dz W is linear in W and in dy, and x only picks the winners (piecewise
+    constant), so for a cotangent u of dx: ddy = the winners' pieces of u W^T (no bias),
+    dW += dz^T u, and no x-cotangent.
     """
 
     def __init__(self, in_features, out_features, pieces, init="glorot_uniform", rng=None):
@@ -97,6 +133,15 @@ class Maxout(Layer):
             add_matmul_to_grad(self.grads["weight"], dz.T, x)
             self.grads["bias"] += dz.sum(axis=0)
         return dz @ self.params["weight"]
+
+    def _double_backward(self, ddx, cache, dy):
+        x, winner = cache
+        xp = backend.get_xp(dy)
+        zu = (ddx @ self.params["weight"].T).reshape(len(ddx), self.out_features, self.pieces)
+        if self.requires_grad:
+            dz = ((xp.arange(self.pieces) == winner[..., None]) * dy[..., None]).reshape(len(dy), -1)
+            add_matmul_to_grad(self.grads["weight"], dz.T, ddx)     # dW += dz^T u
+        return xp.take_along_axis(zu, winner[..., None], axis=2)[..., 0], None
 
     def __repr__(self):
         return f"Maxout({self.in_features} => {self.out_features}, pieces={self.pieces})"

@@ -7,7 +7,8 @@ class Dropout(Layer):
     """In training, y = x * m / (1 - p) with m_i ~ Bernoulli(1 - p); in eval mode, y = x.
 
     Scaling by 1 / (1 - p) at training time keeps E[y] = x, so nothing changes at
-    test time ("inverted" dropout). Backward: dx = dy * m / (1 - p), the same mask.
+    test time ("inverted" dropout). Backward: dx = dy * m / (1 - p), the same mask; its double
+    backward is the same product on the cotangent, ddy = ddx * m / (1 - p), with no x-cotangent.
     Masks come from the global generator (``scratchgan.manual_seed``) or ``rng``.
     """
 
@@ -27,6 +28,9 @@ class Dropout(Layer):
 
     def _backward(self, dy, scaled_mask):
         return dy if scaled_mask is None else dy * scaled_mask
+
+    def _double_backward(self, ddx, scaled_mask, dy):
+        return self._backward(ddx, scaled_mask), None
 
     def __repr__(self):
         return f"Dropout({self.p})"

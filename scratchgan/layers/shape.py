@@ -27,6 +27,10 @@ class Reshape(Layer):
     def _backward(self, dy, x_shape):
         return dy.reshape(x_shape)
 
+    def _double_backward(self, ddx, x_shape, dy):
+        """The backward is linear with a constant Jacobian: ddy = ddx reshaped as y, no x-cotangent."""
+        return ddx.reshape(dy.shape), None
+
     def __repr__(self):
         return f"Reshape{self.shape}"
 
@@ -39,6 +43,10 @@ class Flatten(Layer):
 
     def _backward(self, dy, x_shape):
         return dy.reshape(x_shape)
+
+    def _double_backward(self, ddx, x_shape, dy):
+        """As Reshape's: ddy = ddx flattened, no x-cotangent."""
+        return ddx.reshape(dy.shape), None
 
     def __repr__(self):
         return "Flatten()"

@@ -17,5 +17,6 @@ from .curves import moving_average, save_accuracy_plot, save_curve_panels, save_
 from .history import read_history_csv, write_history_csv
 from .images import image_grid, save_grid, save_image_strips, save_progress, save_progress_gif, save_side_by_side
 from .quiz import save_spot_the_fake, spot_the_fake
+from .curves import loss_per_epoch, save_loss_vs_frechet, tracked_loss   # Wasserstein GANs (issue 17)
 
 __all__ = [*images.__all__, *curves.__all__, *quiz.__all__, *history.__all__]

@@ -198,3 +198,52 @@ def save_curve_panels(path, panels, smooth=0, log_panels=(), title=None, ncols=2
     return _save_figure(path, fig)
 
 
+
+
+# -- Wasserstein GANs (issue 17): does the loss track sample quality? -----------------------------------
+
+def tracked_loss(history):
+    """(key, label) of the loss a run's quality should be read from: the critic's Wasserstein
+    estimate where the history has one, else D's loss."""
+    if "wasserstein" in history:
+        return "wasserstein", "critic's Wasserstein estimate, mean D(x) - mean D(G(z))"
+    return "d_loss", "D loss"
+
+
+def loss_per_epoch(history, key, steps_per_epoch):
+    """The mean of history[key] over each complete epoch of ``steps_per_epoch`` steps (NaN skipped)."""
+    values = series(history[key], f"history[{key!r}]")
+    epochs = len(values) // positive_int(steps_per_epoch, "steps_per_epoch")
+    rows = values[:epochs * steps_per_epoch].reshape(epochs, steps_per_epoch)
+    with np.errstate(invalid="ignore"):
+        return np.array([np.nanmean(row) if np.isfinite(row).any() else np.nan for row in rows])
+
+
+def save_loss_vs_frechet(path, history, epoch_metrics, title=None):
+    """D's loss (or a critic's Wasserstein estimate) per step and per epoch, beside the per-epoch Fréchet
+    distance on a second axis: the WGAN paper's claim is that its estimate falls as samples improve,
+    where the standard GAN's D loss says nothing about them. ``history`` as ``history_for_plots``
+    gives it (with "epoch"); ``epoch_metrics``: rows with "epoch" and "frechet_distance"."""
+    key, label = tracked_loss(history)
+    columns = _history_columns(history, (key, "epoch"))
+    rows = [m for m in epoch_metrics if np.isfinite(m.get("frechet_distance", np.nan))]
+    if not rows:
+        raise ValueError("epoch_metrics has no Fréchet distance to plot")
+    fig, ax = _new_axes()
+    ax.plot(columns["epoch"], columns[key], color=CURVE_COLORS[0], alpha=0.2, linewidth=0.6)
+    ax.plot(columns["epoch"], moving_average(columns[key], 50), color=CURVE_COLORS[0], linewidth=1.8,
+            label=f"{label} (mean of last 50 steps)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(label.split(",")[0], color=CURVE_COLORS[0])
+    ax.grid(alpha=0.3)
+    right = ax.twinx()
+    right.plot([m["epoch"] for m in rows], [m["frechet_distance"] for m in rows], color=CURVE_COLORS[3],
+               marker="o", markersize=3, linewidth=1.5, label="Fréchet distance (per epoch; lower is better)")
+    right.set_ylabel("Fréchet distance", color=CURVE_COLORS[3])
+    lines = ax.get_legend_handles_labels(), right.get_legend_handles_labels()
+    ax.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="upper right", fontsize="small")
+    ax.set_title(title or f"Does the {label.split(',')[0]} track sample quality?")
+    return _save_figure(path, fig)
+
+
+__all__ += ["save_loss_vs_frechet", "tracked_loss", "loss_per_epoch"]

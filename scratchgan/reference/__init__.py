@@ -26,6 +26,14 @@ from .losses import bce_with_logits, binary_cross_entropy, l1, mse, softmax_cros
 from .norm import batchnorm_backward, batchnorm_forward
 from .optim import adam_step, sgd_step
 from .shape import flatten_backward, flatten_forward, reshape_backward, reshape_forward
+# -- Wasserstein GANs (issue 17): LayerNorm, and the double backward behind gradient penalties
+from .double_backward import (affine_double_backward, chain_double_backward, conv2d_double_backward,
+                              dropout_double_backward, flatten_double_backward, gradient_penalty,
+                              leaky_relu_double_backward, maxout_double_backward, r1_penalty,
+                              relu_double_backward, reshape_double_backward, sigmoid_double_backward,
+                              tanh_double_backward)
+from .layernorm import layernorm_backward, layernorm_double_backward, layernorm_forward
+from .optim import rmsprop_step
 
 __all__ = [
     "affine_forward", "affine_backward", "maxout_forward", "maxout_backward",
@@ -40,4 +48,10 @@ __all__ = [
     "binary_cross_entropy", "two_class_cross_entropy", "bce_with_logits", "softmax_cross_entropy",
     "mse", "l1",
     "sgd_step", "adam_step",
+]
+__all__ += [   # Wasserstein GANs (issue 17)
+    "layernorm_forward", "layernorm_backward", "layernorm_double_backward",
+    "affine_double_backward", "maxout_double_backward", "dropout_double_backward", "relu_double_backward", "leaky_relu_double_backward", "tanh_double_backward",
+    "sigmoid_double_backward", "reshape_double_backward", "flatten_double_backward", "conv2d_double_backward",
+    "chain_double_backward", "gradient_penalty", "r1_penalty", "rmsprop_step",
 ]

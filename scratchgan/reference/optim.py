@@ -44,3 +44,33 @@ def adam_step(w, dw, config):
     next_w = w - lr * m_hat / (v_hat ** 0.5 + eps)
     config.update(t=t, m=m, v=v)
     return next_w, config
+
+
+def rmsprop_step(w, dw, config):
+    """RMSprop as PyTorch's torch.optim.RMSprop:
+
+        g = dw + weight_decay w
+        v <- alpha v + (1 - alpha) g^2                       (v starts at 0; no bias correction)
+        centered: m <- alpha m + (1 - alpha) g,  v_tilde = v - m^2   (else v_tilde = v)
+        d = sqrt(v_tilde) + eps                              (eps outside the square root)
+        momentum > 0: b <- momentum b + g / d,  w <- w - lr b;   else w <- w - lr g / d
+
+    config: lr (default 1e-2), alpha (0.99), eps (1e-8), momentum (0), centered (False),
+    weight_decay (0); state: v, m, b.
+    """
+    lr, alpha, eps = config.get("lr", 1e-2), config.get("alpha", 0.99), config.get("eps", 1e-8)
+    momentum, decay = config.get("momentum", 0.0), config.get("weight_decay", 0.0)
+    g = dw + decay * w
+    v = alpha * config.get("v", 0 * w) + (1 - alpha) * g ** 2
+    config["v"] = v
+    v_tilde = v
+    if config.get("centered", False):
+        m = alpha * config.get("m", 0 * w) + (1 - alpha) * g
+        config["m"] = m
+        v_tilde = v - m ** 2
+    step = g / (v_tilde ** 0.5 + eps)
+    if momentum > 0:
+        step = momentum * config.get("b", 0 * w) + step
+        config["b"] = step
+    next_w = w - lr * step
+    return next_w, config

@@ -21,6 +21,7 @@ IMAGES = {
     "samples.png": "a final grid of 64 samples",
     "class_grid.png": "one row per class (conditional model)",
     "class_progress.gif": "the class grid after every epoch (conditional model)",
+    "loss_vs_frechet.png": "D's loss, or a critic's Wasserstein estimate, beside the per-epoch Fréchet distance",
 }
 MAX_POINTS = 1000  # at most this many points per curve on the page; longer histories are bucket means
 FINGERPRINT_KEYS = ("data", "dataset_fingerprint", "fingerprint")  # "data": what gan/run.py records
@@ -99,6 +100,9 @@ def read_run(path, name=None):
     summary_current = summary is not None and (
         ckpt is None or summary.get("d_steps") == ckpt.get("trainer", {}).get("d_steps"))
     finished = summary_current and (planned is None or epochs_done >= planned)
+    planned_g = info.get("options", {}).get("g_steps")   # --g-steps N: the run's length in generator updates
+    if planned_g:
+        finished = summary_current and _g_steps_done(ckpt, summary) >= planned_g
     run = Run(path, name or path.name, info, summary, ckpt, history, metrics, evaluation, images,
               epochs_done, finished)
     run.notes.extend(_notes(run, summary_current))
@@ -116,7 +120,11 @@ def _run_info(path, summary, ckpt):
 def _notes(run, summary_current):
     notes = []
     planned = run.options.get("epochs")
-    if not run.finished:
+    planned_g = run.options.get("g_steps")
+    if not run.finished and planned_g:
+        notes.append(f"This run has not finished: {_g_steps_done(run.checkpoint_meta, run.summary)} of "
+                     f"{planned_g} generator updates done (--g-steps; `scratchgan train --resume` continues it).")
+    elif not run.finished:
         notes.append(f"This run has not finished: {run.epochs_done} of {planned} epochs done "
                      f"(in progress, or stopped; `scratchgan train --resume` continues it). "
                      + ("summary.json is from an earlier end of the run." if run.summary is not None
@@ -129,6 +137,11 @@ def _notes(run, summary_current):
     if run.evaluation is None and run.finished:
         notes.append("No evaluation.json: this run was not evaluated after training.")
     return notes
+
+
+def _g_steps_done(checkpoint_meta, summary):
+    """Generator updates made: the checkpoint's count, else summary.json's."""
+    return ((checkpoint_meta or {}).get("trainer", {}).get("g_steps") or (summary or {}).get("g_steps") or 0)
 
 
 def _read_json(path):
