@@ -9,5 +9,6 @@ from .optim import SGD, Adam
 # -- Wasserstein GANs (issue 17)
 from .layers import LayerNorm
 from .optim import RMSprop
+from .layers import InstanceNorm, PixelShuffle, PReLU, ReflectionPad2d, Residual, Upsample  # image-to-image (issue 20)
 
 __version__ = "0.1.0"

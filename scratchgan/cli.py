@@ -37,16 +37,20 @@ def cmd_train(args):
                     eval_samples=args.eval_samples)
     xp_for(args.device)  # DeviceError now, not after loading the data
     # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
-    _, checkpoint, recipe, _ = prepare_run(args.recipe, out, **run_args, **options)
-    dataset, image_size, channels = _data_options(args, checkpoint)
-    default_size = 64 if dataset.lower().startswith("folder:") else 28
-    recipe.check_image_size(default_size if image_size is None else image_size)  # before loading the data
-    images, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
-                                   quiet=args.quiet, with_identity=True)
+    _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options)
+    loader = getattr(recipe.family, "load_training_data", None)   # image-to-image families read their own data
+    if loader is not None:
+        images, identity, dataset = _family_data(args, recipe, checkpoint, full_options, loader)
+    else:
+        dataset, image_size, channels = _data_options(args, checkpoint)
+        default_size = 64 if dataset.lower().startswith("folder:") else 28
+        recipe.check_image_size(default_size if image_size is None else image_size)  # before loading the data
+        images, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size, channels=channels,
+                                       quiet=args.quiet, with_identity=True)
     try:
         train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
                   data_dir=args.data_dir, data_identity=identity, **run_args, **options)
-        if not args.no_report:
+        if not args.no_report and recipe.family is None:   # the report reads noise-to-image runs
             from .report import write_run_report
             write_run_report(out, data_dir=args.data_dir, images=images, quiet=args.quiet)
     except Interrupted as e:
@@ -76,6 +80,22 @@ def _data_options(args, checkpoint):
     if changed:
         raise RunError(f"cannot change the data when resuming: {', '.join(changed)}; leave them out")
     return recorded["dataset"], recorded["image_size"], recorded["channels"]
+
+
+def _family_data(args, recipe, checkpoint, options, load):
+    """(images, identity, dataset) of an image-to-image family (cyclegan: --dataset-a/-b are options);
+    --dataset and --channels do not apply, --image-size is checked first and kept on resume."""
+    from .gan.run import RunError
+    if args.dataset is not None or args.channels is not None:
+        raise ValueError(f"{recipe.name} reads its data from its own options "
+                         f"({', '.join(k for k in ('dataset_a', 'dataset_b') if k in options) or 'MNIST'}); "
+                         f"--dataset and --channels do not apply")
+    recorded = checkpoint.meta["image_shape"][1] if checkpoint is not None else None
+    if recorded is not None and args.image_size not in (None, recorded):
+        raise RunError(f"cannot change the data when resuming: --image-size {args.image_size} (the run has {recorded})")
+    size = recorded or args.image_size or recipe.image_sizes[0]
+    recipe.check_image_size(size)
+    return load(options, args.data_dir, size, args.quiet)
 
 
 def canonical_dataset(spec):
@@ -138,7 +158,6 @@ OPTION_FLAGS = {
     # -- Wasserstein GANs (issue 17) and run length in generator updates
     "g_steps": (int, "train until N generator updates have been made (across epochs; replaces --epochs; "
                      "raise it with --resume to continue)"),
-    "beta1": (float, "dcgan, wgan-gp: Adam's beta1"),
     "beta2": (float, "wgan-gp: Adam's beta2"),
     "gp": (float, "gradient penalty weight lambda (wgan-gp 10; goodfellow2014; dcgan with --d-norm layernorm "
                   "or none)"),
@@ -148,6 +167,20 @@ OPTION_FLAGS = {
     "d_norm": (str, "dcgan, wgan*: normalisation in D: batchnorm (dcgan), layernorm or none (wgan*)"),
     "g_norm": (str, "wgan*: normalisation in G: batchnorm (default), layernorm or none"),
     "arch": (str, "wgan*: dcgan (DCGAN-28 models, default) or mlp (the tutorial's MLPs, a critic head)"),
+    # image-to-image recipes (issue 20)
+    "beta1": (float, "dcgan, wgan-gp, srresnet, srgan, cyclegan: Adam's beta1"),
+    "n_blocks": (int, "residual blocks: srresnet/srgan (default 4), cyclegan (default 1)"),
+    "width": (int, "srresnet/srgan: feature channels of the generator (default 64)"),
+    "adversarial_weight": (float, "srgan: weight of the adversarial loss (default 1e-3)"),
+    "content_layer": (str, "srgan: classifier layer of the content loss: conv1, conv2 (default) or features"),
+    "init_from": (str, "srgan: start G from this srresnet checkpoint.npz (the paper's protocol)"),
+    "dataset_a": (str, "cyclegan: domain A, emoji-google (default), emoji-twitter or folder:PATH"),
+    "dataset_b": (str, "cyclegan: domain B, emoji-twitter (default), emoji-google or folder:PATH"),
+    "decoder": (str, "cyclegan: transposed (default: ConvTranspose2d) or upsample (nearest Upsample + Conv2d)"),
+    "lambda_cycle": (float, "cyclegan: weight of the cycle-consistency L1 (default 10)"),
+    "lambda_identity": (float, "cyclegan: weight of the identity L1, times lambda_cycle (default 0: off)"),
+    "pool_size": (int, "cyclegan: generated images kept for the critics (default 50; 0: none)"),
+    "decay_epochs": (int, "cyclegan: last epochs over which the learning rate falls to 0 (default: half)"),
 }
 
 
@@ -256,6 +289,8 @@ def build_parser():
     add_evaluation_commands(sub)
     from .bench import add_commands as add_bench_commands
     add_bench_commands(sub)
+    from .gan.translate import add_commands as add_image_to_image_commands   # translate, upscale (issue 20)
+    add_image_to_image_commands(sub)
     return parser
 
 

@@ -137,6 +137,67 @@ def layer_cases():
         Case("Flatten", "2x3x4x5", _simple(L.Flatten, lambda: _normal(2, 3, 4, 5))),
         Case("Chain", "Conv-BN-LeakyReLU-Flatten-Dense(tanh)-Dense(sigmoid)", _chain()),
         *layernorm_cases(),   # Wasserstein GANs (issue 17)
+        *image_to_image_cases(),
+    ]
+
+
+# -- image-to-image layers (issue 20) ---------------------------------------------------------
+def _instancenorm(x_shape, affine):
+    def build():
+        layer = _f64(L.InstanceNorm(x_shape[1], affine=affine))
+        if affine:
+            layer.params["weight"][...] = 1 + 0.5 * _normal(x_shape[1], seed=2)
+            layer.params["bias"][...] = _normal(x_shape[1], seed=3)
+        return layer, 3 * _normal(*x_shape) + 1, True
+    return build
+
+
+def _prelu(x_shape, num_parameters):
+    def build():
+        layer = _f64(L.PReLU(num_parameters))
+        layer.params["weight"][...] = 0.25 + 0.2 * _normal(num_parameters, seed=2)
+        return layer, _off_kink(*x_shape), True
+    return build
+
+
+def _residual(x_shape, cyclegan_block):
+    c, rng = x_shape[1], RNG(0)
+    # convolutions before a norm have no bias: the norm removes it, so its gradient is exactly 0
+    if cyclegan_block:   # CycleGAN's: pad, conv, norm, ReLU, pad, conv, norm
+        body = L.Chain(L.ReflectionPad2d(1), L.Conv2d(c, c, 3, bias=False, rng=rng), L.InstanceNorm(c), L.ReLU(),
+                       L.ReflectionPad2d(1), L.Conv2d(c, c, 3, bias=False, rng=rng), L.InstanceNorm(c, affine=True))
+    else:                # SRResNet's: conv, BN, PReLU, conv, BN (tanh in place of PReLU: no kink)
+        body = L.Chain(L.Conv2d(c, c, 3, padding=1, bias=False, rng=rng), L.BatchNorm(c), L.Tanh(),
+                       L.Conv2d(c, c, 3, padding=1, bias=False, rng=rng), L.BatchNorm(c))
+    return lambda: (_f64(L.Residual(body)), _normal(*x_shape), True)
+
+
+def image_to_image_cases():
+    return [
+        Case("InstanceNorm", "affine, 2x3x4x5", _instancenorm((2, 3, 4, 5), True)),
+        Case("InstanceNorm", "no affine, batch 1, 1x2x3x3", _instancenorm((1, 2, 3, 3), False)),
+        Case("InstanceNorm", "affine, odd sizes, 3x1x5x3", _instancenorm((3, 1, 5, 3), True)),
+        Case("InstanceNorm", "no affine, 1x2 pixels, 2x4x1x2", _instancenorm((2, 4, 1, 2), False)),
+        Case("Residual", "CycleGAN block (pad-conv-IN-ReLU-pad-conv-IN), 2x3x5x4", _residual((2, 3, 5, 4), True)),
+        Case("Residual", "SRResNet block (conv-BN-tanh-conv-BN), batch 1, 1x2x3x5", _residual((1, 2, 3, 5), False)),
+        Case("ReflectionPad2d", "1, 2x3x4x5", _simple(lambda: L.ReflectionPad2d(1), lambda: _normal(2, 3, 4, 5))),
+        Case("ReflectionPad2d", "(1, 2, 3, 0), batch 1, 1x2x5x3",
+             _simple(lambda: L.ReflectionPad2d((1, 2, 3, 0)), lambda: _normal(1, 2, 5, 3))),
+        Case("ReflectionPad2d", "3 on 4x4 (widest allowed), 2x1x4x4",
+             _simple(lambda: L.ReflectionPad2d(3), lambda: _normal(2, 1, 4, 4))),
+        Case("Upsample", "nearest x2, 2x3x4x5", _simple(lambda: L.Upsample(2), lambda: _normal(2, 3, 4, 5))),
+        Case("Upsample", "nearest x(3, 1), batch 1, 1x2x3x5",
+             _simple(lambda: L.Upsample((3, 1)), lambda: _normal(1, 2, 3, 5))),
+        Case("Upsample", "bilinear x2, 2x3x4x5", _simple(lambda: L.Upsample(2, "bilinear"), lambda: _normal(2, 3, 4, 5))),
+        Case("Upsample", "bilinear x(3, 2), batch 1, 1x2x3x5",
+             _simple(lambda: L.Upsample((3, 2), "bilinear"), lambda: _normal(1, 2, 3, 5))),
+        Case("Upsample", "bilinear x4 align_corners, 2x1x3x2",
+             _simple(lambda: L.Upsample(4, "bilinear", align_corners=True), lambda: _normal(2, 1, 3, 2))),
+        Case("PixelShuffle", "r 2, 2x8x3x5", _simple(lambda: L.PixelShuffle(2), lambda: _normal(2, 8, 3, 5))),
+        Case("PixelShuffle", "r 3, batch 1, 1x9x2x3", _simple(lambda: L.PixelShuffle(3), lambda: _normal(1, 9, 2, 3))),
+        Case("PReLU", "one slope, 4x5", _prelu((4, 5), 1)),
+        Case("PReLU", "a slope per channel, 2x3x4x4", _prelu((2, 3, 4, 4), 3)),
+        Case("PReLU", "a slope per channel, batch 1, 1x5x3x1", _prelu((1, 5, 3, 1), 5)),
     ]
 
 
@@ -238,6 +299,9 @@ def reference_of(layer, train=True, mask=None, seed=0):
                 masks.append(R.dropout_mask(x.shape, layer.p, np.random.default_rng(seed)))
             return R.dropout_forward(x, layer.p, masks[0] if train else None, train)
         return _bind(dropout, R.dropout_backward, {})
+    image_to_image = _image_to_image_reference(layer, params, train, seed)
+    if image_to_image is not None:
+        return image_to_image
     options = {L.LeakyReLU: lambda: {"alpha": layer.alpha}, L.Softmax: lambda: {"axis": layer.axis},
                L.Reshape: lambda: {"shape": layer.shape}}
     pairs = {L.ReLU: (R.relu_forward, R.relu_backward), L.LeakyReLU: (R.leaky_relu_forward, R.leaky_relu_backward),
@@ -247,6 +311,34 @@ def reference_of(layer, train=True, mask=None, seed=0):
     if type(layer) not in pairs:
         raise TypeError(f"no reference function for {layer!r}")
     return _bind(*pairs[type(layer)], params, **options.get(type(layer), dict)())
+
+
+def _image_to_image_reference(layer, params, train, seed):
+    """reference_of for the image-to-image layers (issue 20), None for any other layer."""
+    if isinstance(layer, L.Residual):
+        forward, backward, body_params = reference_of(layer.body, train, seed=seed)
+
+        def residual(x):
+            return R.residual_forward(x, (forward, backward))
+
+        def residual_backward(dout, cache):
+            dx, grads = R.residual_backward(dout, cache)
+            return dx, {f"body.{name}": grad for name, grad in grads.items()}
+        return residual, residual_backward, {f"body.{name}": array for name, array in body_params.items()}
+    if isinstance(layer, L.InstanceNorm):
+        return _bind(R.instancenorm_forward, R.instancenorm_backward, params, eps=layer.eps)
+    if isinstance(layer, L.PReLU):
+        return _bind(R.prelu_forward, R.prelu_backward, params)
+    if isinstance(layer, L.ReflectionPad2d):
+        return _bind(R.reflection_pad_forward, R.reflection_pad_backward, params, padding=layer.padding)
+    if isinstance(layer, L.PixelShuffle):
+        return _bind(R.pixel_shuffle_forward, R.pixel_shuffle_backward, params, r=layer.upscale_factor)
+    if isinstance(layer, L.Upsample) and layer.mode == "nearest":
+        return _bind(R.upsample_nearest_forward, R.upsample_nearest_backward, params, scale=layer.scale_factor)
+    if isinstance(layer, L.Upsample):
+        return _bind(R.upsample_bilinear_forward, R.upsample_bilinear_backward, params, scale=layer.scale_factor,
+                     align_corners=layer.align_corners)
+    return None
 
 
 def _bind(forward, backward, params, **options):

@@ -96,6 +96,13 @@ def cmd_evaluate(args):
     check_seed(args.seed)
     if args.json:
         check_writable_file(args.json)  # before the work
+    from ..gan.translate import evaluate_checkpoint   # cyclegan, srresnet, srgan checkpoints (issue 20)
+    rows = evaluate_checkpoint(args)
+    if rows is not None:
+        if args.json:
+            write_json(args.json, rows)
+            print(f"wrote {args.json}")
+        return 0
     dataset, notes = dataset_to_evaluate(args.samples, args.dataset)
     if args.dataset is None and Path(args.samples).suffix != ".npz":
         notes.append(f"note: scored as {dataset} samples (the default; pass --dataset for another dataset)")

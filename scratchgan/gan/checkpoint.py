@@ -19,6 +19,7 @@ import numpy as np
 
 from .. import backend
 from ..fileio import atomic_write
+from ..layers import Layer
 
 FORMAT_VERSION = 1
 
@@ -27,16 +28,26 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model."""
 
 
+def checkpoint_parts(setup):
+    """{prefix: model or optimizer} to save: a recipe Setup's G, D and their optimizers, or such a dict as given
+    (an image-to-image run's four networks, say)."""
+    if isinstance(setup, dict):
+        return setup
+    return {"G": setup.G, "D": setup.D, "opt_g": setup.opt_g, "opt_d": setup.opt_d}
+
+
 def save_checkpoint(path, meta, setup, trainer, progress):
-    """Write G, D, both optimizers, the trainer's history and ``meta`` (a JSON-able dict)."""
+    """Write the models and optimizers of ``setup`` (a Setup: G, D, opt_g, opt_d; or a dict {prefix: part}),
+    the trainer's history (and extensions' states, fixed noise if it has them) and ``meta`` (a JSON-able dict)."""
     arrays = {}
-    for prefix, state in (("G/", setup.G.state_dict()), ("D/", setup.D.state_dict()),
-                          ("opt_g/", setup.opt_g.state_dict()), ("opt_d/", setup.opt_d.state_dict())):
-        arrays.update({prefix + k: v for k, v in state.items()})
+    for prefix, part in checkpoint_parts(setup).items():
+        arrays.update({f"{prefix}/{k}": v for k, v in part.state_dict().items()})
     trainer_state = trainer.state_dict()
     arrays.update({f"history/{k}": np.asarray(v, dtype=np.float64) for k, v in trainer_state.pop("history").items()})
-    arrays.update({f"ext/{k}": backend.asnumpy(v) for k, v in trainer.extension_arrays().items()})
-    arrays["fixed_noise"] = backend.asnumpy(trainer.fixed_noise)
+    if hasattr(trainer, "extension_arrays"):
+        arrays.update({f"ext/{k}": backend.asnumpy(v) for k, v in trainer.extension_arrays().items()})
+    if getattr(trainer, "fixed_noise", None) is not None:
+        arrays["fixed_noise"] = backend.asnumpy(trainer.fixed_noise)
     arrays["progress"] = np.asarray(progress, dtype=np.float32)
     meta = {**meta, "format": FORMAT_VERSION, "trainer": trainer_state,
             "global_rng": backend.global_rng().state_dict()}
@@ -63,20 +74,27 @@ class Checkpoint:
     def part(self, prefix):
         return {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
 
-    def load_generator(self, G):
-        self._load(G, "G/")
+    def load_generator(self, G, prefix="G"):
+        """Load the model saved under ``prefix`` (the generator by default) into ``G``."""
+        self._load(G, f"{prefix}/")
 
     def restore(self, setup, trainer):
-        """Put models, optimizers, trainer counters, history and random generators back."""
-        self._load(setup.G, "G/")
-        self._load(setup.D, "D/")
+        """Put models, optimizers (of a Setup, or a dict {prefix: part}), trainer counters, history and
+        random generators back."""
+        parts = checkpoint_parts(setup)
+        models = {prefix: part for prefix, part in parts.items() if isinstance(part, Layer)}
+        for prefix, model in models.items():
+            self._load(model, f"{prefix}/")
         try:
-            setup.opt_g.load_state_dict(self.part("opt_g/"))
-            setup.opt_d.load_state_dict(self.part("opt_d/"))
+            for prefix, part in parts.items():
+                if prefix not in models:
+                    part.load_state_dict(self.part(f"{prefix}/"))
             history = {k: v.tolist() for k, v in self.part("history/").items()}
             trainer.load_state_dict({**self.meta["trainer"], "history": history})
-            trainer.load_extension_arrays(self.part("ext/"))
-            trainer.fixed_noise = backend.to_device(self.arrays["fixed_noise"], trainer.device)
+            if hasattr(trainer, "load_extension_arrays"):
+                trainer.load_extension_arrays(self.part("ext/"))
+            if "fixed_noise" in self.arrays:
+                trainer.fixed_noise = backend.to_device(self.arrays["fixed_noise"], trainer.device)
             backend.global_rng().load_state_dict(self.meta["global_rng"])
         except (KeyError, ValueError, TypeError) as e:
             raise CheckpointError(f"checkpoint {self.path} cannot be resumed: its training state is "

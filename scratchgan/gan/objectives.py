@@ -150,3 +150,34 @@ class CrossEntropyGame:
 
     def stats(self, score_real, score_fake):
         return [score_real.mean(), score_fake.mean(), d_accuracy(score_real, True), d_accuracy(score_fake, False)]
+
+
+# -- least squares (issue 20) -----------------------------------------------------------------
+class LeastSquaresGame:
+    """LSGAN (Mao et al. 2017): D regresses its raw output onto 1 for real and 0 for fake samples,
+    G pushes D's output on its fakes toward 1, all in squared error (any output shape, e.g. a
+    PatchGAN's map of scores: every entry is one regression target):
+
+        D loss = 1/2 mean (D(x) - 1)^2 + 1/2 mean D(G(z))^2,      G loss = mean (D(G(z)) - 1)^2
+
+    scaled as CycleGAN's implementation does (the D loss halved, so D learns at half G's rate).
+    Unlike the cross-entropy game, a fake on the right side of the boundary but far from the
+    real targets is still penalised, so G gets gradients that do not vanish when D is confident.
+    The history records D's mean output on each batch (``d_real``, ``d_fake``; 1 and 0 are the targets).
+    """
+
+    stat_keys = ("d_real", "d_fake")
+
+    def d_loss(self, out, is_real, labels=None, rng=None):
+        value, grad = losses.mse(out, 1.0 if is_real else 0.0)
+        half = out.dtype.type(0.5)
+        return value * half, grad * half
+
+    def g_loss(self, out, labels=None):
+        return losses.mse(out, 1.0)
+
+    def score(self, out):
+        return out.reshape(len(out), -1).mean(axis=1)
+
+    def stats(self, score_real, score_fake):
+        return [score_real.mean(), score_fake.mean()]

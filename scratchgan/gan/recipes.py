@@ -53,6 +53,7 @@ class Recipe:
     image_sizes: tuple = ()  # the square sizes it builds models for; () for any
     checks: dict = field(default_factory=dict)  # checks of its own options, beside OPTION_CHECKS
     check_together: Callable = None  # options -> None, or ValueError for options that do not go together
+    family: Callable = None  # how a run trains it (run.py's protocol); None: a noise-to-image GAN (run.GANRun)
 
     def check_image_size(self, size):
         """ValueError unless this recipe can train on size x size images (checked before loading data)."""
@@ -286,6 +287,11 @@ RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
 # -- Wasserstein GANs (issue 17): wgan, wgan-gp, wgan-gp-paper
 from .wasserstein import recipes as _wasserstein_recipes  # noqa: E402  (it imports this module lazily)
 RECIPES.update({r.name: r for r in _wasserstein_recipes()})
+
+# -- image-to-image families (issue 20) ------------------------------------------------------
+from .cyclegan import CYCLEGAN  # noqa: E402 (they build on this module)
+from .srgan import SRGAN, SRRESNET  # noqa: E402
+RECIPES.update({r.name: r for r in (CYCLEGAN, SRRESNET, SRGAN)})
 
 
 def get_recipe(name):

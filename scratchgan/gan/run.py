@@ -81,20 +81,16 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     ckpt_path = out / CHECKPOINT
     if checkpoint is not None:
         _check_same_data(checkpoint, images)
-    remove_stale_temporaries(out, RUN_FILES)
-    image_shape = tuple(images.shape[1:])
+    remove_stale_temporaries(out, RUN_FILES + tuple((recipe.family or GANRun).files))
+    image_shape = image_shape_of(images)
     backend.manual_seed(options["seed"])
-    setup = recipe.setup(options, image_shape)
-    setup.G.to(device)
-    setup.D.to(device)
-    data = setup.preprocess(images)
-    loader = BatchLoader(data, options["batch_size"], shuffle=True, drop_last=True, seed=options["seed"],
-                         device=device)
-    trainer = GANTrainer.from_setup(setup, device)
-    progress = [_progress_row(trainer, setup)]
+    family = (recipe.family or GANRun)(recipe, options, images, device)
+    trainer, loader = family.trainer, family.loader
+    evaluator = family.evaluator(dataset, data_dir, quiet) if evaluate else None   # may fix the progress inputs
+    progress = [family.progress_row()]
     epoch, epoch_metrics, epoch_seconds = 0, [], []
     if checkpoint is not None:
-        checkpoint.restore(setup, trainer)
+        family.restore(checkpoint)
         try:
             loader.load_state_dict(checkpoint.meta["loader"])
         except (KeyError, TypeError, ValueError) as e:
@@ -102,16 +98,15 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
         progress, epoch = checkpoint.progress(), checkpoint.meta["epoch"]
         epoch_metrics = checkpoint.meta.get("epoch_metrics", [])
         epoch_seconds = checkpoint.meta.get("epoch_seconds", [])
-    evaluator = RunEvaluator.create(dataset, data_dir, images, quiet) if evaluate else None
     recorded = checkpoint.meta.get("data") if checkpoint is not None else None
     meta = {"recipe": recipe.name, "options": options, "image_shape": list(image_shape), "dataset": dataset,
             "data": recorded or data_record(images, data_identity),
             "device": device, "epoch_seconds": epoch_seconds}  # training seconds of each epoch, for the report
 
     def save(epoch_done):
-        _check_finite_weights(setup, trainer)
+        _check_finite_models(family.models(), trainer)
         state = {**meta, "epoch": epoch_done, "loader": loader.state_dict(), "epoch_metrics": epoch_metrics}
-        save_checkpoint(ckpt_path, state, setup, trainer, progress)
+        save_checkpoint(ckpt_path, state, family.parts(), trainer, progress)
 
     try:
         with _stop_requests() as stop_signal:
@@ -121,16 +116,16 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                 if not _train_epoch(trainer, loader, epoch, _planned(options), quiet, callback, stop_signal, save,
                                     g_steps):
                     save(epoch)   # N generator updates reached mid-epoch: the loader's state says where
-                    _write_epoch_outputs(out, trainer, progress, len(loader), epoch_metrics)
+                    family.write_epoch_outputs(out, progress, len(loader), epoch_metrics)
                     break
                 epoch_seconds.append(round(time.perf_counter() - started, 3))
                 epoch += 1
-                _check_finite_weights(setup, trainer)
-                progress.append(_progress_row(trainer, setup))
+                _check_finite_models(family.models(), trainer)
+                progress.append(family.progress_row())
                 if evaluator is not None:
-                    evaluator = _evaluate_epoch(evaluator, trainer, setup, epoch, epoch_metrics, out, quiet)
+                    evaluator = _evaluate_epoch(evaluator, family, epoch, epoch_metrics, out, quiet)
                 save(epoch)
-                _write_epoch_outputs(out, trainer, progress, len(loader), epoch_metrics)
+                family.write_epoch_outputs(out, progress, len(loader), epoch_metrics)
                 if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
                     raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
                                       f"checkpoint saved after step {trainer.d_steps}", stop_signal())
@@ -139,13 +134,77 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                     if stop_signal():  # arrived since the last check
                         _final_stop_handler(epoch)(stop_signal(), None)
                     _unlink(out / EVALUATION)  # never leave an earlier evaluation beside newer results
-                    summary = write_final_outputs(out, trainer, setup, data, options, meta)
+                    summary = family.write_final_outputs(out, options, meta)
                     if evaluator is not None:
-                        _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, eval_samples,
-                                                epoch)
+                        _write_final_evaluation(out, evaluator, family, summary, quiet, eval_samples, epoch)
     except DivergenceError as e:
         raise DivergenceError(f"{e}. {describe_checkpoint(ckpt_path)}") from None
     return trainer
+
+
+class GANRun:
+    """What ``train_run`` asks of a model family, for the noise-to-image GANs of ``GANTrainer``.
+
+    A family (a recipe's ``family``; this class when it names none) is built as
+    ``family(recipe, options, images, device)`` after the global seed is set, and offers:
+
+    - ``trainer``: ``train_step(batch)``, ``history`` (with "d_loss" and/or "g_loss"), ``last(key)``,
+      ``flush()``, ``d_steps`` (steps done), ``state_dict()``/``load_state_dict()``;
+    - ``loader``: the BatchLoader the run iterates (its state is saved in checkpoints);
+    - ``models()``: {name: model} checked for finite weights before every save;
+    - ``parts()``: {checkpoint prefix: models and optimizers} saved and restored by prefix;
+    - ``restore(checkpoint)``, ``progress_row()`` (fixed inputs' images after each epoch);
+    - ``evaluator(dataset, data_dir, quiet)``: per-epoch and final metrics, or None;
+    - ``write_epoch_outputs(out, progress, steps_per_epoch, epoch_metrics)`` and
+      ``write_final_outputs(out, options, meta) -> summary``; ``files``: the extra files it writes.
+
+    The image-to-image families (cyclegan.py, srgan.py) implement the same.
+    """
+
+    files = ()
+
+    def __init__(self, recipe, options, images, device):
+        self.setup = setup = recipe.setup(options, image_shape_of(images))
+        setup.G.to(device)
+        setup.D.to(device)
+        self.data = setup.preprocess(images)
+        self.loader = BatchLoader(self.data, options["batch_size"], shuffle=True, drop_last=True,
+                                  seed=options["seed"], device=device)
+        self.trainer = GANTrainer.from_setup(setup, device)
+        self.images = images
+
+    def models(self):
+        return {"G": self.setup.G, "D": self.setup.D}
+
+    def parts(self):
+        s = self.setup
+        return {"G": s.G, "D": s.D, "opt_g": s.opt_g, "opt_d": s.opt_d}
+
+    def restore(self, checkpoint):
+        checkpoint.restore(self.parts(), self.trainer)
+
+    def progress_row(self):
+        return _progress_row(self.trainer, self.setup)
+
+    def evaluator(self, dataset, data_dir, quiet):
+        return RunEvaluator.create(dataset, data_dir, self.images, quiet)
+
+    def epoch_metrics(self, evaluator, epoch):
+        return evaluator.epoch(self.trainer, self.setup, epoch)
+
+    def final_metrics(self, evaluator, n):
+        return evaluator.final(self.trainer, self.setup, n)
+
+    def write_epoch_outputs(self, out, progress, steps_per_epoch, epoch_metrics=()):
+        _write_epoch_outputs(out, self.trainer, progress, steps_per_epoch, epoch_metrics)
+
+    def write_final_outputs(self, out, options, meta):
+        return write_final_outputs(out, self.trainer, self.setup, self.data, options, meta)
+
+
+def image_shape_of(images):
+    """(C, H, W) of a run's images: an array (N, C, H, W), or a tuple of such arrays (one per domain)."""
+    return tuple((images[0] if isinstance(images, tuple) else images).shape[1:])
 
 
 def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, **options):
@@ -167,14 +226,17 @@ def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_
 
 
 def data_record(images, identity=None):
-    """What a run records about its data: the identity of the files (if known) and the training array's SHA-256."""
+    """What a run records about its data: the identity of the files (if known) and the training array's SHA-256
+    (for a tuple of arrays, one per domain: their shapes, and the SHA-256 of their SHA-256s)."""
     record = {k: v for k, v in (identity or {}).items()}
-    record["array_shape"] = list(images.shape)
+    record["array_shape"] = [list(a.shape) for a in images] if isinstance(images, tuple) else list(images.shape)
     record["array_sha256"] = array_sha256(images)
     return record
 
 
 def array_sha256(images):
+    if isinstance(images, tuple):
+        return hashlib.sha256("".join(array_sha256(a) for a in images).encode()).hexdigest()
     return hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()
 
 
@@ -203,20 +265,21 @@ def _check_eval_samples(n, evaluate):
 def _check_same_data(checkpoint, images):
     """A resumed run must see the images it was trained on: same shape, same SHA-256 where recorded."""
     meta = checkpoint.meta
-    if list(images.shape[1:]) != meta["image_shape"]:
+    if list(image_shape_of(images)) != meta["image_shape"]:
         raise RunError(f"{checkpoint.path} was trained on images of shape {tuple(meta['image_shape'])}, "
-                       f"these are {tuple(images.shape[1:])}: resume with the same data")
+                       f"these are {image_shape_of(images)}: resume with the same data")
     recorded = (meta.get("data") or {}).get("array_sha256")
     if recorded and recorded != array_sha256(images):
         was = meta["data"].get("array_shape", ["?"])[0]
+        now = "+".join(str(len(a)) for a in images) if isinstance(images, tuple) else len(images)
         raise RunError(f"{checkpoint.path} was trained on other data ({was} images, SHA-256 {recorded[:16]}...; "
-                       f"now {len(images)} images, {array_sha256(images)[:16]}...): resume with the same "
+                       f"now {now} images, {array_sha256(images)[:16]}...): resume with the same "
                        f"--dataset and --data-dir, or start a new run in another --out")
 
 
-def _check_finite_weights(setup, trainer):
-    """DivergenceError if a weight of G or D is NaN or infinite: such a state is never saved."""
-    for model_name, model in (("G", setup.G), ("D", setup.D)):
+def _check_finite_models(models, trainer):
+    """DivergenceError if a weight of a model ({name: model}) is NaN or infinite: such a state is never saved."""
+    for model_name, model in models.items():
         for name, layer, key in model.named_parameters():
             xp = backend.get_xp(layer.params[key])
             if not bool(xp.isfinite(layer.params[key]).all()):
@@ -224,15 +287,15 @@ def _check_finite_weights(setup, trainer):
                                       f"{trainer.d_steps}; stopping without saving this state")
 
 
-def _evaluate_epoch(evaluator, trainer, setup, epoch, epoch_metrics, out, quiet):
+def _evaluate_epoch(evaluator, family, epoch, epoch_metrics, out, quiet):
     """Add this epoch's quick metrics; a failure is reported and ends the evaluation, not the run."""
     try:
-        epoch_metrics.append(evaluator.epoch(trainer, setup, epoch))
+        epoch_metrics.append(family.epoch_metrics(evaluator, epoch))
     except (ValueError, ArithmeticError, np.linalg.LinAlgError) as e:
         print(f"warning: per-epoch evaluation failed after epoch {epoch} ({e}); the run continues without it",
               file=sys.stderr)
         return None
-    _write_epoch_metrics(out, epoch_metrics, quiet)
+    (getattr(evaluator, "write_epoch_metrics", None) or _write_epoch_metrics)(out, epoch_metrics, quiet)
     return evaluator
 
 
@@ -253,11 +316,11 @@ def _write_epoch_metrics(out, epoch_metrics, quiet):
               f"{last['classifier_score']:.2f}, {last['classes_covered']} classes covered")
 
 
-def _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, n, epoch):
+def _write_final_evaluation(out, evaluator, family, summary, quiet, n, epoch):
     """Full metrics on n samples; a failure here is reported, not fatal: training is done."""
     from ..evaluation import format_table
     try:
-        row = evaluator.final(trainer, setup, n)
+        row = family.final_metrics(evaluator, n)
     except (ValueError, OSError, ArithmeticError, np.linalg.LinAlgError) as e:
         print(f"warning: final evaluation failed, no {EVALUATION} written: {e}", file=sys.stderr)
         return
@@ -266,7 +329,7 @@ def _write_final_evaluation(out, evaluator, trainer, setup, summary, quiet, n, e
     summary["evaluation"] = row
     write_json(out / "summary.json", summary)
     if not quiet:
-        print(format_table([row]))
+        print((getattr(evaluator, "format", None) or (lambda r: format_table([r])))(row))
 
 
 def _checkpoint_to_resume(path, resume):
@@ -327,8 +390,9 @@ def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, s
             save(epoch)  # mid-epoch: the loader's state says which batches remain
             raise Interrupted(f"{_signal_name(stop_signal())}: checkpoint saved after step {trainer.d_steps} "
                               f"(in epoch {epoch + 1})", stop_signal())
-        if step % 10 == 0 and trainer.history["d_loss"]:
-            bar.set_postfix(D=f"{trainer.last('d_loss'):.3f}", G=f"{trainer.last('g_loss'):.3f}")
+        if step % 10 == 0:
+            shown = {name: key for name, key in (("D", "d_loss"), ("G", "g_loss")) if trainer.history.get(key)}
+            bar.set_postfix(**{name: f"{trainer.last(key):.3f}" for name, key in shown.items()})
     trainer.flush()
     return True
 

@@ -9,8 +9,16 @@ from .norm import BatchNorm
 from .shape import Flatten, Reshape
 # -- Wasserstein GANs (issue 17): LayerNorm, a normalisation a gradient-penalty critic may use
 from .layernorm import LayerNorm
+# image-to-image layers (issue 20)
+from .activations import PReLU
+from .instancenorm import InstanceNorm
+from .padding import ReflectionPad2d
+from .residual import Residual
+from .resize import PixelShuffle, Upsample
 
 __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "Sequential",
            "relu", "leakyrelu", "tanh", "sigmoid", "im2col", "col2im"]
 __all__ += ["LayerNorm"]   # Wasserstein GANs (issue 17)
+__all__ += ["PReLU", "InstanceNorm", "ReflectionPad2d", "Residual", "PixelShuffle", "Upsample"]  # issue 20
+

@@ -5,7 +5,7 @@ on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the
 matching layer.
 """
 from .. import backend
-from .base import Layer
+from .base import Layer, as_count
 
 
 def relu(x):
@@ -184,3 +184,48 @@ def as_activation_layer(activation):
     except (KeyError, TypeError):
         raise ValueError(f"unknown activation {activation!r}; use a Layer or one of "
                          "relu, leakyrelu, tanh, sigmoid, softmax") from None
+
+
+class PReLU(Layer):
+    """Parametric ReLU (He et al. 2015): y = x if x > 0 else a * x, with a learned slope a.
+
+    ``num_parameters`` = 1 shares one slope; = C gives each channel (axis 1) its own, as
+    PyTorch's PReLU (parameter ``weight``, initialized to ``init`` = 0.25).
+
+    Backward: dx = dy where x > 0, a * dy elsewhere; and since dy/da = x where x <= 0 (0 elsewhere),
+
+        da = sum of dy * min(x, 0)   over every entry sharing that slope.
+    """
+
+    def __init__(self, num_parameters=1, init=0.25):
+        super().__init__()
+        self.num_parameters = as_count(num_parameters, "num_parameters", "PReLU")
+        self.add_param("weight", (self.num_parameters,), "zeros", 0, 0)
+        self.params["weight"] += self.params["weight"].dtype.type(init)
+
+    def _check_input(self, x):
+        super()._check_input(x)
+        if self.num_parameters > 1 and (x.ndim < 2 or x.shape[1] != self.num_parameters):
+            raise ValueError(f"{self}: expected input with {self.num_parameters} channels on axis 1, "
+                             f"got {tuple(x.shape)}")
+
+    def _slope(self, x):
+        """The slope broadcast along axis 1 (one per channel) or as one number."""
+        a = self.params["weight"]
+        return a.reshape((1, -1) + (1,) * (x.ndim - 2)) if self.num_parameters > 1 else a.reshape(())
+
+    def _forward(self, x, train):
+        negative = backend.get_xp(x).minimum(x, 0)
+        return x - negative + negative * self._slope(x), (x > 0, negative)
+
+    def _backward(self, dy, cache):
+        positive, negative = cache
+        if self.requires_grad:
+            contribution = dy * negative
+            axes = tuple(i for i in range(dy.ndim) if not (i == 1 and self.num_parameters > 1))
+            self.grads["weight"] += contribution.sum(axis=axes).reshape(self.num_parameters)
+        a = self._slope(dy)
+        return dy * (positive + (~positive) * a)
+
+    def __repr__(self):
+        return f"PReLU(num_parameters={self.num_parameters})"

@@ -34,6 +34,13 @@ from .double_backward import (affine_double_backward, chain_double_backward, con
                               tanh_double_backward)
 from .layernorm import layernorm_backward, layernorm_double_backward, layernorm_forward
 from .optim import rmsprop_step
+# image-to-image layers (issue 20)
+from .activations import prelu_backward, prelu_forward
+from .instancenorm import instancenorm_backward, instancenorm_forward
+from .padding import reflection_pad_backward, reflection_pad_forward
+from .residual import residual_backward, residual_forward
+from .resize import (pixel_shuffle_backward, pixel_shuffle_forward, upsample_bilinear_backward,
+                     upsample_bilinear_forward, upsample_nearest_backward, upsample_nearest_forward)
 
 __all__ = [
     "affine_forward", "affine_backward", "maxout_forward", "maxout_backward",
@@ -55,3 +62,7 @@ __all__ += [   # Wasserstein GANs (issue 17)
     "sigmoid_double_backward", "reshape_double_backward", "flatten_double_backward", "conv2d_double_backward",
     "chain_double_backward", "gradient_penalty", "r1_penalty", "rmsprop_step",
 ]
+__all__ += ["prelu_forward", "prelu_backward", "instancenorm_forward", "instancenorm_backward",  # issue 20
+            "reflection_pad_forward", "reflection_pad_backward", "residual_forward", "residual_backward",
+            "upsample_nearest_forward", "upsample_nearest_backward", "upsample_bilinear_forward",
+            "upsample_bilinear_backward", "pixel_shuffle_forward", "pixel_shuffle_backward"]

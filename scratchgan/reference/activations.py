@@ -120,3 +120,30 @@ def softmax_backward(dout, cache):
     moved_shape = xp.moveaxis(out, axis, -1).shape
     dx = xp.moveaxis(dx_rows.reshape(moved_shape), -1, axis)
     return dx
+
+
+def prelu_forward(x, a):
+    """out = x where x > 0, a * x elsewhere, with a learned slope ``a``: shape (1,) shared by every
+    entry, or (C,), one per channel along axis 1 (PyTorch's PReLU)."""
+    slope = a.reshape((1, -1) + (1,) * (x.ndim - 2)) if a.size > 1 else a.reshape(())
+    out = get_xp(x).where(x > 0, x, slope * x)
+    cache = (x, a, slope)
+    return out, cache
+
+
+def prelu_backward(dout, cache):
+    """dout/dx = 1 where x > 0, a elsewhere; dout/da = x where x <= 0, 0 elsewhere. So
+
+        dx = dout where x > 0, a * dout elsewhere;   da = sum of dout * x over the x <= 0 sharing a
+
+    Returns dx, da.
+    """
+    x, a, slope = cache
+    xp = get_xp(x)
+    dx = xp.where(x > 0, dout, slope * dout)
+    contribution = xp.where(x > 0, 0, dout * x)
+    if a.size > 1:
+        da = contribution.sum(axis=tuple(i for i in range(x.ndim) if i != 1))
+    else:
+        da = contribution.sum().reshape(1)
+    return dx, da

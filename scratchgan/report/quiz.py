@@ -43,6 +43,8 @@ def draw_quiz(run, tiles, seed=0, data_dir=None, images=None):
     n_fake = round(tiles * FAKE_FRACTION)
     try:
         recipe = get_recipe(run.info["recipe"])
+        if recipe.family is not None:   # image-to-image runs (issue 20) translate images, they draw no samples
+            raise QuizUnavailable(f"a {recipe.name} run maps images to images: there are no samples from noise to quiz on")
         options = recipe.options(**run.options)
         setup = recipe.setup(options, tuple(run.info["image_shape"]))
         fakes = sample_from_checkpoint(str(run.checkpoint), n_fake, seed=seed)

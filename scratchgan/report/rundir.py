@@ -22,6 +22,11 @@ IMAGES = {
     "class_grid.png": "one row per class (conditional model)",
     "class_progress.gif": "the class grid after every epoch (conditional model)",
     "loss_vs_frechet.png": "D's loss, or a critic's Wasserstein estimate, beside the per-epoch Fréchet distance",
+    # image-to-image runs (issue 20)
+    "translations.png": "held-out a | G(a) | F(G(a)) | b | F(b) | G(F(b)) after the last epoch (CycleGAN)",
+    "losses.png": "the four networks' losses per step (CycleGAN)",
+    "heldout.png": "mean L1 to the true counterparts on the held-out pairs, per epoch (CycleGAN)",
+    "quality.png": "PSNR and SSIM on MNIST test digits, per epoch (SRResNet, SRGAN)",
 }
 MAX_POINTS = 1000  # at most this many points per curve on the page; longer histories are bucket means
 FINGERPRINT_KEYS = ("data", "dataset_fingerprint", "fingerprint")  # "data": what gan/run.py records
