@@ -26,7 +26,7 @@ __all__ += ["PReLU", "InstanceNorm", "ReflectionPad2d", "Residual", "PixelShuffl
 from .concat import ConcatChannels
 from .equalized import EqualizedConv2d, EqualizedDense
 from .fade import FadeIn
-from .minibatch import MinibatchStdDev
+from .minibatch_stddev import MinibatchStdDev
 from .pixelnorm import PixelNorm
 from .pooling import AvgPool2d
 

@@ -71,7 +71,7 @@ from .concat import concat_channels_backward, concat_channels_forward
 from .equalized import (equalized_affine_backward, equalized_affine_double_backward, equalized_affine_forward,
                         equalized_conv2d_backward, equalized_conv2d_double_backward, equalized_conv2d_forward)
 from .fade import fade_in_backward, fade_in_double_backward, fade_in_forward
-from .minibatch import minibatch_stddev_backward, minibatch_stddev_double_backward, minibatch_stddev_forward
+from .minibatch_stddev import minibatch_stddev_backward, minibatch_stddev_double_backward, minibatch_stddev_forward
 from .pixelnorm import pixelnorm_backward, pixelnorm_forward
 from .pooling import avg_pool_backward, avg_pool_double_backward, avg_pool_forward
 
