@@ -830,7 +830,7 @@ def _progan_critic(resolution, alpha, channels=1, batch=4, width=1):
     gradient is 0 -- a value the differences can only return as rounding noise. The first (weight seed,
     input seed) pair that fits is used."""
     def build():
-        from .gan.progan import ProGANCritic
+        from .gan.progan_models import ProGANCritic
         for weight_seed in range(40):
             critic = _f64(ProGANCritic(channels, final=8, width=width, group_size=4, rng=RNG(weight_seed)))
             rng = np.random.default_rng(weight_seed)
@@ -973,7 +973,7 @@ def _flatten_multiscale_reference(layer, prefix, parts, params, train, arrays, n
     """_flatten_reference for the multi-scale layers (issue 14); False for any other layer. A FadeIn, or a
     growing ProGAN model, becomes one part whose paths are flattened reference chains, parameters named
     as the fast model names them."""
-    from .gan.progan import Growing
+    from .gan.progan_models import Growing
     if isinstance(layer, Growing):
         lookup = {id(sub): f"{prefix}{name}." for name, sub in layer.named_layers() if name}
         _flatten_named(layer.path, prefix, lookup, parts, params, train)

@@ -65,7 +65,7 @@ class FadeIn(Layer):
         new = self.new.forward(x, train=train, keep_cache=keep_cache)
         if tuple(old.shape) != tuple(new.shape):
             self.clear_cache()
-            raise ValueError(f"{self}: the old path gives {tuple(old.shape)} and the new one {tuple(new.shape)}; "
+            raise ValueError(f"FadeIn: the old path gives {tuple(old.shape)} and the new one {tuple(new.shape)}; "
                              f"a fade-in needs the same shape")
         f = old.dtype.type
         return old * f(1 - self.alpha) + new * f(self.alpha)
