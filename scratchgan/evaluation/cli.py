@@ -63,6 +63,16 @@ def read_samples_npy(path):
     return samples
 
 
+def crop_padded_mnist(samples, notes):
+    """32x32 single-channel samples (progan's MNIST, padded by 2 pixels a side) cut to their central 28x28,
+    with a note; any other samples unchanged."""
+    if samples.ndim in (3, 4) and tuple(samples.shape[-2:]) == (32, 32) and (samples.ndim == 3 or samples.shape[1] == 1):
+        notes.append("note: 32x32 samples cropped to their central 28x28 (MNIST padded by 2 pixels a side, "
+                     "as progan trains on it)")
+        return samples[..., 2:30, 2:30]
+    return samples
+
+
 def dataset_to_evaluate(path, asked):
     """(dataset, notes): the dataset a checkpoint records (asking for another is an error), else ``asked``."""
     path = Path(path)
@@ -142,7 +152,7 @@ def samples_and_real_data(args, dataset, classifier, notes):
     from .classifier import as_image_batch
     from .report import load_real_data, matched_size
     from_checkpoint = Path(args.samples).suffix == ".npz"
-    samples = None if from_checkpoint else load_samples(args.samples, args.n)
+    samples = None if from_checkpoint else crop_padded_mnist(load_samples(args.samples, args.n), notes)
     if samples is not None:  # their shape, range and count checked before any real data are loaded
         samples = backend.asnumpy(as_image_batch(samples, what=str(args.samples)))
         if len(samples) < 10:
@@ -151,7 +161,7 @@ def samples_and_real_data(args, dataset, classifier, notes):
     wanted = args.n if samples is None else min(args.n, len(samples))
     real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
     if from_checkpoint:
-        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed)
+        samples = crop_padded_mnist(load_samples(args.samples, min(args.n, len(real.reference)), args.seed), notes)
     m = matched_size(len(samples), real)
     if m < args.n:
         notes.append(f"note: {m} samples against {m} reference (training) images: sizes matched to the "
@@ -180,7 +190,8 @@ def add_commands(subparsers):
     p = subparsers.add_parser(
         "evaluate", help="score generated samples: Fréchet distance, classifier score, coverage, Parzen, P/R",
         description="Compute the evaluation metrics for samples (.npy of images in [0, 1], shape (N, 28, 28) "
-                    "or (N, 1, 28, 28)) or for a training checkpoint (.npz, sampled on the CPU, scored on the "
+                    "or (N, 1, 28, 28); 32x32 samples, e.g. progan's padded MNIST, are cropped to their central "
+                    "28x28) or for a training checkpoint (.npz, sampled on the CPU, scored on the "
                     "dataset it records), and print them beside the same metrics for real test data against "
                     "the training data. Samples and reference images are compared at the same size.")
     p.add_argument("samples", metavar="CHECKPOINT_OR_SAMPLES", help="a .npz checkpoint or a .npy of samples")

@@ -6,11 +6,18 @@ from .checkpoint import Checkpoint, CheckpointError
 from .recipes import get_recipe
 
 
-def load_generator(path, device="cpu"):
-    """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``."""
+def load_generator(path, device="cpu", resolution=None):
+    """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``. A family whose generator
+    has stages (progan: ``set_sampling_stage``) is set to the stage it trained at, or to ``resolution``."""
     checkpoint = Checkpoint(path)
     setup = rebuild_setup(checkpoint)
     checkpoint.load_generator(setup.G)
+    set_stage = getattr(get_recipe(checkpoint.meta["recipe"]).family, "set_sampling_stage", None)
+    if set_stage is not None:
+        set_stage(setup.G, checkpoint, resolution)
+    elif resolution is not None:
+        raise ValueError(f"--resolution applies to progan checkpoints only; {path} is a "
+                         f"{checkpoint.meta['recipe']!r} run")
     setup.G.to(device).eval()
     return setup.G, setup
 
@@ -25,15 +32,16 @@ def rebuild_setup(checkpoint):
         raise CheckpointError(f"checkpoint {checkpoint.path} cannot be rebuilt: {e}") from None
 
 
-def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500):
-    """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``.
+def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500, resolution=None):
+    """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``
+    (progan: at the stage it trained at, or at an earlier ``resolution`` it has reached).
 
     Raises ValueError unless n >= 1, and CheckpointError if the generator's output is not
     finite (a checkpoint holding diverged weights), so no NaN image is ever returned.
     """
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"the number of samples must be a positive integer, got {n!r}")
-    G, setup = load_generator(path, device)
+    G, setup = load_generator(path, device, resolution)
     rng = backend.RNG(seed)
     xp = backend.xp_for(device)
     config = setup.config
