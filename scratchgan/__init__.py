@@ -11,5 +11,7 @@ from .optim import SGD, Adam
 from .layers import LayerNorm
 from .optim import RMSprop
 from .layers import InstanceNorm, PixelShuffle, PReLU, ReflectionPad2d, Residual, Upsample  # image-to-image (issue 20)
+from .layers import (AvgPool2d, ConcatChannels, EqualizedConv2d, EqualizedDense, FadeIn,  # multi-scale (issue 14)
+                     MinibatchStdDev, PixelNorm)
 
 __version__ = "0.1.0"

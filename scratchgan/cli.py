@@ -133,7 +133,8 @@ def cmd_sample(args):
     if args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     check_writable_file(args.output)  # before sampling
-    samples, labels, names = sample_classes(args.checkpoint, args.n, args.label, device=args.device, seed=args.seed)
+    samples, labels, names = sample_classes(args.checkpoint, args.n, args.label, device=args.device, seed=args.seed,
+                                            resolution=args.resolution)
     if args.output.endswith(".png"):
         from .plots import save_grid, save_image_strips
         classes = [] if labels is None else list(dict.fromkeys(labels.tolist()))
@@ -190,7 +191,8 @@ OPTION_FLAGS = {
     # image-to-image recipes (issue 20)
     "beta1": (float, "dcgan, wgan-gp, srresnet, srgan, cyclegan: Adam's beta1"),
     "n_blocks": (int, "residual blocks: srresnet/srgan (default 4), cyclegan (default 1)"),
-    "width": (int, "srresnet/srgan: feature channels of the generator (default 64)"),
+    "width": (int, "srresnet/srgan: feature channels of the generator (default 64); progan: channels at 4x4 and "
+                   "8x8, halved at each doubling after (default 64)"),
     "adversarial_weight": (float, "srgan: weight of the adversarial loss (default 1e-3)"),
     "content_layer": (str, "srgan: classifier layer of the content loss: conv1, conv2 (default) or features"),
     "init_from": (str, "srgan: start G from this srresnet checkpoint.npz (the paper's protocol)"),
@@ -208,6 +210,10 @@ OPTION_FLAGS = {
                         "acgan: train D's classifier on fakes too, yes or no (acgan yes, acgan-plus no)"),
     "d_conditioning": (str, "cdcgan: how D gets the label: label-channels (cdcgan) or projection (cdcgan-plus)"),
     "momentum": (float, "cgan/goodfellow2014: initial SGD momentum (default 0.5)"),
+    # multi-scale GANs (issue 14)
+    "phase_images": (int, "progan: real images per growth phase (each fade-in and each stabilisation; default 30000)"),
+    "group_size": (int, "progan: samples per minibatch-standard-deviation group (default 4)"),
+    "drift": (float, "progan: weight of the drift term eps E[D(x)^2] (default 0.001)"),
 }
 
 
@@ -263,6 +269,8 @@ def add_sample_parser(sub):
                                                "e.g. 7 or Sneaker), or all: N of every class in class order "
                                                "(the default; a .png gets one row per class, a .npy its labels "
                                                "beside it as OUT.labels.npy)")
+    p.add_argument("--resolution", type=int, help="progan: sample at this earlier resolution (4, 8, 16), one the run "
+                                                  "has reached (default: the stage it trained at last)")
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", choices=DEVICES)

@@ -264,12 +264,15 @@ def check_function_double_backward(forward, backward, double_backward, x, params
                     {"x": dx, "dy": ddout, **grads}, ddx, h, seed, directional=False)
 
 
-def check_penalty(penalty, model, x, h=1e-3):
+def check_penalty(penalty, model, x, h=1e-3, input_directions=0):
     """Check a gradient penalty's gradients against central differences of the penalty itself.
 
     ``penalty``: a ``scratchgan.penalties`` penalty (``value_and_grads(model, x, input_grad=True)``
     adds the penalty's parameter gradients into ``model.grads`` and returns (value, dP/dx)).
-    Returns {"x": error, "<param>": error}: every entry of x and of every parameter.
+    Returns {"x": error, "<param>": error}: every entry of x and of every parameter; with
+    ``input_directions`` > 0, dP/dx is checked along that many random directions instead of entry
+    by entry (``directional_error``), for critics whose dP/dx entries lie below the differences'
+    rounding floor (a piecewise-linear critic with a minibatch layer: gradcheck_cases.py says why).
     """
     named = model.named_parameters()
     _require_float64([x] + [lyr.params[k] for _, lyr, k in named])
@@ -283,6 +286,8 @@ def check_penalty(penalty, model, x, h=1e-3):
         restore()
         return np.array(penalty.value(model, x))
 
-    errors = {name: rel_error(analytic[name], numeric_gradient(value, array, h=h)) for name, array in targets.items()}
+    errors = {name: (directional_error(value, array, analytic[name], n_directions=input_directions, h=h)
+                     if name == "x" and input_directions else rel_error(analytic[name], numeric_gradient(value, array, h=h)))
+              for name, array in targets.items()}
     restore()
     return errors

@@ -192,6 +192,7 @@ def layer_cases():
         Case("Chain", "Conv-BN-LeakyReLU-Flatten-Dense(tanh)-Dense(sigmoid)", _chain()),
         *layernorm_cases(),   # Wasserstein GANs (issue 17)
         *image_to_image_cases(),
+        *multiscale_cases(),   # LAPGAN and ProGAN (issue 14)
     ]
 
 
@@ -285,8 +286,10 @@ def loss_cases():
 def all_cases(reference=False):
     """Every layer and loss case; with ``reference``, the same configurations on scratchgan.reference."""
     if reference:
-        return _as_reference(layer_cases() + conditional_cases(), loss_cases()) + second_order_cases(reference)
-    return layer_cases() + conditional_cases() + loss_cases() + second_order_cases(reference)
+        return (_as_reference(layer_cases() + conditional_cases(), loss_cases()) + second_order_cases(reference)
+                + multi_input_cases(reference))
+    return (layer_cases() + conditional_cases() + loss_cases() + second_order_cases(reference)
+            + multi_input_cases(reference))   # ConcatChannels' tuple input (issue 14)
 
 
 # -- the textbook functions in the same configurations ---------------------------------
@@ -327,6 +330,9 @@ def reference_of(layer, train=True, mask=None, seed=0):
     draws one (from ``seed``) on its first call and keeps it, so every call computes one function.
     """
     params = {key: value.copy() for key, value in layer.params.items()}
+    multiscale = _multiscale_reference(layer, params, train, seed)   # issue 14 (before Dense, Conv2d)
+    if multiscale is not None:
+        return multiscale
     if isinstance(layer, L.Chain):
         return _sequence([reference_of(child, train, seed=seed) for child in layer],
                          [f"{i}." for i in range(len(layer))])
@@ -607,6 +613,7 @@ def double_backward_cases():
         _double("Chain", "Conv-LeakyReLU-Conv-LayerNorm-LeakyReLU-Flatten-Dense",
                 _away_from_kinks(_conv_critic, (3, 1, 5, 6))),
         _double("Chain", "Dense(tanh)-Dense(LeakyReLU)-Dense", _away_from_kinks(_mlp_critic, (4, 7))),
+        *multiscale_double_backward_cases(),   # issue 14
     ]
 
 
@@ -632,6 +639,7 @@ def penalty_cases():
                  _maxout_critic, (3, 6), margin=0.02),
         _penalty("R1 penalty", "gamma 10, MLP critic, batch 4", 10.0, _mlp_critic, (4, 7)),
         _penalty("R1 penalty", "gamma 5, conv critic with LayerNorm, batch 3", 5.0, _conv_critic, (3, 1, 5, 6)),
+        *multiscale_penalty_cases(),   # issue 14
     ]
 
 
@@ -640,8 +648,9 @@ def second_order_cases(reference=False):
     cases = double_backward_cases() + penalty_cases()
     if not reference:
         return cases
+    reference_runner = {_run_double: _run_reference_double, _run_progan_penalty: _run_reference_progan_penalty}
     return [Case(c.name, c.config, _reference_second_order_build(c.build), is_reference=True,
-                 runner=_run_reference_double if c.runner is _run_double else _run_reference_penalty)
+                 runner=reference_runner.get(c.runner, _run_reference_penalty))
             for c in cases]
 
 
@@ -693,6 +702,8 @@ def _flatten_reference(layer, prefix, parts, params, train=True, mask=None):
     params.update(own)
     arrays = list(own.values())
     names = [prefix + "weight", prefix + "bias" if "bias" in layer.params else None]   # results' order
+    if _flatten_multiscale_reference(layer, prefix, parts, params, train, arrays, names):   # issue 14
+        return
     if isinstance(layer, L.Chain):
         for i, child in enumerate(layer):
             _flatten_reference(child, f"{prefix}{i}.", parts, params, train)
@@ -763,10 +774,11 @@ def _run_reference_double(penalty, functions, x):
     return check_function_double_backward(forward, backward, double_backward, x, params)
 
 
-def _run_reference_penalty(penalty, functions, x):
+def _run_reference_penalty(penalty, functions, x, input_directions=0):
     """The penalty through the textbook functions: forward, backward (dout = 1), the penalty's formula,
-    chain_double_backward; against central differences of the penalty."""
-    from .gradcheck import numeric_gradient, rel_error
+    chain_double_backward; against central differences of the penalty (dP/dx along ``input_directions``
+    random directions if > 0, as check_penalty)."""
+    from .gradcheck import directional_error, numeric_gradient, rel_error
     forward, backward, double_backward, params = functions
     formula = {"GradientPenalty": lambda g: R.gradient_penalty(g, penalty.weight),
                "R1Penalty": lambda g: R.r1_penalty(g, penalty.gamma)}[type(penalty).__name__]
@@ -780,8 +792,11 @@ def _run_reference_penalty(penalty, functions, x):
     g, _ = backward(dout, cache)
     _, dg = formula(g)
     _, dx, grads = double_backward(dg, cache, dout)
-    return {name: rel_error(analytic, numeric_gradient(value, target))
-            for name, (analytic, target) in {"x": (dx, x), **{k: (grads[k], params[k]) for k in params}}.items()}
+    errors = {name: rel_error(analytic, numeric_gradient(value, target))
+              for name, (analytic, target) in {k: (grads[k], params[k]) for k in params}.items()}
+    errors["x"] = (directional_error(value, x, dx, n_directions=input_directions) if input_directions
+                   else rel_error(dx, numeric_gradient(value, x)))
+    return {"x": errors.pop("x"), **errors}
 
 
 # -- running and reporting ------------------------------------------------------------------
@@ -835,3 +850,324 @@ def format_table(rows, tolerance=TOLERANCE):
     out.append(f"\n{what}{len(rows) - failed} passed, {failed} failed (max relative error < {tolerance:g}, "
                "float64, fourth-order central differences, h = 1e-3 for layers, 1e-4 for losses)")
     return "\n".join(out)
+
+
+# -- multi-scale GANs (issue 14): AvgPool2d, PixelNorm, MinibatchStdDev, equalized lr, FadeIn, ConcatChannels,
+#    the ProGAN critic ---------------------------------------------------------------------------------------
+
+def _eq_conv(x_shape, out, k, s=1, p=0, bias=True, gain=np.sqrt(2)):
+    return lambda: (_f64(L.EqualizedConv2d(x_shape[1], out, k, s, p, bias=bias, gain=gain, rng=RNG(0))),
+                    _normal(*x_shape), True)
+
+
+def _eq_dense(n, fan_in, fan_out, **kw):
+    return lambda: (_f64(L.EqualizedDense(fan_in, fan_out, rng=RNG(0), **kw)), _normal(n, fan_in), True)
+
+
+def _fade(x_shape, alpha, smooth=True):
+    """A fade-in of a coarse path (AvgPool2d -> 1x1 conv) and a new block (3x3 conv -> AvgPool2d), as ProGAN's
+    critic grows; tanh after each conv (smooth), or LeakyReLU (ProGAN's own, checked away from its kink)."""
+    c = x_shape[1]
+
+    def make():
+        act = L.Tanh if smooth else (lambda: L.LeakyReLU(0.2))
+        return L.FadeIn(L.Chain(L.AvgPool2d(2), L.EqualizedConv2d(c, 3, 1, rng=RNG(0)), act()),
+                        L.Chain(L.EqualizedConv2d(c, 3, 3, padding=1, rng=RNG(1)), act(), L.AvgPool2d(2)), alpha)
+    if smooth:
+        return lambda: (_f64(make()), _normal(*x_shape), True)
+    return _away_from_kinks(make, x_shape, margin=0.02)
+
+
+def multiscale_cases():
+    """First-order cases of the multi-scale layers (ConcatChannels, with its tuple input: multi_input_cases)."""
+    return [
+        Case("AvgPool2d", "2x2 (downsampling), 2x3x6x4", _simple(lambda: L.AvgPool2d(2), lambda: _normal(2, 3, 6, 4))),
+        Case("AvgPool2d", "2 on odd 5x7 (last row/column dropped), batch 1",
+             _simple(lambda: L.AvgPool2d(2), lambda: _normal(1, 2, 5, 7))),
+        Case("AvgPool2d", "k3 s2 p1 (overlapping, padded), 2x2x7x6",
+             _simple(lambda: L.AvgPool2d(3, 2, 1), lambda: _normal(2, 2, 7, 6))),
+        Case("AvgPool2d", "k(3,2) s(1,2) p(1,0), 1x2x4x5",
+             _simple(lambda: L.AvgPool2d((3, 2), (1, 2), (1, 0)), lambda: _normal(1, 2, 4, 5))),
+        Case("PixelNorm", "(N, C, H, W), 3x5x2x3", _simple(L.PixelNorm, lambda: _normal(3, 5, 2, 3))),
+        Case("PixelNorm", "(N, F) latent codes, batch 1, 1x7", _simple(L.PixelNorm, lambda: _normal(1, 7))),
+        Case("PixelNorm", "two channels, odd 2x2x3x1", _simple(L.PixelNorm, lambda: _normal(2, 2, 3, 1))),
+        Case("MinibatchStdDev", "groups of 3 in a batch of 6, 6x2x3x2",
+             _simple(lambda: L.MinibatchStdDev(3), lambda: _normal(6, 2, 3, 2))),
+        Case("MinibatchStdDev", "one group of 4, 4x3x2x2", _simple(L.MinibatchStdDev, lambda: _normal(4, 3, 2, 2))),
+        Case("MinibatchStdDev", "groups of 2 in a batch of 8, odd 8x1x3x1",
+             _simple(lambda: L.MinibatchStdDev(2), lambda: _normal(8, 1, 3, 1))),
+        Case("MinibatchStdDev", "batch 1 (a group of one), 1x2x2x3",
+             _simple(L.MinibatchStdDev, lambda: _normal(1, 2, 2, 3))),
+        Case("EqualizedConv2d", "k3 s1 p1, 2x3x5x6", _eq_conv((2, 3, 5, 6), 4, 3, 1, 1)),
+        Case("EqualizedConv2d", "k1 gain 1 (toRGB), batch 1, 1x4x3x5", _eq_conv((1, 4, 3, 5), 3, 1, gain=1.0)),
+        Case("EqualizedConv2d", "k4 on 4x4 (ProGAN's last critic conv), no bias", _eq_conv((3, 2, 4, 4), 3, 4, bias=False)),
+        Case("EqualizedConv2d", "k3 s2 p1, odd 2x2x7x5", _eq_conv((2, 2, 7, 5), 3, 3, 2, 1)),
+        Case("EqualizedDense", "5->3, batch 4", _eq_dense(4, 5, 3)),
+        Case("EqualizedDense", "7->2 gain 1, no bias, batch 1", _eq_dense(1, 7, 2, bias=False, gain=1.0)),
+        Case("EqualizedDense", "6->4 tanh, batch 3", _eq_dense(3, 6, 4, activation="tanh")),
+        Case("FadeIn", "alpha 0.3, AvgPool-conv old path, conv-AvgPool new path, 2x2x4x6", _fade((2, 2, 4, 6), 0.3)),
+        Case("FadeIn", "alpha 0 (old path only), batch 1, 1x1x4x4", _fade((1, 1, 4, 4), 0.0)),
+        Case("FadeIn", "alpha 1 (new path only), 3x2x2x4", _fade((3, 2, 2, 4), 1.0)),
+    ]
+
+
+def multiscale_double_backward_cases():
+    off = lambda *shape: (lambda: _off_kink(*shape))
+    return [
+        _double("AvgPool2d", "2x2 (downsampling), 2x3x6x4", _simple(lambda: L.AvgPool2d(2), lambda: _normal(2, 3, 6, 4))),
+        _double("AvgPool2d", "k3 s2 p1, batch 1, 1x2x7x6", _simple(lambda: L.AvgPool2d(3, 2, 1), lambda: _normal(1, 2, 7, 6))),
+        _double("MinibatchStdDev", "groups of 3 in a batch of 6 (cross-sample terms), 6x2x3x2",
+                _simple(lambda: L.MinibatchStdDev(3), lambda: _normal(6, 2, 3, 2))),
+        _double("MinibatchStdDev", "one group of 4, 4x3x2x2", _simple(L.MinibatchStdDev, lambda: _normal(4, 3, 2, 2))),
+        _double("MinibatchStdDev", "batch 1, 1x2x2x3", _simple(L.MinibatchStdDev, lambda: _normal(1, 2, 2, 3))),
+        _double("EqualizedConv2d", "k3 s1 p1, 2x3x5x6", _eq_conv((2, 3, 5, 6), 4, 3, 1, 1)),
+        _double("EqualizedConv2d", "k4 on 4x4, no bias, 3x2x4x4", _eq_conv((3, 2, 4, 4), 3, 4, bias=False)),
+        _double("EqualizedDense", "5->3 gain 1, batch 4", _eq_dense(4, 5, 3, gain=1.0)),
+        _double("EqualizedDense", "6->4 tanh, batch 1", _eq_dense(1, 6, 4, activation="tanh")),
+        _double("FadeIn", "alpha 0.3, tanh paths, 2x2x4x6", _fade((2, 2, 4, 6), 0.3)),
+        _double("FadeIn", "alpha 0.6, LeakyReLU paths, 3x1x4x4", _fade((3, 1, 4, 4), 0.6, smooth=False)),
+        _double("LeakyReLU", "alpha 0.2 on a ProGAN map, 4x3x4x4", _simple(L.LeakyReLU, off(4, 3, 4, 4))),
+        _double("ProGAN critic", "8x8 fading in (alpha 0.4): FadeIn, equalized convs, LeakyReLU, AvgPool2d, "
+                                 "MinibatchStdDev (one group of 4), EqualizedDense; 4x1x8x8", _progan_critic(8, 0.4)),
+    ]
+
+
+def multiscale_penalty_cases():
+    """WGAN-GP's penalty through a whole ProGAN critic (every layer, the fade-in and the minibatch layer's
+    cross-sample terms) against differences of the penalty."""
+    return [
+        _progan_penalty("8x8 fading in (alpha 0.4), one group of 4, 4x1x8x8", _progan_critic(8, 0.4)),
+        _progan_penalty("8x8 stable (alpha 1), 4x1x8x8", _progan_critic(8, 1.0)),
+        _progan_penalty("4x4, RGB, two groups of 4, 8x3x4x4", _progan_critic(4, 1.0, channels=3, batch=8)),
+    ]
+
+
+def _progan_critic(resolution, alpha, channels=1, batch=4, width=1):
+    """A tiny ProGAN critic grown to 8x8 (one channel per block) at stage (resolution, alpha), and an input
+    that keeps every LeakyReLU input at least 0.02 from its kink and every group standard deviation of the
+    minibatch layer at least 0.03 (its sqrt(var + eps) bends sharply near 0). Large biases (|b| >= 1.5,
+    random signs) push most pre-activations away from 0; the layers feeding the minibatch layer (fromRGB,
+    each block's last conv) keep theirs at 0, so their LeakyReLUs see both signs: a channel on one side
+    only shifts every sample alike, the group statistics ignore that, and its bias's exact second-order
+    gradient is 0 -- a value the differences can only return as rounding noise. The first (weight seed,
+    input seed) pair that fits is used."""
+    def build():
+        from .gan.progan_models import ProGANCritic
+        for weight_seed in range(40):
+            critic = _f64(ProGANCritic(channels, final=8, width=width, group_size=4, rng=RNG(weight_seed)))
+            rng = np.random.default_rng(weight_seed)
+            for name, layer, key in critic.named_parameters():
+                if key == "bias" and not name.startswith("rgb") and not name.endswith(".2.bias"):
+                    bias = layer.params[key]
+                    bias[...] = 3 * rng.choice([-1, 1], bias.shape) * (0.5 + np.abs(rng.standard_normal(bias.shape)))
+            critic.set_stage(resolution, alpha)
+            for seed in range(1, 100):
+                x = _normal(batch, channels, resolution, resolution, seed=seed)
+                kink, sigma = _smoothness_margins(critic, x)
+                if kink > 0.02 and sigma > 0.03:
+                    return critic, x, True
+        raise RuntimeError("no ProGAN critic input keeps clear of the kinks")
+    return build
+
+
+def _smoothness_margins(model, x):
+    """(smallest |input| of any ReLU/LeakyReLU, smallest group standard deviation of any MinibatchStdDev)
+    in ``model`` (any container) at x: how far the forward pass is from the points where it bends."""
+    kinks, sigmas = [np.inf], [np.inf]
+    watched = [layer for _, layer in model.named_layers() if isinstance(layer, (L.ReLU, L.LeakyReLU, L.MinibatchStdDev))]
+
+    def watch(layer):
+        forward = layer._forward
+
+        def recorded(z, train):
+            y, cache = forward(z, train)
+            if isinstance(layer, L.MinibatchStdDev):
+                sigmas.append(float(cache[1].min()))
+            else:
+                kinks.append(float(np.abs(z).min()))
+            return y, cache
+        layer._forward = recorded
+
+    for layer in watched:
+        watch(layer)
+    try:
+        model.forward(x, train=True, keep_cache=False)
+    finally:
+        for layer in watched:
+            del layer._forward
+    return min(kinks), min(sigmas)
+
+
+def _progan_penalty(config, build):
+    from .penalties import GradientPenalty
+    return Case("gradient penalty", f"lambda 10, ProGAN critic {config}; dx along 6 random directions",
+                lambda: (GradientPenalty(10.0), *build()[:2]), runner=_run_progan_penalty)
+
+
+PENALTY_INPUT_DIRECTIONS = 6
+
+
+def _run_progan_penalty(penalty, model, x):
+    """check_penalty, every parameter entry by entry and dP/dx along random directions: in a critic that is
+    piecewise linear but for the minibatch layer, dP/dx comes only from that layer's curvature, and its
+    entries span four orders of magnitude, the smallest (~1e-8 of a penalty ~10) below the differences'
+    rounding floor (2e-16 x 10 / h); a projection on a random direction is not. (The critic's double
+    backward case checks its dx entry by entry, for a random cotangent.)"""
+    from .gradcheck import check_penalty
+    return check_penalty(penalty, model, x, input_directions=PENALTY_INPUT_DIRECTIONS)
+
+
+def _run_reference_progan_penalty(penalty, functions, x):
+    return _run_reference_penalty(penalty, functions, x, input_directions=PENALTY_INPUT_DIRECTIONS)
+
+
+def _concat(shapes):
+    return lambda: (L.ConcatChannels(), tuple(_normal(*shape, seed=i + 1) for i, shape in enumerate(shapes)), True)
+
+
+def multi_input_cases(reference=False):
+    """ConcatChannels, whose input is a tuple: each input's gradient against finite differences."""
+    cases = [
+        Case("ConcatChannels", "noise plane + coarse image, 2x(1+1)x4x4", _concat([(2, 1, 4, 4), (2, 1, 4, 4)])),
+        Case("ConcatChannels", "image + RGB condition, batch 1, 1x(3+3)x3x5", _concat([(1, 3, 3, 5), (1, 3, 3, 5)])),
+        Case("ConcatChannels", "three inputs, 3x(2+1+4)x2x3", _concat([(3, 2, 2, 3), (3, 1, 2, 3), (3, 4, 2, 3)])),
+    ]
+    runner = _run_multi_input_reference if reference else _run_multi_input
+    return [Case(c.name, c.config, c.build, is_reference=reference, runner=runner) for c in cases]
+
+
+def _run_multi_input(layer, inputs, train):
+    """{"x": worst error, "x[i]": error of input i}: the fast layer's backward, or (for a reference case)
+    concat_channels_backward, against central differences of the forward pass."""
+    from .gradcheck import numeric_gradient, rel_error, upstream_gradient
+    out = layer.forward(inputs, train=train, keep_cache=True)
+    dy = upstream_gradient(out.shape)
+    grads = layer.backward(dy)
+    errors = {f"x[{i}]": rel_error(g, numeric_gradient(lambda: layer.forward(inputs, keep_cache=False), x, dy))
+              for i, (g, x) in enumerate(zip(grads, inputs))}
+    return {"x": max(errors.values()), **errors}
+
+
+def _run_multi_input_reference(layer, inputs, train):
+    """As _run_multi_input, for the textbook concat_channels_forward / concat_channels_backward."""
+    from .gradcheck import numeric_gradient, rel_error, upstream_gradient
+    out, cache = R.concat_channels_forward(inputs)
+    dy = upstream_gradient(out.shape)
+    grads = R.concat_channels_backward(dy, cache)
+    errors = {f"x[{i}]": rel_error(g, numeric_gradient(lambda: R.concat_channels_forward(inputs)[0], x, dy))
+              for i, (g, x) in enumerate(zip(grads, inputs))}
+    return {"x": max(errors.values()), **errors}
+
+
+def _multiscale_reference(layer, params, train, seed):
+    """reference_of for the multi-scale layers (issue 14), None for any other layer. Checked before the
+    Dense and Conv2d branches: the equalized layers are subclasses of those."""
+    if isinstance(layer, L.EqualizedConv2d):
+        return _bind(R.equalized_conv2d_forward, R.equalized_conv2d_backward, params, gain=layer.gain,
+                     stride=layer.stride, padding=layer.padding)
+    if isinstance(layer, L.EqualizedDense):
+        affine = _bind(R.equalized_affine_forward, R.equalized_affine_backward, params, gain=layer.gain)
+        return affine if layer.activation is None else _sequence([affine, reference_of(layer.activation)], ["", ""])
+    if isinstance(layer, L.AvgPool2d):
+        return _bind(R.avg_pool_forward, R.avg_pool_backward, params, kernel=layer.kernel_size, stride=layer.stride,
+                     padding=layer.padding)
+    if isinstance(layer, L.PixelNorm):
+        return _bind(R.pixelnorm_forward, R.pixelnorm_backward, params, eps=layer.eps)
+    if isinstance(layer, L.MinibatchStdDev):
+        return _bind(R.minibatch_stddev_forward, R.minibatch_stddev_backward, params, group_size=layer.group_size,
+                     eps=layer.eps)
+    if isinstance(layer, L.FadeIn):
+        old_forward, old_backward, old_params = reference_of(layer.old, train, seed=seed)
+        new_forward, new_backward, new_params = reference_of(layer.new, train, seed=seed)
+
+        def forward(x):
+            return R.fade_in_forward(x, old_forward, new_forward, layer.alpha)
+
+        def backward(dout, cache):
+            dx, grads_old, grads_new = R.fade_in_backward(dout, cache, old_backward, new_backward)
+            return dx, {**{f"old.{k}": g for k, g in grads_old.items()}, **{f"new.{k}": g for k, g in grads_new.items()}}
+        return forward, backward, {**{f"old.{k}": a for k, a in old_params.items()},
+                                   **{f"new.{k}": a for k, a in new_params.items()}}
+    return None
+
+
+def _flatten_multiscale_reference(layer, prefix, parts, params, train, arrays, names):
+    """_flatten_reference for the multi-scale layers (issue 14); False for any other layer. A FadeIn, or a
+    growing ProGAN model, becomes one part whose paths are flattened reference chains, parameters named
+    as the fast model names them."""
+    from .gan.progan_models import Growing
+    if isinstance(layer, Growing):
+        lookup = {id(sub): f"{prefix}{name}." for name, sub in layer.named_layers() if name}
+        _flatten_named(layer.path, prefix, lookup, parts, params, train)
+        return True
+    if isinstance(layer, L.FadeIn):
+        lookup = {id(sub): f"{prefix}{name}." for name, sub in layer.named_layers() if name}
+        _flatten_named(layer, prefix, lookup, parts, params, train)
+        return True
+    if isinstance(layer, L.EqualizedConv2d):
+        w, b = arrays[0], (arrays[1] if len(arrays) > 1 else None)
+        parts.append((lambda x: R.equalized_conv2d_forward(x, w, b, layer.gain, layer.stride, layer.padding),
+                      R.equalized_conv2d_backward, R.equalized_conv2d_double_backward, names))
+        return True
+    if isinstance(layer, L.EqualizedDense):
+        w, b = arrays[0], (arrays[1] if len(arrays) > 1 else None)
+        parts.append((lambda x: R.equalized_affine_forward(x, w, b, layer.gain), R.equalized_affine_backward,
+                      R.equalized_affine_double_backward, names))
+        if layer.activation is not None:
+            _flatten_reference(layer.activation, prefix + "activation.", parts, params, train)
+        return True
+    if isinstance(layer, L.AvgPool2d):
+        parts.append((lambda x: R.avg_pool_forward(x, layer.kernel_size, layer.stride, layer.padding),
+                      R.avg_pool_backward, R.avg_pool_double_backward, []))
+        return True
+    if isinstance(layer, L.MinibatchStdDev):
+        parts.append((lambda x: R.minibatch_stddev_forward(x, layer.group_size, layer.eps), R.minibatch_stddev_backward,
+                      R.minibatch_stddev_double_backward, []))
+        return True
+    return False
+
+
+def _flatten_named(layer, fallback, lookup, parts, params, train):
+    """Flatten ``layer`` (a Chain, a FadeIn or a plain layer) with each sub-layer's parameters named by
+    ``lookup`` (id -> "name.") where it is registered, else by its position."""
+    prefix = lookup.get(id(layer), fallback)
+    if isinstance(layer, L.Chain):
+        for i, child in enumerate(layer):
+            _flatten_named(child, f"{prefix}{i}.", lookup, parts, params, train)
+    elif isinstance(layer, L.FadeIn):
+        parts.append(_fade_part(layer, prefix, lookup, params, train))
+    else:
+        _flatten_reference(layer, prefix, parts, params, train)
+
+
+def _fade_part(fade, prefix, lookup, params, train):
+    """(forward, backward, double_backward, names) of a FadeIn over its two flattened paths."""
+    paths = []
+    for name, path in (("old", fade.old), ("new", fade.new)):
+        path_parts = []
+        _flatten_named(path, f"{prefix}{name}.", lookup, path_parts, params, train)
+        paths.append(([(f, b) for f, b, _, _ in path_parts], [d for _, _, d, _ in path_parts],
+                      [n for _, _, _, n in path_parts]))
+    (old_pairs, old_doubles, old_names), (new_pairs, new_doubles, new_names) = paths
+    names = [n for layer_names in old_names + new_names for n in layer_names]
+
+    def flat(per_layer):
+        return tuple(g for grads in per_layer for g in grads)
+
+    def forward(x):
+        return R.fade_in_forward(x, lambda v: R.chain_forward(v, old_pairs), lambda v: R.chain_forward(v, new_pairs),
+                                 fade.alpha)
+
+    def backward(dout, cache):
+        dx, old, new = R.fade_in_backward(dout, cache, R.chain_backward, R.chain_backward)
+        return (dx, *flat(old), *flat(new))
+
+    def double_backward(ddx, cache, dout):
+        def old_double(u, c, d):
+            return R.chain_double_backward(u, c, d, old_doubles)
+
+        def new_double(u, c, d):
+            return R.chain_double_backward(u, c, d, new_doubles)
+        ddout, dx, old, new = R.fade_in_double_backward(ddx, cache, dout, old_double, new_double)
+        return (ddout, dx, *flat(old), *flat(new))
+    return forward, backward, double_backward, names

@@ -32,10 +32,12 @@ class InputGradientPenalty:
 
     def check_model(self, model):
         """ValueError naming the first layer that cannot be under this penalty (no double
-        backward, or a layer that mixes the samples of a batch)."""
+        backward, or a layer that mixes the samples of a batch, unless its double backward
+        differentiates that mixing: ProGAN's MinibatchStdDev, whose penalty is then on
+        g = grad_x sum_n D(x)_n, cross-sample terms included, as ProGAN's own code computes it)."""
         for name, layer in model.named_layers():
             where = f"{type(self).__name__}: layer {name or '(the model)'} "
-            if layer.mixes_batch:
+            if layer.mixes_batch and not getattr(layer, "penalty_differentiates_batch_mixing", False):
                 raise ValueError(f"{where}{layer!r} mixes the samples of a batch, so the per-sample input "
                                  f"gradient is undefined; use LayerNorm or no normalisation in the critic")
             if not layer.has_double_backward and not layer.children():

@@ -99,6 +99,9 @@ def test_layernorm_equals_torch(case):
 
 def _torch_pair(layer):
     """The torch module computing the same function as scratchgan ``layer``, its parameters copied."""
+    multiscale = _multiscale_pair(layer)   # issue 14 (before Dense and Conv2d: the equalized layers subclass them)
+    if multiscale is not None:
+        return multiscale
     if isinstance(layer, L.Chain):
         module = torch.nn.Sequential(*[_torch_pair(child) for child in layer])
         return module
@@ -138,6 +141,85 @@ class _Lambda(torch.nn.Module):
 
     def forward(self, x):
         return self.function(x)
+
+
+# -- torch twins of the multi-scale layers (issue 14) -----------------------------------------------
+
+class _Equalized(torch.nn.Module):
+    """weight (stored unscaled, the parameter autograd differentiates) times c = gain / sqrt(fan_in) at run time."""
+
+    def __init__(self, layer, function):
+        super().__init__()
+        self.weight = torch.nn.Parameter(t(layer.params["weight"]))
+        self.bias = torch.nn.Parameter(t(layer.params["bias"])) if "bias" in layer.params else None
+        self.scale, self.function = layer.scale, function
+
+    def forward(self, x):
+        return self.function(x, self.weight * self.scale, self.bias)
+
+
+class _FadeIn(torch.nn.Module):
+    def __init__(self, old, new, alpha):
+        super().__init__()
+        self.old, self.new, self.alpha = old, new, alpha
+
+    def forward(self, x):
+        return (1 - self.alpha) * self.old(x) + self.alpha * self.new(x)
+
+
+class _Growing(torch.nn.Module):
+    """Every block registered (in the model's order, so parameters zip with named_parameters), the path run."""
+
+    def __init__(self, blocks, path):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(blocks)
+        self.path = [path]          # a list: not registered twice
+
+    def forward(self, x):
+        return self.path[0](x)
+
+
+def _minibatch_stddev(x, group_size, eps):
+    n, c, h, w = x.shape
+    g = min(group_size, n)
+    groups = x.reshape(n // g, g, c, h, w)
+    sigma = torch.sqrt(((groups - groups.mean(dim=1, keepdim=True)) ** 2).mean(dim=1) + eps)
+    s = sigma.mean(dim=(1, 2, 3))                                     # one number per group
+    return torch.cat([x, s.repeat_interleave(g).reshape(n, 1, 1, 1).expand(n, 1, h, w)], dim=1)
+
+
+def _twin(layer, shared):
+    pair = _multiscale_pair(layer, shared)
+    return _torch_pair(layer) if pair is None else pair
+
+
+def _multiscale_pair(layer, shared=None):
+    """The torch twin of a multi-scale layer (or of a container of them), None for any other layer.
+    ``shared``: id(scratchgan block) -> its twin, so a growing model's path reuses its blocks' twins."""
+    from scratchgan.gan.progan_models import Growing
+    import torch.nn.functional as F
+    shared = {} if shared is None else shared
+    if id(layer) in shared:
+        return shared[id(layer)]
+    if isinstance(layer, Growing):
+        blocks = {id(block): _torch_pair(block) for block in layer.blocks.values()}
+        return _Growing(list(blocks.values()), _multiscale_pair(layer.path, blocks))
+    if shared and isinstance(layer, L.Chain):
+        return torch.nn.Sequential(*[_twin(child, shared) for child in layer])
+    if isinstance(layer, L.FadeIn):
+        return _FadeIn(_twin(layer.old, shared), _twin(layer.new, shared), layer.alpha)
+    if isinstance(layer, L.EqualizedConv2d):
+        return _Equalized(layer, lambda x, w, b: F.conv2d(x, w, b, layer.stride, layer.padding))
+    if isinstance(layer, L.EqualizedDense):
+        affine = _Equalized(layer, F.linear)
+        return affine if layer.activation is None else torch.nn.Sequential(affine, _torch_pair(layer.activation))
+    if isinstance(layer, L.AvgPool2d):
+        return torch.nn.AvgPool2d(layer.kernel_size, layer.stride, layer.padding, count_include_pad=True)
+    if isinstance(layer, L.PixelNorm):
+        return _Lambda(lambda x: x * torch.rsqrt((x * x).mean(dim=1, keepdim=True) + layer.eps))
+    if isinstance(layer, L.MinibatchStdDev):
+        return _Lambda(lambda x: _minibatch_stddev(x, layer.group_size, layer.eps))
+    return None
 
 
 def _copy_leaf(layer, module):

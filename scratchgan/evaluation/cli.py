@@ -64,6 +64,16 @@ def read_samples_npy(path):
     return samples
 
 
+def crop_padded_mnist(samples, notes):
+    """32x32 single-channel samples (progan's MNIST, padded by 2 pixels a side) cut to their central 28x28,
+    with a note; any other samples unchanged."""
+    if samples.ndim in (3, 4) and tuple(samples.shape[-2:]) == (32, 32) and (samples.ndim == 3 or samples.shape[1] == 1):
+        notes.append("note: 32x32 samples cropped to their central 28x28 (MNIST padded by 2 pixels a side, "
+                     "as progan trains on it)")
+        return samples[..., 2:30, 2:30]
+    return samples
+
+
 def dataset_to_evaluate(path, asked):
     """(dataset, notes): the dataset a checkpoint records (asking for another is an error), else ``asked``."""
     path = Path(path)
@@ -149,7 +159,8 @@ def samples_and_real_data(args, dataset, classifier, notes):
     from .classifier import as_image_batch
     from .report import check_sample_labels, classifier_classes, load_real_data, matched_size
     from_checkpoint = Path(args.samples).suffix == ".npz"
-    samples, labels = (None, None) if from_checkpoint else (load_samples(args.samples, None), None)
+    samples, labels = (None, None) if from_checkpoint else (crop_padded_mnist(load_samples(args.samples, None), notes),
+                                                             None)
     if samples is not None:  # their shape, range, count and labels checked before any real data are loaded
         if args.labels is not None:
             labels = check_sample_labels(read_labels_npy(args.labels), len(samples), classifier_classes(classifier),
@@ -164,6 +175,7 @@ def samples_and_real_data(args, dataset, classifier, notes):
         from ..gan.sampling import sample_with_labels
         samples, labels = sample_with_labels(args.samples, min(args.n, len(real.reference)), device="cpu",
                                              seed=args.seed)
+        samples = crop_padded_mnist(samples, notes)
         if labels is not None and int(labels.max()) >= classifier_classes(classifier):
             raise ValueError(f"{args.samples} draws {int(labels.max()) + 1} classes; the classifier tells "
                              f"{classifier_classes(classifier)} apart")
@@ -218,7 +230,8 @@ def add_commands(subparsers):
     p = subparsers.add_parser(
         "evaluate", help="score generated samples: Fréchet distance, classifier score, coverage, Parzen, P/R",
         description="Compute the evaluation metrics for samples (.npy of images in [0, 1], shape (N, 28, 28) "
-                    "or (N, 1, 28, 28)) or for a training checkpoint (.npz, sampled on the CPU, scored on the "
+                    "or (N, 1, 28, 28); 32x32 samples, e.g. progan's padded MNIST, are cropped to their central "
+                    "28x28) or for a training checkpoint (.npz, sampled on the CPU, scored on the "
                     "dataset it records), and print them beside the same metrics for real test data against "
                     "the training data. Samples and reference images are compared at the same size.")
     p.add_argument("samples", metavar="CHECKPOINT_OR_SAMPLES", help="a .npz checkpoint or a .npy of samples")

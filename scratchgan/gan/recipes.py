@@ -302,3 +302,9 @@ def get_recipe(name):
         return RECIPES[name]
     except KeyError:
         raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}") from None
+
+
+# -- multi-scale GANs (issue 14): progan. Registered after get_recipe: its family builds on
+# run.py, which imports get_recipe from this module while it is still being imported.
+from .progan import PROGAN  # noqa: E402
+RECIPES.update({r.name: r for r in (PROGAN,)})

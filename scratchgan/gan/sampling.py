@@ -11,17 +11,24 @@ from .recipes import get_recipe
 from .trainer import draw_noise
 
 
-def load_generator(path, device="cpu"):
-    """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``."""
-    _, setup = _load(path, device)
+def load_generator(path, device="cpu", resolution=None):
+    """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``. A family whose generator
+    has stages (progan: ``set_sampling_stage``) is set to the stage it trained at, or to ``resolution``."""
+    _, setup = _load(path, device, resolution)
     return setup.G, setup
 
 
-def _load(path, device):
+def _load(path, device, resolution=None):
     """(Checkpoint, Setup whose G holds the checkpoint's weights, in eval mode on ``device``)."""
     checkpoint = Checkpoint(path)
     setup = rebuild_setup(checkpoint)
     checkpoint.load_generator(setup.G)
+    set_stage = getattr(get_recipe(checkpoint.meta["recipe"]).family, "set_sampling_stage", None)
+    if set_stage is not None:
+        set_stage(setup.G, checkpoint, resolution)
+    elif resolution is not None:
+        raise ValueError(f"--resolution applies to progan checkpoints only; {path} is a "
+                         f"{checkpoint.meta['recipe']!r} run")
     setup.G.to(device).eval()
     return checkpoint, setup
 
@@ -66,23 +73,24 @@ def parse_label(text, classes, path):
                      f"({', '.join(names)}) or all")
 
 
-def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500, labels=None):
-    """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``.
+def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500, labels=None, resolution=None):
+    """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``
+    (progan: at the stage it trained at, or at an earlier ``resolution`` it has reached).
 
     A conditional checkpoint draws sample i for class ``labels[i]`` (default: the classes 0, 1, ...,
     K-1 in turn); an unconditional one refuses ``labels``. Raises ValueError unless n >= 1, and
     CheckpointError if the generator's output is not finite (a checkpoint holding diverged weights),
     so no NaN image is ever returned.
     """
-    return sample_with_labels(path, n, device, seed, batch_size, labels)[0]
+    return sample_with_labels(path, n, device, seed, batch_size, labels, resolution)[0]
 
 
-def sample_with_labels(path, n, device="cpu", seed=0, batch_size=500, labels=None):
+def sample_with_labels(path, n, device="cpu", seed=0, batch_size=500, labels=None, resolution=None):
     """(samples, labels) as sample_from_checkpoint: the labels the samples were drawn for (None for an
     unconditional checkpoint)."""
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"the number of samples must be a positive integer, got {n!r}")
-    checkpoint, setup = _load(path, device)
+    checkpoint, setup = _load(path, device, resolution)
     G = setup.G
     labels = _labels_for(checkpoint.meta["recipe"], setup.config.num_classes, n, labels, path)
     rng = backend.RNG(seed)
@@ -118,7 +126,7 @@ def _labels_for(recipe, k, n, labels, path):
     return labels.astype(np.int64)
 
 
-def sample_classes(path, n, label=None, device="cpu", seed=0):
+def sample_classes(path, n, label=None, device="cpu", seed=0, resolution=None):
     """What ``scratchgan sample --label`` draws: (samples, labels, class names).
 
     For a conditional checkpoint, ``label`` "all" or None draws n samples of every class in class
@@ -132,8 +140,8 @@ def sample_classes(path, n, label=None, device="cpu", seed=0):
     else:
         index = None
     if classes is None:
-        return sample_from_checkpoint(path, n, device, seed), None, None
+        return sample_from_checkpoint(path, n, device, seed, resolution=resolution), None, None
     k = classes["num_classes"]
     labels = np.repeat(np.arange(k, dtype=np.int64), n) if index is None else np.full(n, index, dtype=np.int64)
-    samples, labels = sample_with_labels(path, len(labels), device, seed, labels=labels)
+    samples, labels = sample_with_labels(path, len(labels), device, seed, labels=labels, resolution=resolution)
     return samples, labels, list(classes["class_names"])

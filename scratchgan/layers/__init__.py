@@ -27,3 +27,13 @@ __all__ += ["LayerNorm"]   # Wasserstein GANs (issue 17)
 __all__ += ["PReLU", "InstanceNorm", "ReflectionPad2d", "Residual", "PixelShuffle", "Upsample"]  # issue 20
 __all__ += ["Identity", "Parallel", "Fork", "Concat", "Select", "OneHot", "Embedding", "Projection"]  # issue 19
 
+# -- multi-scale GANs (issue 14): LAPGAN and ProGAN
+from .concat import ConcatChannels
+from .equalized import EqualizedConv2d, EqualizedDense
+from .fade import FadeIn
+from .minibatch_stddev import MinibatchStdDev
+from .pixelnorm import PixelNorm
+from .pooling import AvgPool2d
+
+__all__ += ["AvgPool2d", "ConcatChannels", "EqualizedConv2d", "EqualizedDense", "FadeIn", "MinibatchStdDev",
+            "PixelNorm"]  # issue 14

@@ -221,13 +221,14 @@ def save_progress(path, rows, scale=2, shape=None, epochs=None, padding=2):
     return save_png(path, _with_row_labels(Image.fromarray(pixels), labels, centres))
 
 
-def save_progress_gif(path, rows, nrow=None, duration_ms=400, shape=None, scale=3, epochs=None):
-    """An animated GIF, one frame per epoch: a grid of that epoch's samples captioned "epoch k".
+def save_progress_gif(path, rows, nrow=None, duration_ms=400, shape=None, scale=3, epochs=None, captions=None):
+    """An animated GIF, one frame per epoch: a grid of that epoch's samples captioned "epoch k"
+    (or ``captions``, one text per frame, e.g. ProGAN's stage).
 
     Frames are shown duration_ms each and the animation loops forever.
     """
     batches = _batch_list(rows, shape, "rows")
-    labels = _epoch_labels(epochs, len(batches))
+    labels = _epoch_labels(epochs, len(batches)) if captions is None else _labels(captions, len(batches), "captions")
     duration_ms = positive_int(duration_ms, "duration_ms")
     frames = [with_caption(Image.fromarray(upscale(grid_of_batch(batch, nrow), scale)), label)
               for batch, label in zip(batches, labels)]

@@ -74,3 +74,18 @@ __all__ += ["prelu_forward", "prelu_backward", "instancenorm_forward", "instance
             "reflection_pad_forward", "reflection_pad_backward", "residual_forward", "residual_backward",
             "upsample_nearest_forward", "upsample_nearest_backward", "upsample_bilinear_forward",
             "upsample_bilinear_backward", "pixel_shuffle_forward", "pixel_shuffle_backward"]
+# multi-scale GANs (issue 14): LAPGAN and ProGAN
+from .concat import concat_channels_backward, concat_channels_forward
+from .equalized import (equalized_affine_backward, equalized_affine_double_backward, equalized_affine_forward,
+                        equalized_conv2d_backward, equalized_conv2d_double_backward, equalized_conv2d_forward)
+from .fade import fade_in_backward, fade_in_double_backward, fade_in_forward
+from .minibatch_stddev import minibatch_stddev_backward, minibatch_stddev_double_backward, minibatch_stddev_forward
+from .pixelnorm import pixelnorm_backward, pixelnorm_forward
+from .pooling import avg_pool_backward, avg_pool_double_backward, avg_pool_forward
+
+__all__ += ["avg_pool_forward", "avg_pool_backward", "avg_pool_double_backward",  # issue 14
+            "pixelnorm_forward", "pixelnorm_backward", "concat_channels_forward", "concat_channels_backward",
+            "minibatch_stddev_forward", "minibatch_stddev_backward", "minibatch_stddev_double_backward",
+            "equalized_conv2d_forward", "equalized_conv2d_backward", "equalized_conv2d_double_backward",
+            "equalized_affine_forward", "equalized_affine_backward", "equalized_affine_double_backward",
+            "fade_in_forward", "fade_in_backward", "fade_in_double_backward"]
