@@ -10,5 +10,6 @@ from .optim import SGD, Adam
 from .layers import LayerNorm
 from .optim import RMSprop
 from .layers import InstanceNorm, PixelShuffle, PReLU, ReflectionPad2d, Residual, Upsample  # image-to-image (issue 20)
+from .layers import DiffAugment, SpectralNorm  # a better DCGAN-28 recipe (issue 18)
 
 __version__ = "0.1.0"

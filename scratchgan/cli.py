@@ -34,7 +34,7 @@ def cmd_train(args):
     out = Path(args.out or f"runs/{args.recipe}")
     options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
     run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
-                    eval_samples=args.eval_samples)
+                    eval_samples=args.eval_samples, keep_checkpoints=args.keep_checkpoints)
     xp_for(args.device)  # DeviceError now, not after loading the data
     # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
     _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options)
@@ -127,7 +127,8 @@ def cmd_sample(args):
     if args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     check_writable_file(args.output)  # before sampling
-    samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed)
+    samples = sample_from_checkpoint(args.checkpoint, args.n, device=args.device, seed=args.seed,
+                                     generator=args.generator)
     if args.output.endswith(".png"):
         from .plots import save_grid
         save_grid(args.output, samples)
@@ -181,7 +182,24 @@ OPTION_FLAGS = {
     "lambda_identity": (float, "cyclegan: weight of the identity L1, times lambda_cycle (default 0: off)"),
     "pool_size": (int, "cyclegan: generated images kept for the critics (default 50; 0: none)"),
     "decay_epochs": (int, "cyclegan: last epochs over which the learning rate falls to 0 (default: half)"),
+    # a better DCGAN-28 recipe (issue 18): dcgan, dcgan-plus
+    "g_lr": (float, "dcgan: generator learning rate, if different (with --d-lr: the two time-scale rule)"),
+    "ema": (float, "dcgan: sample from a moving average of G's weights with this beta (e.g. 0.999; 0: off)"),
+    "ema_bn": (str, "dcgan with --ema: the average's BatchNorm statistics: reestimate (default), copy or average"),
+    "spectral_norm": (lambda text: _on_off(text), "dcgan: spectral normalisation of D's convolutions: on or off"),
+    "augment": (str, "dcgan: differentiable augmentation of D's input: none, translation, cutout or "
+                     "translation,cutout"),
+    "lr_schedule": (str, "dcgan: constant (default) or linear (both learning rates decay to 0 over --epochs)"),
 }
+
+
+def _on_off(text):
+    """argparse type of a switch option: on/off (also true/false, yes/no, 1/0) -> True/False."""
+    value = {"on": True, "true": True, "yes": True, "1": True, "off": False, "false": False, "no": False,
+             "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected on or off, got {text!r}")
+    return value
 
 
 def add_train_parser(sub):
@@ -208,6 +226,9 @@ def add_train_parser(sub):
                    help="samples for the evaluation after training (default 10000, the papers' protocol; "
                         "at least 10; --no-evaluate skips it)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html (see scratchgan report)")
+    p.add_argument("--keep-checkpoints", type=int, metavar="N",
+                   help="also keep a copy of the checkpoint every N epochs (checkpoint_eNNN.npz), to score or "
+                        "sample the run at those epochs")
     for name, (kind, text) in OPTION_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)
@@ -223,6 +244,9 @@ def add_sample_parser(sub):
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--generator", choices=("auto", "average", "raw"), default="auto",
+                   help="the run's weight average if it kept one (--ema), else G (auto, default); average; "
+                        "or raw (G itself)")
     p.set_defaults(func=cmd_sample)
 
 

@@ -27,8 +27,9 @@ def cmd_train_classifier(args):
     return 0
 
 
-def load_samples(path, n, seed=0):
-    """Samples from an .npy of images in [0, 1], or n samples drawn from a checkpoint (.npz)."""
+def load_samples(path, n, seed=0, generator="auto"):
+    """Samples from an .npy of images in [0, 1], or n samples drawn from a checkpoint (.npz) by its
+    ``generator`` (gan/sampling.py's load_generator: auto, average or raw)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -36,7 +37,7 @@ def load_samples(path, n, seed=0):
         return read_samples_npy(path)[:n]
     if path.suffix == ".npz":
         from ..gan.sampling import sample_from_checkpoint  # imported here: only checkpoints need it
-        return sample_from_checkpoint(str(path), n, device="cpu", seed=seed)
+        return sample_from_checkpoint(str(path), n, device="cpu", seed=seed, generator=generator)
     raise ValueError(f"{path}: expected samples (.npy, images in [0, 1]) or a training checkpoint (.npz)")
 
 
@@ -77,6 +78,10 @@ def dataset_to_evaluate(path, asked):
     if meta["image_shape"] != [1, 28, 28] or recorded not in DATASET_NAMES:
         raise ValueError(f"{path} is a run on {recorded!r} images of shape {tuple(meta['image_shape'])}: "
                          f"evaluate scores 1x28x28 runs on {' or '.join(DATASET_NAMES)} only")
+    options = meta.get("options") or {}
+    if options.get("ema"):   # a run keeping an average of G's weights (gan/averaging.py)
+        notes.append(f"note: this run keeps an average of G's weights (--ema {options['ema']}); --generator "
+                     f"auto and average score it, raw scores G itself")
     if asked is not None and asked != recorded:
         raise ValueError(f"{path} is a {recorded} run: --dataset {asked} would score it against the wrong "
                          f"data (leave --dataset out)")
@@ -151,7 +156,7 @@ def samples_and_real_data(args, dataset, classifier, notes):
     wanted = args.n if samples is None else min(args.n, len(samples))
     real = load_real_data(dataset, args.data_dir, classifier, n=wanted, seed=args.seed)
     if from_checkpoint:
-        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed)
+        samples = load_samples(args.samples, min(args.n, len(real.reference)), args.seed, getattr(args, "generator", "auto"))
     m = matched_size(len(samples), real)
     if m < args.n:
         notes.append(f"note: {m} samples against {m} reference (training) images: sizes matched to the "
@@ -193,6 +198,9 @@ def add_commands(subparsers):
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--no-reference", action="store_true", help="skip the real-data reference row")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generator", choices=("auto", "average", "raw"), default="auto",
+                   help="a checkpoint's generator to score: the run's weight average if it kept one (--ema), "
+                        "else G (auto, default); average; or raw (G itself)")
     p.set_defaults(func=cmd_evaluate)
 
 

@@ -14,9 +14,11 @@
     metrics.csv/.png      per-epoch Fréchet distance, classifier score, class coverage (MNIST runs)
     loss_vs_frechet.png   D's loss (a critic's Wasserstein estimate) per epoch beside the Fréchet distance
     evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
+    checkpoint_eNNN.npz   copies of the checkpoint after every N-th epoch (--keep-checkpoints N)
 """
 import contextlib
 import hashlib
+import shutil
 import signal
 import sys
 import time
@@ -26,7 +28,7 @@ import numpy as np
 
 from .. import backend, plots
 from ..data import BatchLoader, transforms
-from ..fileio import check_writable_dir, remove_stale_temporaries, write_json
+from ..fileio import atomic_write, check_writable_dir, remove_stale_temporaries, write_json
 from .checkpoint import Checkpoint, CheckpointError, save_checkpoint
 from .evaluate import MIN_EVAL_SAMPLES, RunEvaluator
 from .objectives import d_accuracy
@@ -61,7 +63,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, dataset="custom",
               quiet=False, callback=None, final_outputs=True, evaluate=True, data_dir=None, eval_samples=10000,
-              data_identity=None, **options):
+              data_identity=None, keep_checkpoints=None, **options):
     """Train ``recipe`` on uint8 ``images`` (N, C, H, W), writing into ``out_dir``.
 
     With ``resume=True`` the run continues from ``out_dir/checkpoint.npz`` with the options it
@@ -71,13 +73,15 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     metrics to metrics.csv and the end of the run writes evaluation.json on ``eval_samples``.
     ``data_identity`` (from ``load_images(..., with_identity=True)``) is recorded in the
     checkpoint and summary, beside the SHA-256 of ``images``; a resumed run must get the same images.
+    ``keep_checkpoints`` N: after every N-th epoch, also keep a copy of the checkpoint,
+    ``checkpoint_eNNN.npz`` (NNN: the epochs done), to score or sample the run at that epoch.
 
     Everything is checked before any work: options, ``eval_samples``, that ``out_dir`` is
     writable. Returns the trainer. Raises DivergenceError (saying which checkpoint, if any, is
     on disk) and Interrupted (Ctrl-C or SIGTERM: the checkpoint of the current step written).
     """
     out, checkpoint, recipe, options = prepare_run(recipe, out_dir, resume, epochs, evaluate, eval_samples,
-                                                   **options)
+                                                   keep_checkpoints=keep_checkpoints, **options)
     ckpt_path = out / CHECKPOINT
     if checkpoint is not None:
         _check_same_data(checkpoint, images)
@@ -125,6 +129,8 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                 if evaluator is not None:
                     evaluator = _evaluate_epoch(evaluator, family, epoch, epoch_metrics, out, quiet)
                 save(epoch)
+                if keep_checkpoints and epoch % keep_checkpoints == 0:
+                    keep_copy(ckpt_path, out / kept_checkpoint_name(epoch))
                 family.write_epoch_outputs(out, progress, len(loader), epoch_metrics)
                 if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
                     raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
@@ -171,6 +177,7 @@ class GANRun:
         self.loader = BatchLoader(self.data, options["batch_size"], shuffle=True, drop_last=True,
                                   seed=options["seed"], device=device)
         self.trainer = GANTrainer.from_setup(setup, device)
+        self.trainer.steps_per_epoch = len(self.loader)
         self.images = images
 
     def models(self):
@@ -207,7 +214,24 @@ def image_shape_of(images):
     return tuple((images[0] if isinstance(images, tuple) else images).shape[1:])
 
 
-def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, **options):
+def kept_checkpoint_name(epoch):
+    """The name of the copy of the checkpoint kept after ``epoch`` epochs (--keep-checkpoints)."""
+    return f"checkpoint_e{epoch:03d}.npz"
+
+
+def keep_copy(source, target):
+    """Copy a checkpoint, atomically (a reader sees the old file or the whole new one)."""
+    with open(source, "rb") as f, atomic_write(target) as out:
+        shutil.copyfileobj(f, out)
+
+
+def _check_keep_checkpoints(n):
+    if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"keep_checkpoints (--keep-checkpoints) must be an integer >= 1, got {n!r}")
+
+
+def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000,
+                keep_checkpoints=None, **options):
     """Every check a run can make before it has its data, so nothing is loaded or trained in vain:
     ``out_dir`` is writable, ``eval_samples`` makes sense, ``--resume`` finds a checkpoint (and
     without it, none is there), resumed options and epochs fit it, every option is valid.
@@ -216,6 +240,7 @@ def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_
     """
     out = Path(out_dir)
     _check_eval_samples(eval_samples, evaluate)
+    _check_keep_checkpoints(keep_checkpoints)
     checkpoint = _checkpoint_to_resume(out / CHECKPOINT, resume)
     if checkpoint is not None:
         recipe, options, epochs = _resumed_options(checkpoint, recipe, options, epochs)
@@ -302,10 +327,13 @@ def _evaluate_epoch(evaluator, family, epoch, epoch_metrics, out, quiet):
 def _write_epoch_metrics(out, epoch_metrics, quiet):
     columns = {k: [m[k] for m in epoch_metrics] for k in epoch_metrics[0]}
     plots.write_history_csv(out / "metrics.csv", columns)
-    panels = {"Fréchet distance (classifier features), lower is better": {"samples": columns["frechet_distance"]},
-              "classifier score, higher is better (10 at most)": {"samples": columns["classifier_score"]},
-              "classes holding >= 2% of samples": {"samples": columns["classes_covered"]},
-              "coverage: KL(class histogram || uniform)": {"samples": columns["coverage_kl"]}}
+    titles = {"frechet_distance": "Fréchet distance (classifier features), lower is better",
+              "classifier_score": "classifier score, higher is better (10 at most)",
+              "classes_covered": "classes holding >= 2% of samples",
+              "coverage_kl": "coverage: KL(class histogram || uniform)"}
+    averaged = "ema_frechet_distance" in columns   # a run keeping an average of G's weights (averaging.py)
+    panels = {title: ({"G": columns[key], "averaged G": columns[f"ema_{key}"]} if averaged
+                      else {"samples": columns[key]}) for key, title in titles.items()}
     plots.save_curve_panels(out / "metrics.png", panels, x=columns["epoch"], xlabel="epoch",
                             title=f"Per-epoch evaluation: {columns['n'][-1]} samples against "
                                   f"{columns.get('reference_n', ['all'])[-1]} training images (compare epochs, "
@@ -497,7 +525,7 @@ def discriminator_accuracy(trainer, setup, data, batch_size=200, binarize_fakes=
     D, batch_size = setup.D, min(batch_size, len(data))
     for start in range(0, len(data) - batch_size + 1, batch_size):
         real = backend.to_device(data[start:start + batch_size], trainer.device)
-        fake = trainer.sample(batch_size)
+        fake = trainer.sample(batch_size, generator=trainer.G)   # D's opponent: G, not an average of it
         if binarize_fakes:
             fake = transforms.binarize(fake)
         p_real = setup.head.prob_real(D.forward(real, train=False, keep_cache=False))

@@ -15,6 +15,9 @@ from .instancenorm import InstanceNorm
 from .padding import ReflectionPad2d
 from .residual import Residual
 from .resize import PixelShuffle, Upsample
+# a better DCGAN-28 recipe (issue 18): spectral normalisation, differentiable augmentation
+from .augment import DiffAugment
+from .spectral_norm import SpectralNorm
 
 __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "Sequential",
@@ -22,3 +25,4 @@ __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm",
 __all__ += ["LayerNorm"]   # Wasserstein GANs (issue 17)
 __all__ += ["PReLU", "InstanceNorm", "ReflectionPad2d", "Residual", "PixelShuffle", "Upsample"]  # issue 20
 
+__all__ += ["SpectralNorm", "DiffAugment"]   # issue 18

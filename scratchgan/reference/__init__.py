@@ -41,6 +41,9 @@ from .padding import reflection_pad_backward, reflection_pad_forward
 from .residual import residual_backward, residual_forward
 from .resize import (pixel_shuffle_backward, pixel_shuffle_forward, upsample_bilinear_backward,
                      upsample_bilinear_forward, upsample_nearest_backward, upsample_nearest_forward)
+# a better DCGAN-28 recipe (issue 18)
+from .augment import cutout_backward, cutout_forward, translate_backward, translate_forward
+from .spectral_norm import power_iteration, spectral_norm_backward, spectral_norm_forward
 
 __all__ = [
     "affine_forward", "affine_backward", "maxout_forward", "maxout_backward",
@@ -66,3 +69,5 @@ __all__ += ["prelu_forward", "prelu_backward", "instancenorm_forward", "instance
             "reflection_pad_forward", "reflection_pad_backward", "residual_forward", "residual_backward",
             "upsample_nearest_forward", "upsample_nearest_backward", "upsample_bilinear_forward",
             "upsample_bilinear_backward", "pixel_shuffle_forward", "pixel_shuffle_backward"]
+__all__ += ["power_iteration", "spectral_norm_forward", "spectral_norm_backward",  # issue 18
+            "translate_forward", "translate_backward", "cutout_forward", "cutout_backward"]
