@@ -44,11 +44,11 @@ class DiffAugment(Layer):
         self.policy, self.translation, self.cutout, self.fill, self.seed = policy, translation, cutout, fill, seed
         self.buffers["step"] = np.zeros((), dtype=np.int64)
 
-    def draws(self, shape):
-        """The next training pass's random draws for inputs of ``shape`` (N, C, H, W): {"shift": (N, 2)
-        integer shifts or None, "mask": (N, 1, H, W) 0/1 float mask or None}."""
+    def draws(self, shape, step=None):
+        """The random draws of training pass ``step`` (default: the next) for inputs of ``shape`` (N, C, H, W):
+        {"shift": (N, 2) integer shifts or None, "mask": (N, 1, H, W) 0/1 float64 mask or None}."""
         n, _, h, w = shape
-        rng = np.random.default_rng([self.seed, int(self.buffers["step"])])
+        rng = np.random.default_rng([self.seed, int(self.buffers["step"] if step is None else step)])
         shift = mask = None
         if "translation" in self.policy:
             reach = np.array([int(self.translation * h / 2 + 0.5), int(self.translation * w / 2 + 0.5)])
