@@ -219,8 +219,9 @@ def _dcgan_plus_reference(layer, train, seed):
 
 def _augment_functions(layer, train):
     """DiffAugment as reference (forward, backward, double_backward), with the draws of the fast layer's
-    next training pass (drawn on the first call, then kept: one function)."""
-    step, drawn = int(layer.buffers["step"]), []
+    latest training pass, or of its first if it has made none (drawn on the first call, then kept:
+    one function)."""
+    step, drawn = max(int(layer.buffers["step"]) - 1, 0), []
 
     def draws(shape):
         if not drawn:
