@@ -237,3 +237,35 @@ def test_a_scheduled_run_stopped_mid_epoch_resumes_bit_identically(tmp_path):
     assert_same_checkpoints(tmp_path / "straight/checkpoint.npz", tmp_path / "stopped/checkpoint.npz")
     state = Checkpoint(tmp_path / "straight/checkpoint.npz").part("ext/LRSchedule/")
     assert int(state["total"]) == 6 and np.allclose(state["base"], [2e-4, 2e-4])
+
+
+@pytest.mark.slow
+def test_comparison_figure_from_two_groups_of_runs(tmp_path):
+    """demos/dcgan_plus_comparison.py on tiny runs (their metrics.csv written here: blob digits get no
+    classifier metrics): curves of G and of the averaged G, sample grids from each group's checkpoint."""
+    from PIL import Image
+    from scratchgan.plots import write_history_csv
+    import subprocess
+    import sys
+    from test_demos import DEMOS, demo_env, load_demo, run_demo
+    dcgan_run(tmp_path / "dcgan", epochs=1)
+    dcgan_run(tmp_path / "plus", epochs=1, recipe="dcgan-plus")
+    write_history_csv(tmp_path / "dcgan/metrics.csv", {"epoch": [1, 2], "frechet_distance": [300.0, 200.0]})
+    write_history_csv(tmp_path / "plus/metrics.csv", {"epoch": [1, 2], "frechet_distance": [290.0, 190.0],
+                                                      "ema_frechet_distance": [250.0, 150.0]})
+    out = run_demo("dcgan_plus_comparison.py", "--dcgan", tmp_path / "dcgan", "--plus", tmp_path / "plus",
+                   "--out", tmp_path / "fig.png")
+    assert "wrote" in out
+    with Image.open(tmp_path / "fig.png") as im:
+        assert im.size == (1500, 500)
+    demo = load_demo("dcgan_plus_comparison.py")
+    plus, title = demo.samples_of(tmp_path / "plus")
+    assert title == "dcgan-plus (plus), epoch 1: averaged G (--ema 0.999)"
+    assert np.array_equal(plus, sample_from_checkpoint(str(tmp_path / "plus/checkpoint.npz"), 64, seed=0))
+    assert demo.samples_of(tmp_path / "dcgan")[1] == "dcgan (dcgan), epoch 1: G"
+    (tmp_path / "dcgan/metrics.csv").unlink()
+    result = subprocess.run([sys.executable, str(DEMOS / "dcgan_plus_comparison.py"), "--dcgan", str(tmp_path / "dcgan"),
+                             "--plus", str(tmp_path / "plus"), "--out", str(tmp_path / "fig2.png")],
+                            capture_output=True, text=True, timeout=600, env=demo_env())
+    assert result.returncode == 2 and not (tmp_path / "fig2.png").exists()
+    assert result.stderr.count("\n") == 1 and "dcgan/metrics.csv" in result.stderr, result.stderr
