@@ -13,5 +13,6 @@ from .optim import RMSprop
 from .layers import InstanceNorm, PixelShuffle, PReLU, ReflectionPad2d, Residual, Upsample  # image-to-image (issue 20)
 from .layers import (AvgPool2d, ConcatChannels, EqualizedConv2d, EqualizedDense, FadeIn,  # multi-scale (issue 14)
                      MinibatchStdDev, PixelNorm)
+from .layers import DiffAugment, SpectralNorm  # a better DCGAN-28 recipe (issue 18)
 
 __version__ = "0.1.0"

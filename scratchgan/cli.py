@@ -34,10 +34,7 @@ def cmd_train(args):
     out = Path(args.out or f"runs/{args.recipe}")
     options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
     run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
-                    eval_samples=args.eval_samples)
-    if args.checkpoint_every is not None:
-        from .gan.run import _check_checkpoint_every
-        _check_checkpoint_every(args.checkpoint_every)
+                    eval_samples=args.eval_samples, keep_checkpoints=args.keep_checkpoints)
     xp_for(args.device)  # DeviceError now, not after loading the data
     # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
     _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options)
@@ -54,7 +51,7 @@ def cmd_train(args):
                                                with_labels=True)
     try:
         train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
-                  data_dir=args.data_dir, data_identity=identity, checkpoint_every=args.checkpoint_every,
+                  data_dir=args.data_dir, data_identity=identity,
                   labels=labels if "num_classes" in recipe.defaults else None, **run_args, **options)
         if not args.no_report and recipe.family is None:   # the report reads noise-to-image runs
             from .report import write_run_report
@@ -134,7 +131,7 @@ def cmd_sample(args):
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     check_writable_file(args.output)  # before sampling
     samples, labels, names = sample_classes(args.checkpoint, args.n, args.label, device=args.device, seed=args.seed,
-                                            resolution=args.resolution)
+                                            resolution=args.resolution, generator=args.generator)
     if args.output.endswith(".png"):
         from .plots import save_grid, save_image_strips
         classes = [] if labels is None else list(dict.fromkeys(labels.tolist()))
@@ -214,14 +211,23 @@ OPTION_FLAGS = {
     "phase_images": (int, "progan: real images per growth phase (each fade-in and each stabilisation; default 30000)"),
     "group_size": (int, "progan: samples per minibatch-standard-deviation group (default 4)"),
     "drift": (float, "progan: weight of the drift term eps E[D(x)^2] (default 0.001)"),
+    # a better DCGAN-28 recipe (issue 18): dcgan, dcgan-plus
+    "g_lr": (float, "dcgan: generator learning rate, if different (with --d-lr: the two time-scale rule)"),
+    "ema": (float, "dcgan: sample from a moving average of G's weights with this beta (e.g. 0.999; 0: off)"),
+    "ema_bn": (str, "dcgan with --ema: the average's BatchNorm statistics: reestimate (default), copy or average"),
+    "spectral_norm": (lambda text: _boolean(text, "--spectral-norm", "on or off"), "dcgan: spectral normalisation of D's convolutions: on or off"),
+    "augment": (str, "dcgan: differentiable augmentation of D's input: none, translation, cutout or "
+                     "translation,cutout"),
+    "lr_schedule": (str, "dcgan: constant (default) or linear (both learning rates decay to 0 over --epochs)"),
 }
 
 
-def _boolean(text, flag):
-    """argparse type for yes/no flags: yes, no, true, false, 1, 0."""
-    value = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}.get(text.lower())
+def _boolean(text, flag, words="yes or no"):
+    """argparse type of a switch option: yes/no, on/off, true/false, 1/0 -> True/False."""
+    value = {"yes": True, "on": True, "true": True, "1": True,
+             "no": False, "off": False, "false": False, "0": False}.get(text.lower())
     if value is None:
-        raise argparse.ArgumentTypeError(f"{flag} expects yes or no, got {text!r}")
+        raise argparse.ArgumentTypeError(f"{flag} expects {words}, got {text!r}")
     return value
 
 
@@ -249,9 +255,9 @@ def add_train_parser(sub):
                    help="samples for the evaluation after training (default 10000, the papers' protocol; "
                         "at least 10; --no-evaluate skips it)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html (see scratchgan report)")
-    p.add_argument("--checkpoint-every", type=int, metavar="N",
-                   help="also keep a copy of the checkpoint every N epochs (checkpoint-epochE.npz), e.g. to "
-                        "evaluate a run at epoch 10 and 30")
+    p.add_argument("--keep-checkpoints", type=int, metavar="N",
+                   help="also keep a copy of the checkpoint every N epochs (checkpoint_eNNN.npz), to score or "
+                        "sample the run at those epochs")
     for name, (kind, text) in OPTION_FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)
@@ -274,6 +280,9 @@ def add_sample_parser(sub):
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", choices=DEVICES)
+    p.add_argument("--generator", choices=("auto", "average", "raw"), default="auto",
+                   help="the run's weight average if it kept one (--ema), else G (auto, default); average; "
+                        "or raw (G itself)")
     p.set_defaults(func=cmd_sample)
 
 

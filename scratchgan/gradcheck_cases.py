@@ -193,7 +193,157 @@ def layer_cases():
         *layernorm_cases(),   # Wasserstein GANs (issue 17)
         *image_to_image_cases(),
         *multiscale_cases(),   # LAPGAN and ProGAN (issue 14)
+        *dcgan_plus_cases(),   # a better DCGAN-28 recipe (issue 18)
     ]
+
+
+# -- a better DCGAN-28 recipe (issue 18): SpectralNorm, DiffAugment -------------------------------
+def _spectral(make, x_shape, train=False, steps=1):
+    """SpectralNorm around ``make()``. Checked with u and v fixed, as its backward assumes (Miyato et al.):
+    in eval mode, or in training with no power-iteration step (each would move u and v with W)."""
+    return lambda: (_f64(L.SpectralNorm(make(), n_power_iterations=steps, rng=RNG(5))), _normal(*x_shape), train)
+
+
+def _augment(policy, x_shape, **options):
+    return lambda: (_f64(L.DiffAugment(policy, seed=3, **options)), _normal(*x_shape), True)
+
+
+def dcgan_plus_cases():
+    return [
+        Case("SpectralNorm", "Conv2d k4 s2 p1, eval (u, v fixed), 2x3x8x8",
+             _spectral(lambda: L.Conv2d(3, 4, 4, 2, 1, rng=RNG(0)), (2, 3, 8, 8))),
+        Case("SpectralNorm", "Conv2d k7 on 7x7, no bias, training without a power step, 3x4x7x7",
+             _spectral(lambda: L.Conv2d(4, 1, 7, bias=False, rng=RNG(0)), (3, 4, 7, 7), train=True, steps=0)),
+        Case("SpectralNorm", "ConvTranspose2d k4 s2 p1 (dim 1), eval, 2x3x4x4",
+             _spectral(lambda: L.ConvTranspose2d(3, 2, 4, 2, 1, rng=RNG(0)), (2, 3, 4, 4))),
+        Case("SpectralNorm", "Dense 5->3, batch 1, eval", _spectral(lambda: L.Dense(5, 3, rng=RNG(0)), (1, 5))),
+        Case("DiffAugment", "translation 1/4, 3x2x8x7", _augment("translation", (3, 2, 8, 7), translation=0.25)),
+        Case("DiffAugment", "cutout 1/2, fill -1, 4x1x6x6", _augment("cutout", (4, 1, 6, 6), fill=-1.0)),
+        Case("DiffAugment", "translation 1/4 + cutout 1/2, batch 1, 1x3x9x5",
+             _augment("translation,cutout", (1, 3, 9, 5), translation=0.25)),
+    ]
+
+
+def _sn_critic():
+    """A DCGAN-shaped critic with DiffAugment in front and every convolution spectrally normalised
+    (no power step: u and v fixed)."""
+    rng = RNG(0)
+    sn = lambda layer: L.SpectralNorm(layer, n_power_iterations=0, rng=rng)
+    return L.Chain(L.DiffAugment("translation,cutout", translation=0.25, fill=0.7, seed=1),
+                   sn(L.Conv2d(1, 2, 4, 2, 1, rng=rng)), L.LeakyReLU(0.2),
+                   sn(L.Conv2d(2, 3, 4, 2, 1, rng=rng)), L.LeakyReLU(0.2),
+                   sn(L.Conv2d(3, 1, 3, 1, 0, bias=False, rng=rng)))
+
+
+def dcgan_plus_double_cases():
+    return [
+        _double("SpectralNorm", "Conv2d k4 s2 p1, eval, 2x3x8x8",
+                _spectral(lambda: L.Conv2d(3, 4, 4, 2, 1, rng=RNG(0)), (2, 3, 8, 8))),
+        _double("SpectralNorm", "Dense 6->4 tanh, training without a power step, batch 3",
+                _spectral(lambda: L.Dense(6, 4, "tanh", rng=RNG(0)), (3, 6), train=True, steps=0)),
+        _double("DiffAugment", "translation + cutout, 3x2x8x7",
+                _augment("translation,cutout", (3, 2, 8, 7), translation=0.25)),
+        _double("Chain", "DiffAugment-SN(Conv)-LeakyReLU-SN(Conv)-LeakyReLU-SN(Conv)",
+                _away_from_kinks(_sn_critic, (2, 1, 12, 12), margin=0.01)),
+    ]
+
+
+def _dcgan_plus_reference(layer, train, seed):
+    """reference_of for SpectralNorm and DiffAugment (issue 18), None for any other layer."""
+    if isinstance(layer, L.SpectralNorm):
+        inner_forward, inner_backward, inner_params = reference_of(layer.layer, train, seed=seed)
+        weight, u, v = inner_params["weight"], layer.buffers["u"].copy(), layer.buffers["v"].copy()
+        steps = layer.n_power_iterations if train else 0
+
+        def forward(x):
+            inner_params["weight"], sn_cache = R.spectral_norm_forward(weight, u, v, steps, layer.dim, layer.eps)
+            out, cache = inner_forward(x)
+            return out, (cache, sn_cache)
+
+        def backward(dout, cache):
+            dx, grads = inner_backward(dout, cache[0])
+            grads["weight"] = R.spectral_norm_backward(grads["weight"], cache[1])
+            return dx, {f"layer.{name}": grad for name, grad in grads.items()}
+        params = {f"layer.{name}": (weight if name == "weight" else array) for name, array in inner_params.items()}
+        return forward, backward, params
+    if isinstance(layer, L.DiffAugment):
+        forward, backward, _ = _augment_functions(layer, train)
+        return _bind(forward, backward, {})
+    return None
+
+
+def _augment_functions(layer, train):
+    """DiffAugment as reference (forward, backward, double_backward), with the draws of the fast layer's
+    latest training pass, or of its first if it has made none (drawn on the first call, then kept:
+    one function)."""
+    step, drawn = max(int(layer.buffers["step"]) - 1, 0), []
+
+    def draws(shape):
+        if not drawn:
+            drawn.append(layer.draws(shape, step))
+        return drawn[0]
+
+    def forward(x, fill=None):
+        if not train:
+            return x, None
+        d, fill = draws(x.shape), layer.fill if fill is None else fill
+        caches = []
+        if d["shift"] is not None:
+            x, cache = R.translate_forward(x, d["shift"], fill)
+            caches.append((R.translate_backward, cache))
+        if d["mask"] is not None:
+            x, cache = R.cutout_forward(x, d["mask"], fill)
+            caches.append((R.cutout_backward, cache))
+        return x, caches
+
+    def backward(dout, caches):
+        for backward_of, cache in reversed(caches or []):
+            dout = backward_of(dout, cache)
+        return dout
+
+    def double_backward(ddx, caches, dout):   # linear in x: ddout = the linear part applied to ddx
+        return forward(ddx, fill=0.0)[0], 0 * ddx
+    return forward, backward, double_backward
+
+
+def _dcgan_plus_second_order(layer, prefix, parts, params, train):
+    """_flatten_reference for SpectralNorm(Conv2d or Dense) and DiffAugment: appends their parts
+    (forward, backward, double_backward, gradient names); False for any other layer."""
+    if isinstance(layer, L.DiffAugment):
+        parts.append((*_augment_functions(layer, train), []))
+        return True
+    if not isinstance(layer, L.SpectralNorm):
+        return False
+    inner = layer.layer
+    w, b = inner.params["weight"].copy(), (inner.params["bias"].copy() if "bias" in inner.params else None)
+    names = [prefix + "layer.weight", prefix + "layer.bias" if b is not None else None]
+    params.update({name: array for name, array in zip(names, (w, b)) if name is not None})
+    u, v, steps = layer.buffers["u"].copy(), layer.buffers["v"].copy(), layer.n_power_iterations if train else 0
+    if isinstance(inner, L.Conv2d):
+        forward_of = lambda x, w_sn: R.conv2d_forward(x, w_sn, b, inner.stride, inner.padding)
+        backward_of, double_of = R.conv2d_backward, R.conv2d_double_backward
+    elif isinstance(inner, L.Dense):
+        forward_of, backward_of, double_of = (lambda x, w_sn: R.affine_forward(x, w_sn, b), R.affine_backward,
+                                              R.affine_double_backward)
+    else:
+        raise TypeError(f"no reference double backward for {layer!r}")
+
+    def forward(x):
+        w_sn, sn_cache = R.spectral_norm_forward(w, u, v, steps, layer.dim, layer.eps)
+        out, cache = forward_of(x, w_sn)
+        return out, (cache, sn_cache)
+
+    def backward(dout, cache):
+        dx, dw, *db = backward_of(dout, cache[0])
+        return (dx, R.spectral_norm_backward(dw, cache[1]), *db)
+
+    def double_backward(ddx, cache, dout):
+        ddout, dx, dw, *db = double_of(ddx, cache[0], dout)
+        return (ddout, dx, R.spectral_norm_backward(dw, cache[1]), *db)
+    parts.append((forward, backward, double_backward, names))
+    if isinstance(inner, L.Dense) and inner.activation is not None:
+        _flatten_reference(inner.activation, prefix + "layer.activation.", parts, params, train)
+    return True
 
 
 # -- image-to-image layers (issue 20) ---------------------------------------------------------
@@ -372,6 +522,9 @@ def reference_of(layer, train=True, mask=None, seed=0):
     image_to_image = _image_to_image_reference(layer, params, train, seed)
     if image_to_image is not None:
         return image_to_image
+    dcgan_plus = _dcgan_plus_reference(layer, train, seed)   # issue 18
+    if dcgan_plus is not None:
+        return dcgan_plus
     options = {L.LeakyReLU: lambda: {"alpha": layer.alpha}, L.Softmax: lambda: {"axis": layer.axis},
                L.Reshape: lambda: {"shape": layer.shape}}
     pairs = {L.ReLU: (R.relu_forward, R.relu_backward), L.LeakyReLU: (R.leaky_relu_forward, R.leaky_relu_backward),
@@ -533,14 +686,16 @@ def _kinks_far(layer, x, margin=0.05):
 
 def _away_from_kinks(make_layer, x_shape, margin=0.05, train=True):
     """A build: the layer and the first seeded normal input that keeps every kink ``margin`` away
-    (with the Dropout masks the check will draw: the global generator is put back after looking)."""
+    (with the Dropout masks and augmentations the check will draw: the global generator and the
+    layers' buffers are put back after looking)."""
     def build():
+        from .gradcheck import _restorer
         layer = _f64(make_layer())
         for seed in range(1, 200):
             x = _normal(*x_shape, seed=seed)
-            state = global_rng().state_dict()
+            restore = _restorer(layer)
             far = _kinks_far(layer, x, margin)
-            global_rng().load_state_dict(state)
+            restore()
             if far:
                 return layer, x, train
         raise RuntimeError(f"no input of shape {x_shape} keeps {layer!r} away from its kinks")
@@ -614,6 +769,7 @@ def double_backward_cases():
                 _away_from_kinks(_conv_critic, (3, 1, 5, 6))),
         _double("Chain", "Dense(tanh)-Dense(LeakyReLU)-Dense", _away_from_kinks(_mlp_critic, (4, 7))),
         *multiscale_double_backward_cases(),   # issue 14
+        *dcgan_plus_double_cases(),   # issue 18
     ]
 
 
@@ -640,6 +796,8 @@ def penalty_cases():
         _penalty("R1 penalty", "gamma 10, MLP critic, batch 4", 10.0, _mlp_critic, (4, 7)),
         _penalty("R1 penalty", "gamma 5, conv critic with LayerNorm, batch 3", 5.0, _conv_critic, (3, 1, 5, 6)),
         *multiscale_penalty_cases(),   # issue 14
+        _penalty("R1 penalty", "gamma 10, DiffAugment + spectrally normalised DCGAN-shaped critic, 2x1x12x12",  # 18
+                 10.0, _sn_critic, (2, 1, 12, 12), margin=0.01),
     ]
 
 
@@ -698,6 +856,8 @@ def _flatten_reference(layer, prefix, parts, params, train=True, mask=None):
     """Append (forward, backward, double_backward, gradient names) of each plain reference layer of
     ``layer`` to ``parts``, its parameters (copies, bound into forward) to ``params``. Dropout uses
     ``mask`` (the fast layer's, for a lone Dropout), or one drawn per layer and kept."""
+    if _dcgan_plus_second_order(layer, prefix, parts, params, train):   # issue 18
+        return
     own = {prefix + key: value.copy() for key, value in layer.params.items()}
     params.update(own)
     arrays = list(own.values())

@@ -199,7 +199,7 @@ def test_conditional_options_are_checked(recipe, option, value):
 # -- runs -------------------------------------------------------------------------------------------
 
 def test_conditional_run_writes_class_grids_and_records_its_classes(tmp_path):
-    trainer = conditional_run(tmp_path, "acgan", epochs=2, checkpoint_every=1, final_outputs=False)
+    trainer = conditional_run(tmp_path, "acgan", epochs=2, keep_checkpoints=1, final_outputs=False)
     out = tmp_path / "run"
     meta = Checkpoint(out / "checkpoint.npz").meta
     assert meta["conditioning"] == {"num_classes": 3, "class_names": ["0", "1", "2"]}
@@ -211,7 +211,7 @@ def test_conditional_run_writes_class_grids_and_records_its_classes(tmp_path):
     arrays = Checkpoint(out / "checkpoint.npz").arrays
     assert arrays["class_progress"].shape == (3, 3 * 10, 1, 28, 28)
     for epoch in (1, 2):
-        copy = Checkpoint(out / f"checkpoint-epoch{epoch:03d}.npz")
+        copy = Checkpoint(out / f"checkpoint_e{epoch:03d}.npz")
         assert copy.meta["epoch"] == epoch
     assert "class_acc_fake" in trainer.history
 
@@ -247,8 +247,8 @@ def test_a_conditional_recipe_needs_labels_within_its_classes(tmp_path):
         train_run("cdcgan", tmp_path / "b", images, labels=labels, epochs=1, quiet=True, num_classes=2)
     with pytest.raises(ValueError, match=r"one integer class label per image \(60\)"):
         train_run("cdcgan", tmp_path / "c", images, labels=labels[:10], epochs=1, quiet=True)
-    with pytest.raises(ValueError, match="checkpoint_every"):
-        train_run("cdcgan", tmp_path / "d", images, labels=labels, epochs=1, quiet=True, checkpoint_every=0)
+    with pytest.raises(ValueError, match="keep_checkpoints"):
+        train_run("cdcgan", tmp_path / "d", images, labels=labels, epochs=1, quiet=True, keep_checkpoints=0)
     assert not any((tmp_path / name).exists() for name in "abcd")
 
 

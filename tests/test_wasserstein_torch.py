@@ -105,6 +105,10 @@ def _torch_pair(layer):
     if isinstance(layer, L.Chain):
         module = torch.nn.Sequential(*[_torch_pair(child) for child in layer])
         return module
+    if isinstance(layer, L.SpectralNorm):   # issue 18
+        return _SpectralNormTwin(layer)
+    if isinstance(layer, L.DiffAugment):    # issue 18
+        return _DiffAugmentTwin(layer)
     if isinstance(layer, L.Dense):
         linear = torch.nn.Linear(layer.in_features, layer.out_features, bias="bias" in layer.params)
         _copy_leaf(layer, linear)
@@ -220,6 +224,46 @@ def _multiscale_pair(layer, shared=None):
     if isinstance(layer, L.MinibatchStdDev):
         return _Lambda(lambda x: _minibatch_stddev(x, layer.group_size, layer.eps))
     return None
+class _SpectralNormTwin(torch.nn.Module):
+    """The wrapped layer's torch twin computing with W / (u^T W v), u and v the layer's buffers as its
+    pass left them (constants, as in the backward of Miyato et al. and PyTorch), W the twin's parameter."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.inner = _torch_pair(layer.layer)          # Conv2d, Linear, or Sequential(Linear, activation)
+        self.weight_name = "0.weight" if isinstance(self.inner, torch.nn.Sequential) else "weight"
+        self.u, self.v, self.dim = t(layer.buffers["u"]), t(layer.buffers["v"]), layer.dim
+
+    def forward(self, x):
+        params = dict(self.inner.named_parameters())
+        w = params[self.weight_name]
+        sigma = self.u @ torch.movedim(w, self.dim, 0).reshape(w.shape[self.dim], -1) @ self.v
+        return torch.func.functional_call(self.inner, {**params, self.weight_name: w / sigma}, (x,))
+
+
+class _DiffAugmentTwin(torch.nn.Module):
+    """DiffAugment's transformation with the draws of the layer's latest training pass (identity without
+    one), written with torch's pad, indexing and masking so that autograd differentiates it."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer, self.step = layer, int(layer.buffers["step"]) - 1
+
+    def forward(self, x):
+        if self.step < 0:
+            return x
+        draws, fill = self.layer.draws(tuple(x.shape), self.step), self.layer.fill
+        if draws["shift"] is not None:
+            shift, (n, _, h, w) = draws["shift"], x.shape
+            pad = int(np.abs(shift).max())
+            padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=fill)
+            rows = torch.as_tensor(np.arange(h)[None, :] - shift[:, :1] + pad)
+            cols = torch.as_tensor(np.arange(w)[None, :] - shift[:, 1:] + pad)
+            x = padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+        if draws["mask"] is not None:
+            mask = t(draws["mask"])
+            x = x * mask + fill * (1 - mask)
+        return x
 
 
 def _copy_leaf(layer, module):

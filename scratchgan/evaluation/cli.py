@@ -27,9 +27,9 @@ def cmd_train_classifier(args):
     return 0
 
 
-def load_samples(path, n, seed=0):
+def load_samples(path, n, seed=0, generator="auto"):
     """Samples from an .npy of images in [0, 1] (the first n; all for n None), or n samples drawn from a
-    checkpoint (.npz)."""
+    checkpoint (.npz) by its ``generator`` (gan/sampling.py's load_generator: auto, average or raw)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -37,7 +37,7 @@ def load_samples(path, n, seed=0):
         return read_samples_npy(path)[:n]
     if path.suffix == ".npz":
         from ..gan.sampling import sample_from_checkpoint  # imported here: only checkpoints need it
-        return sample_from_checkpoint(str(path), n, device="cpu", seed=seed)
+        return sample_from_checkpoint(str(path), n, device="cpu", seed=seed, generator=generator)
     raise ValueError(f"{path}: expected samples (.npy, images in [0, 1]) or a training checkpoint (.npz)")
 
 
@@ -88,6 +88,10 @@ def dataset_to_evaluate(path, asked):
     if meta["image_shape"] != [1, 28, 28] or recorded not in DATASET_NAMES:
         raise ValueError(f"{path} is a run on {recorded!r} images of shape {tuple(meta['image_shape'])}: "
                          f"evaluate scores 1x28x28 runs on {' or '.join(DATASET_NAMES)} only")
+    options = meta.get("options") or {}
+    if options.get("ema"):   # a run keeping an average of G's weights (gan/averaging.py)
+        notes.append(f"note: this run keeps an average of G's weights (--ema {options['ema']}); --generator "
+                     f"auto and average score it, raw scores G itself")
     if asked is not None and asked != recorded:
         raise ValueError(f"{path} is a {recorded} run: --dataset {asked} would score it against the wrong "
                          f"data (leave --dataset out)")
@@ -174,7 +178,7 @@ def samples_and_real_data(args, dataset, classifier, notes):
     if from_checkpoint:
         from ..gan.sampling import sample_with_labels
         samples, labels = sample_with_labels(args.samples, min(args.n, len(real.reference)), device="cpu",
-                                             seed=args.seed)
+                                             seed=args.seed, generator=getattr(args, "generator", "auto"))
         samples = crop_padded_mnist(samples, notes)
         if labels is not None and int(labels.max()) >= classifier_classes(classifier):
             raise ValueError(f"{args.samples} draws {int(labels.max()) + 1} classes; the classifier tells "
@@ -248,6 +252,9 @@ def add_commands(subparsers):
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--no-reference", action="store_true", help="skip the real-data reference row")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--generator", choices=("auto", "average", "raw"), default="auto",
+                   help="a checkpoint's generator to score: the run's weight average if it kept one (--ema), "
+                        "else G (auto, default); average; or raw (G itself)")
     p.set_defaults(func=cmd_evaluate)
 
 

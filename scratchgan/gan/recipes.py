@@ -256,15 +256,17 @@ def build_dcgan(o, image_shape):
     channels, height, width = image_shape
     if height != width or height not in DCGAN_SIZES:
         raise ValueError(f"dcgan supports square images of size {DCGAN_SIZES}, got {height}x{width}")
+    from . import dcgan_plus   # issue 18: the options of a better recipe (all off in dcgan)
     G = dcgan_generator(o["z_dim"], channels, height, o["ngf"])
-    D = dcgan_discriminator(channels, height, o["ndf"], norm=o["d_norm"])
+    D = dcgan_plus.improve_discriminator(dcgan_discriminator(channels, height, o["ndf"], norm=o["d_norm"]), o)
     betas = (o["beta1"], 0.999)
-    opt_g = Adam(G, lr=o["lr"], betas=betas)
+    opt_g = Adam(G, lr=o["g_lr"] or o["lr"], betas=betas)
     opt_d = Adam(D, lr=o["d_lr"] or o["lr"], betas=betas)
     from .wasserstein import penalty_extensions
-    return Setup(G, D, opt_g, opt_d, get_head("logit"), _config(o, noise_shape=(1, 1)),
+    config = _config(o, noise_shape=(1, 1))
+    return Setup(G, D, opt_g, opt_d, get_head("logit"), config,
                  transforms.to_tanh_range, transforms.from_tanh_range, image_shape,
-                 extensions=penalty_extensions(o))
+                 extensions=penalty_extensions(o) + dcgan_plus.extensions(o, G, (config.z_dim, 1, 1)))
 
 
 def _check_dcgan_penalties(o):
@@ -275,13 +277,21 @@ def _check_dcgan_penalties(o):
                              f"which mixes the samples of a batch: add --d-norm layernorm or --d-norm none")
 
 
+def _dcgan_checks():
+    from . import dcgan_plus
+    return {"d_norm": ((lambda v: v in ("batchnorm", "layernorm", "none")), "one of batchnorm, layernorm, none"),
+            "gp": _number(0, None), "r1": _number(0, None), **dcgan_plus.CHECKS}
+
+
+def _dcgan_defaults():
+    from . import dcgan_plus
+    return {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
+            "epochs": 5, "ngf": 64, "ndf": 64, "d_norm": "batchnorm", "gp": 0.0, "r1": 0.0, **dcgan_plus.OPTIONS}
+
+
 DCGAN = Recipe("dcgan", "DCGAN (Radford et al. 2015): ConvTranspose/BatchNorm/ReLU G, Conv/LeakyReLU D, Adam 2e-4",
-               {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
-                "epochs": 5, "ngf": 64, "ndf": 64, "d_norm": "batchnorm", "gp": 0.0, "r1": 0.0},
-               build_dcgan, image_sizes=DCGAN_SIZES, check_together=_check_dcgan_penalties,
-               checks={"d_norm": ((lambda v: v in ("batchnorm", "layernorm", "none")),
-                                  "one of batchnorm, layernorm, none"),
-                       "gp": _number(0, None), "r1": _number(0, None)})
+               _dcgan_defaults(), build_dcgan, image_sizes=DCGAN_SIZES, check_together=_check_dcgan_penalties,
+               checks=_dcgan_checks())
 
 RECIPES = {r.name: r for r in (MLP, GOODFELLOW2014, DCGAN)}
 # -- Wasserstein GANs (issue 17): wgan, wgan-gp, wgan-gp-paper
@@ -295,6 +305,10 @@ RECIPES.update({r.name: r for r in (CYCLEGAN, SRRESNET, SRGAN)})
 # conditional GANs (issue 19): cgan, cdcgan, cdcgan-plus, acgan, acgan-plus, built in conditional.py
 from .conditional import CONDITIONAL_RECIPES  # noqa: E402  (after the names conditional.py uses)
 RECIPES.update({r.name: r for r in CONDITIONAL_RECIPES})
+
+# -- a better DCGAN-28 recipe at the same architecture and budget (issue 18) ----------------------
+from .dcgan_plus import plus_recipe  # noqa: E402
+RECIPES["dcgan-plus"] = plus_recipe()
 
 
 def get_recipe(name):

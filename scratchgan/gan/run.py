@@ -16,7 +16,7 @@
     evaluation.json       the full evaluation of docs/evaluation.md after training (MNIST runs)
     class_grid.png/class_progress.gif   conditional models: one row per class, one column per fixed
                           noise vector, after the last epoch and after every epoch
-    checkpoint-epochE.npz with checkpoint_every=N (--checkpoint-every N): a copy every N epochs
+    checkpoint_eNNN.npz   copies of the checkpoint after every N-th epoch (--keep-checkpoints N)
 """
 import contextlib
 import hashlib
@@ -67,7 +67,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, dataset="custom",
               quiet=False, callback=None, final_outputs=True, evaluate=True, data_dir=None, eval_samples=10000,
-              data_identity=None, labels=None, checkpoint_every=None, **options):
+              data_identity=None, labels=None, keep_checkpoints=None, **options):
     """Train ``recipe`` on uint8 ``images`` (N, C, H, W), writing into ``out_dir``.
 
     With ``resume=True`` the run continues from ``out_dir/checkpoint.npz`` with the options it
@@ -79,19 +79,18 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     checkpoint and summary, beside the SHA-256 of ``images``; a resumed run must get the same images.
     A conditional recipe (cgan, cdcgan, acgan, ...) also needs ``labels``, the class of each image
     (int, 0 .. num_classes - 1); its checkpoint records the classes (num_classes and their names).
-    ``checkpoint_every=N`` keeps a copy of the checkpoint every N epochs (checkpoint-epochE.npz).
+    ``keep_checkpoints`` N: after every N-th epoch, also keep a copy of the checkpoint,
+    ``checkpoint_eNNN.npz`` (NNN: the epochs done), to score or sample the run at that epoch.
 
     Everything is checked before any work: options, ``eval_samples``, that ``out_dir`` is
     writable. Returns the trainer. Raises DivergenceError (saying which checkpoint, if any, is
     on disk) and Interrupted (Ctrl-C or SIGTERM: the checkpoint of the current step written).
     """
-    _check_checkpoint_every(checkpoint_every)
-
     def check_labels(recipe, options):
         return check_run_labels(labels, images, options.get("num_classes", 0), recipe.name)
 
     out, checkpoint, recipe, options = prepare_run(recipe, out_dir, resume, epochs, evaluate, eval_samples,
-                                                   check=check_labels, **options)
+                                                   check=check_labels, keep_checkpoints=keep_checkpoints, **options)
     ckpt_path = out / CHECKPOINT
     num_classes = options.get("num_classes", 0)
     labels = check_labels(recipe, options)
@@ -149,8 +148,8 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
                 if evaluator is not None:
                     evaluator = _evaluate_epoch(evaluator, family, epoch, epoch_metrics, out, quiet)
                 save(epoch)
-                if checkpoint_every and epoch % checkpoint_every == 0:
-                    keep_copy(ckpt_path, out / f"checkpoint-epoch{epoch:03d}.npz")
+                if keep_checkpoints and epoch % keep_checkpoints == 0:
+                    keep_copy(ckpt_path, out / kept_checkpoint_name(epoch))
                 family.write_epoch_outputs(out, progress, len(loader), epoch_metrics)
                 if stop_signal():  # Ctrl-C or SIGTERM during the end-of-epoch work
                     raise Interrupted(f"{_signal_name(stop_signal())}: stopped after epoch {epoch}; "
@@ -200,6 +199,7 @@ class GANRun:
         self.loader = BatchLoader(self.data, options["batch_size"], shuffle=True, drop_last=True,
                                   seed=options["seed"], device=device)
         self.trainer = GANTrainer.from_setup(setup, device)
+        self.trainer.steps_per_epoch = len(self.loader)
         self.images = images
         self.class_names = class_names
         self.class_progress = [_class_grid(self.trainer, setup)] if self.trainer.conditional else []
@@ -247,8 +247,24 @@ def image_shape_of(images):
     return tuple((images[0] if isinstance(images, tuple) else images).shape[1:])
 
 
+def kept_checkpoint_name(epoch):
+    """The name of the copy of the checkpoint kept after ``epoch`` epochs (--keep-checkpoints)."""
+    return f"checkpoint_e{epoch:03d}.npz"
+
+
+def keep_copy(source, target):
+    """Copy a checkpoint, atomically (a reader sees the old file or the whole new one)."""
+    with open(source, "rb") as f, atomic_write(target) as out:
+        shutil.copyfileobj(f, out)
+
+
+def _check_keep_checkpoints(n):
+    if n is not None and (not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1):
+        raise ValueError(f"keep_checkpoints (--keep-checkpoints) must be an integer >= 1, got {n!r}")
+
+
 def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_samples=10000, check=None,
-                **options):
+                keep_checkpoints=None, **options):
     """Every check a run can make before it has its data, so nothing is loaded or trained in vain:
     ``out_dir`` is writable, ``eval_samples`` makes sense, ``--resume`` finds a checkpoint (and
     without it, none is there), resumed options and epochs fit it, every option is valid.
@@ -258,6 +274,7 @@ def prepare_run(recipe, out_dir, resume=False, epochs=None, evaluate=True, eval_
     """
     out = Path(out_dir)
     _check_eval_samples(eval_samples, evaluate)
+    _check_keep_checkpoints(keep_checkpoints)
     checkpoint = _checkpoint_to_resume(out / CHECKPOINT, resume)
     if checkpoint is not None:
         recipe, options, epochs = _resumed_options(checkpoint, recipe, options, epochs)
@@ -297,17 +314,6 @@ def check_run_labels(labels, images, num_classes, recipe_name):
         raise ValueError(f"{recipe_name}: labels run from {labels.min()} to {labels.max()}, outside the "
                          f"{num_classes} classes 0..{num_classes - 1} (option num_classes)")
     return labels.astype(np.int64)
-
-
-def keep_copy(path, copy):
-    """Copy the checkpoint at ``path`` to ``copy``, atomically (a stopped copy leaves no partial file)."""
-    with open(path, "rb") as source, atomic_write(copy) as f:
-        shutil.copyfileobj(source, f)
-
-
-def _check_checkpoint_every(n):
-    if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1):
-        raise ValueError(f"checkpoint_every (--checkpoint-every) must be an integer >= 1, got {n!r}")
 
 
 def array_sha256(images):
@@ -382,10 +388,13 @@ def _evaluate_epoch(evaluator, family, epoch, epoch_metrics, out, quiet):
 def _write_epoch_metrics(out, epoch_metrics, quiet):
     columns = {k: [m[k] for m in epoch_metrics] for k in epoch_metrics[0]}
     plots.write_history_csv(out / "metrics.csv", columns)
-    panels = {"Fréchet distance (classifier features), lower is better": {"samples": columns["frechet_distance"]},
-              "classifier score, higher is better (10 at most)": {"samples": columns["classifier_score"]},
-              "classes holding >= 2% of samples": {"samples": columns["classes_covered"]},
-              "coverage: KL(class histogram || uniform)": {"samples": columns["coverage_kl"]}}
+    titles = {"frechet_distance": "Fréchet distance (classifier features), lower is better",
+              "classifier_score": "classifier score, higher is better (10 at most)",
+              "classes_covered": "classes holding >= 2% of samples",
+              "coverage_kl": "coverage: KL(class histogram || uniform)"}
+    averaged = "ema_frechet_distance" in columns   # a run keeping an average of G's weights (averaging.py)
+    panels = {title: ({"G": columns[key], "averaged G": columns[f"ema_{key}"]} if averaged
+                      else {"samples": columns[key]}) for key, title in titles.items()}
     if "conditional_accuracy" in columns:
         panels["conditional accuracy: the classifier names the class asked for"] = {
             "samples": columns["conditional_accuracy"]}
@@ -613,7 +622,8 @@ def discriminator_accuracy(trainer, setup, data, batch_size=200, binarize_fakes=
     for start in range(0, len(images) - batch_size + 1, batch_size):
         real = backend.to_device(images[start:start + batch_size], trainer.device)
         fake_labels = trainer.sample_labels(batch_size) if trainer.conditional else None
-        fake = trainer.sample(noise=trainer.sample_noise(batch_size), labels=fake_labels)
+        fake = trainer.sample(noise=trainer.sample_noise(batch_size), labels=fake_labels,
+                              generator=trainer.G)   # D's opponent: G, not an average of it
         if binarize_fakes:
             fake = transforms.binarize(fake)
         real_labels = None if labels is None else backend.to_device(labels[start:start + batch_size], trainer.device)

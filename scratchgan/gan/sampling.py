@@ -6,20 +6,32 @@ meta: their number and names), so samples of chosen classes need nothing else.
 import numpy as np
 
 from .. import backend
+from .averaging import find_average
 from .checkpoint import Checkpoint, CheckpointError
 from .recipes import get_recipe
 from .trainer import draw_noise
 
 
-def load_generator(path, device="cpu", resolution=None):
-    """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``. A family whose generator
-    has stages (progan: ``set_sampling_stage``) is set to the stage it trained at, or to ``resolution``."""
-    _, setup = _load(path, device, resolution)
-    return setup.G, setup
+GENERATORS = ("auto", "average", "raw")
 
 
-def _load(path, device, resolution=None):
-    """(Checkpoint, Setup whose G holds the checkpoint's weights, in eval mode on ``device``)."""
+def load_generator(path, device="cpu", resolution=None, generator="auto"):
+    """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``.
+
+    A family whose generator has stages (progan: ``set_sampling_stage``) is set to the stage it
+    trained at, or to ``resolution``. ``generator``: "raw" (the trained G), "average" (the average
+    of G's weights kept by a run with ``--ema``, gan/averaging.py; an error for a run without one)
+    or "auto" (the average if the run kept one, else G: what the run itself samples from).
+    """
+    _, setup, G = _load(path, device, resolution, generator)
+    return G, setup
+
+
+def _load(path, device, resolution=None, generator="auto"):
+    """(Checkpoint, Setup whose G holds the checkpoint's weights, in eval mode on ``device``, the
+    generator to sample: that G or its weight average)."""
+    if generator not in GENERATORS:
+        raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
     checkpoint = Checkpoint(path)
     setup = rebuild_setup(checkpoint)
     checkpoint.load_generator(setup.G)
@@ -30,7 +42,18 @@ def _load(path, device, resolution=None):
         raise ValueError(f"--resolution applies to progan checkpoints only; {path} is a "
                          f"{checkpoint.meta['recipe']!r} run")
     setup.G.to(device).eval()
-    return checkpoint, setup
+    average = find_average(setup.extensions)
+    if generator == "average" and average is None:
+        raise CheckpointError(f"{path} is a run without a weight average (--ema): sample its generator "
+                              f"with --generator raw (or auto)")
+    if generator == "raw" or average is None:
+        return checkpoint, setup, setup.G
+    state = checkpoint.part(f"ext/{type(average).__name__}/")
+    try:
+        average.load_state_dict(state)
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"checkpoint {path}: cannot load its averaged generator ({e})") from None
+    return checkpoint, setup, average.averaged_generator(setup.G)
 
 
 def rebuild_setup(checkpoint):
@@ -73,25 +96,27 @@ def parse_label(text, classes, path):
                      f"({', '.join(names)}) or all")
 
 
-def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500, labels=None, resolution=None):
+def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500, labels=None, resolution=None,
+                           generator="auto"):
     """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``
-    (progan: at the stage it trained at, or at an earlier ``resolution`` it has reached).
+    (progan: at the stage it trained at, or at an earlier ``resolution`` it has reached), drawn from the
+    checkpoint's ``generator`` (load_generator: by default the run's weight average if it kept one).
 
     A conditional checkpoint draws sample i for class ``labels[i]`` (default: the classes 0, 1, ...,
     K-1 in turn); an unconditional one refuses ``labels``. Raises ValueError unless n >= 1, and
     CheckpointError if the generator's output is not finite (a checkpoint holding diverged weights),
     so no NaN image is ever returned.
     """
-    return sample_with_labels(path, n, device, seed, batch_size, labels, resolution)[0]
+    return sample_with_labels(path, n, device, seed, batch_size, labels, resolution, generator)[0]
 
 
-def sample_with_labels(path, n, device="cpu", seed=0, batch_size=500, labels=None, resolution=None):
+def sample_with_labels(path, n, device="cpu", seed=0, batch_size=500, labels=None, resolution=None,
+                       generator="auto"):
     """(samples, labels) as sample_from_checkpoint: the labels the samples were drawn for (None for an
     unconditional checkpoint)."""
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
         raise ValueError(f"the number of samples must be a positive integer, got {n!r}")
-    checkpoint, setup = _load(path, device, resolution)
-    G = setup.G
+    checkpoint, setup, G = _load(path, device, resolution, generator)
     labels = _labels_for(checkpoint.meta["recipe"], setup.config.num_classes, n, labels, path)
     rng = backend.RNG(seed)
     xp = backend.xp_for(device)
@@ -126,7 +151,7 @@ def _labels_for(recipe, k, n, labels, path):
     return labels.astype(np.int64)
 
 
-def sample_classes(path, n, label=None, device="cpu", seed=0, resolution=None):
+def sample_classes(path, n, label=None, device="cpu", seed=0, resolution=None, generator="auto"):
     """What ``scratchgan sample --label`` draws: (samples, labels, class names).
 
     For a conditional checkpoint, ``label`` "all" or None draws n samples of every class in class
@@ -140,8 +165,9 @@ def sample_classes(path, n, label=None, device="cpu", seed=0, resolution=None):
     else:
         index = None
     if classes is None:
-        return sample_from_checkpoint(path, n, device, seed, resolution=resolution), None, None
+        return sample_from_checkpoint(path, n, device, seed, resolution=resolution, generator=generator), None, None
     k = classes["num_classes"]
     labels = np.repeat(np.arange(k, dtype=np.int64), n) if index is None else np.full(n, index, dtype=np.int64)
-    samples, labels = sample_with_labels(path, len(labels), device, seed, labels=labels, resolution=resolution)
+    samples, labels = sample_with_labels(path, len(labels), device, seed, labels=labels, resolution=resolution,
+                                         generator=generator)
     return samples, labels, list(classes["class_names"])

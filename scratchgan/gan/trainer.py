@@ -101,6 +101,8 @@ class GANTrainer:
       (weight clipping, a moving average of G's weights, ...);
     - ``after_epoch(trainer, epoch)``: when a run has finished ``epoch`` epochs (it calls
       ``trainer.after_epoch``): per-epoch schedules such as the CGAN paper's momentum;
+    - ``before_step(trainer)``: before each discriminator step (learning-rate schedules);
+    - ``averaged_generator(G)``: the generator to sample from instead of G (a weight average);
     - ``state_dict()`` / ``load_state_dict(state)``: state saved in checkpoints.
 
     For a conditional model (``config.num_classes`` > 0) batches are (images, labels),
@@ -124,6 +126,7 @@ class GANTrainer:
         dims = self.noise_dims(config.n_progress)
         draw = host.random if config.noise == "uniform" else host.standard_normal
         self.fixed_noise = backend.to_device(draw(dims).astype(self.dtype), device)
+        self.steps_per_epoch = None   # set by a run (the loader's length), for learning-rate schedules
         self.d_steps = 0   # discriminator updates done
         self.g_steps = 0   # generator updates done
         self.history_keys = (("d_loss", "g_loss") + tuple(objective.stat_keys)
@@ -166,6 +169,7 @@ class GANTrainer:
         """One discriminator update on ``batch`` (images, or (images, labels) for a conditional
         model), then a generator update if this is the k-th."""
         real, labels = self._unpack(batch)
+        self._after("before_step")
         g_turn = (self.d_steps + 1) % self.config.k == 0
         fake_labels = self.sample_labels(len(real)) if self.conditional else None
         fake = self.G.forward(self.with_labels(self.sample_noise(len(real)), fake_labels), train=True, keep_cache=g_turn)
@@ -281,16 +285,26 @@ class GANTrainer:
         return math.nan
 
     # -- sampling ------------------------------------------------------------------
-    def sample(self, n=None, noise=None, labels=None, batch_size=500):
+    def sampling_generator(self):
+        """The generator samples come from: the average of G's weights when an extension keeps one
+        (its ``averaged_generator(G)`` hook, gan/averaging.py), else G itself."""
+        for ext in self.extensions:
+            if hasattr(ext, "averaged_generator"):
+                return ext.averaged_generator(self.G)
+        return self.G
+
+    def sample(self, n=None, noise=None, labels=None, batch_size=500, generator=None):
         """Generator samples in eval mode (BatchNorm uses its running statistics).
 
         A conditional model draws class ``labels`` (an array, one per sample), uniform if None.
+        ``generator``: the model to sample (default ``sampling_generator()``; ``self.G`` for the raw one).
         """
+        G = self.sampling_generator() if generator is None else generator
         noise = self.sample_noise(n) if noise is None else noise
         if self.conditional:
             labels = self.sample_labels(len(noise)) if labels is None else self.xp.asarray(labels)
-        outs = [self.G.forward(self.with_labels(noise[i:i + batch_size], None if labels is None
-                                                else labels[i:i + batch_size]), train=False, keep_cache=False)
+        outs = [G.forward(self.with_labels(noise[i:i + batch_size], None if labels is None
+                                           else labels[i:i + batch_size]), train=False, keep_cache=False)
                 for i in range(0, len(noise), batch_size)]
         return self.xp.concatenate(outs)
 

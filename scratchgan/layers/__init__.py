@@ -19,6 +19,9 @@ from .instancenorm import InstanceNorm
 from .padding import ReflectionPad2d
 from .residual import Residual
 from .resize import PixelShuffle, Upsample
+# a better DCGAN-28 recipe (issue 18): spectral normalisation, differentiable augmentation
+from .augment import DiffAugment
+from .spectral_norm import SpectralNorm
 
 __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "Sequential",
@@ -37,3 +40,4 @@ from .pooling import AvgPool2d
 
 __all__ += ["AvgPool2d", "ConcatChannels", "EqualizedConv2d", "EqualizedDense", "FadeIn", "MinibatchStdDev",
             "PixelNorm"]  # issue 14
+__all__ += ["SpectralNorm", "DiffAugment"]   # issue 18

@@ -268,7 +268,11 @@ def missing_double_backward(layer):
     """The message for a layer used under a gradient penalty without a double backward."""
     return (f"{layer!r} has no double backward, so it cannot be used under a gradient penalty "
             f"(WGAN-GP, R1); layers with one: Dense, Maxout, Conv2d, LeakyReLU, ReLU, Tanh, Sigmoid, Dropout, "
-            f"Flatten, Reshape, LayerNorm, Chain (BatchNorm mixes the batch: use LayerNorm or no normalisation)")
+            f"Flatten, Reshape, LayerNorm, DiffAugment, SpectralNorm (around one of these), AvgPool2d, "
+            f"EqualizedConv2d, EqualizedDense, FadeIn, MinibatchStdDev, Chain (BatchNorm mixes the "
+            f"batch: use LayerNorm or no normalisation)")
+
+
 def output_shape(y):
     """A layer output's shape: ``y.shape`` as a tuple, or for a layer with several outputs (a tuple
     of arrays) the tuple of their shapes; anything without a shape gives None (never equal to one)."""

@@ -46,6 +46,9 @@ from .combine import (concat_backward, concat_forward, fork_backward, fork_forwa
                       identity_forward, parallel_backward, parallel_forward, select_backward, select_forward)
 from .embedding import (embedding_backward, embedding_forward, one_hot_backward, one_hot_forward,
                         projection_backward, projection_forward)
+# a better DCGAN-28 recipe (issue 18)
+from .augment import cutout_backward, cutout_forward, translate_backward, translate_forward
+from .spectral_norm import power_iteration, spectral_norm_backward, spectral_norm_forward
 
 __all__ = [
     "affine_forward", "affine_backward", "maxout_forward", "maxout_backward",
@@ -89,3 +92,5 @@ __all__ += ["avg_pool_forward", "avg_pool_backward", "avg_pool_double_backward",
             "equalized_conv2d_forward", "equalized_conv2d_backward", "equalized_conv2d_double_backward",
             "equalized_affine_forward", "equalized_affine_backward", "equalized_affine_double_backward",
             "fade_in_forward", "fade_in_backward", "fade_in_double_backward"]
+__all__ += ["power_iteration", "spectral_norm_forward", "spectral_norm_backward",  # issue 18
+            "translate_forward", "translate_backward", "cutout_forward", "cutout_backward"]

@@ -224,8 +224,10 @@ def _run_charts(run, prefix, data):
     if run.metrics and "epoch" in run.metrics:
         for column, title, ylab in METRIC_CHARTS:
             if column in run.metrics:
-                s = _series(title.split(" per epoch")[0], run.metrics["epoch"], run.metrics[column])
-                parts.append(_chart(data, f"{prefix}-m-{column}", title, ylab, [s], "epoch",
+                series = [_series(title.split(" per epoch")[0], run.metrics["epoch"], run.metrics[column])]
+                if f"ema_{column}" in run.metrics:   # a run keeping an average of G's weights (gan/averaging.py)
+                    series.append(_series("averaged G", run.metrics["epoch"], run.metrics[f"ema_{column}"]))
+                parts.append(_chart(data, f"{prefix}-m-{column}", title, ylab, series, "epoch",
                                     f"metrics.csv, {fmt(int(run.metrics['n'][-1]))} samples per epoch"
                                     if "n" in run.metrics else "metrics.csv"))
     seconds = run.recorded("epoch_seconds")
