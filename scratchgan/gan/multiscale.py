@@ -34,5 +34,6 @@ class SamplerEvaluator(RunEvaluator):
 
     sampler = None
 
-    def samples(self, trainer, setup, n, seed):
-        return np.asarray(backend.asnumpy(self.sampler(n, seed)), np.float32)
+    def samples(self, trainer, setup, n, seed, generator=None):
+        """(images, no labels): progan keeps no weight average, so ``generator`` has no other choice."""
+        return np.asarray(backend.asnumpy(self.sampler(n, seed)), np.float32), None
