@@ -8,3 +8,5 @@ from .layers import (BatchNorm, Chain, Conv2d, ConvTranspose2d, Dense, Dropout, 
 from .optim import SGD, Adam
 
 __version__ = "0.1.0"
+# -- issue 15 (the dynamics lab's fixes)
+from .layers import MinibatchDiscrimination, VirtualBatch, VirtualBatchNorm

@@ -135,6 +135,13 @@ OPTION_FLAGS = {
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
     "ngf": (int, "dcgan: generator width (default 64)"),
     "ndf": (int, "dcgan: discriminator width (default 64)"),
+    # -- issue 15: Salimans et al.'s fixes, options of every recipe (docs/dynamics.md)
+    "minibatch_kernels": (int, "minibatch discrimination in D: number of kernels B (default 0: off)"),
+    "minibatch_kernel_dim": (int, "minibatch discrimination: numbers per kernel C (default 5)"),
+    "feature_matching": (float, "feature matching: weight of ||mean f(x) - mean f(G(z))||^2 in G's loss (0: off)"),
+    "feature_matching_only": (bool, "feature matching replaces G's loss (the paper's form)"),
+    "historical_averaging": (float, "historical averaging: weight of ||theta - mean past theta||^2 (0: off)"),
+    "vbn": (int, "virtual batch normalization in G: reference batch size (0: off)"),
 }
 
 
@@ -163,7 +170,10 @@ def add_train_parser(sub):
                         "at least 10; --no-evaluate skips it)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html (see scratchgan report)")
     for name, (kind, text) in OPTION_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+        if kind is bool:   # a switch: True when given, else the recipe's default
+            p.add_argument("--" + name.replace("_", "-"), dest=name, action="store_true", default=None, help=text)
+        else:
+            p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)
 
 
@@ -243,6 +253,8 @@ def build_parser():
     add_evaluation_commands(sub)
     from .bench import add_commands as add_bench_commands
     add_bench_commands(sub)
+    from .lab.cli import add_commands as add_lab_commands   # issue 15: the dynamics lab
+    add_lab_commands(sub)
     return parser
 
 

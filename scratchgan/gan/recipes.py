@@ -22,6 +22,7 @@ from .. import layers as L
 from ..data import transforms
 from ..init import uniform
 from ..optim import SGD, Adam
+from .fixes import FIX_CHECKS, FIX_DEFAULTS, improve
 from .objectives import G_LOSSES, get_head
 from .trainer import GANConfig
 
@@ -76,7 +77,8 @@ class Recipe:
         return merged
 
     def setup(self, options, image_shape=(1, 28, 28)):
-        return self.build(options, tuple(image_shape))
+        """The recipe's models, optimizers and game, with the fixes its options switch on (fixes.py)."""
+        return improve(self.build(options, tuple(image_shape)), options, tuple(image_shape))
 
 
 # -- option checks: every option of every recipe, before any work -----------------------------
@@ -110,6 +112,10 @@ OPTION_CHECKS = {
     "loss": ((lambda v: v in G_LOSSES), f"one of {', '.join(G_LOSSES)}"),
     "binarize": ((lambda v: isinstance(v, (bool, np.bool_))), "True or False"),
 }
+
+# -- issue 15: Salimans et al.'s fixes (gan/fixes.py) are options of every recipe, off by default
+COMMON.update(FIX_DEFAULTS)
+OPTION_CHECKS.update(FIX_CHECKS)
 
 
 def check_option(name, value, checks=None):

@@ -11,3 +11,8 @@ from .shape import Flatten, Reshape
 __all__ = ["Layer", "Dense", "Maxout", "Conv2d", "ConvTranspose2d", "BatchNorm", "ReLU", "LeakyReLU",
            "Tanh", "Sigmoid", "Softmax", "Dropout", "Reshape", "Flatten", "Chain", "Sequential",
            "relu", "leakyrelu", "tanh", "sigmoid", "im2col", "col2im"]
+# -- issue 15 (the dynamics lab's fixes): minibatch discrimination, virtual batch normalization
+from .minibatch import MinibatchDiscrimination
+from .vbn import VirtualBatch, VirtualBatchNorm
+
+__all__ += ["MinibatchDiscrimination", "VirtualBatchNorm", "VirtualBatch"]

@@ -41,3 +41,9 @@ __all__ = [
     "mse", "l1",
     "sgd_step", "adam_step",
 ]
+# -- issue 15 (the dynamics lab's fixes)
+from .minibatch import minibatch_discrimination_backward, minibatch_discrimination_forward
+from .vbn import virtual_batchnorm_backward, virtual_batchnorm_forward
+
+__all__ += ["minibatch_discrimination_forward", "minibatch_discrimination_backward",
+            "virtual_batchnorm_forward", "virtual_batchnorm_backward"]
