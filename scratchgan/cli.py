@@ -142,6 +142,7 @@ OPTION_FLAGS = {
     "feature_matching_only": (bool, "feature matching replaces G's loss (the paper's form)"),
     "historical_averaging": (float, "historical averaging: weight of ||theta - mean past theta||^2 (0: off)"),
     "vbn": (int, "virtual batch normalization in G: reference batch size (0: off)"),
+    "beta1": (float, "Adam's beta1 (dcgan default 0.5, mlp-improved 0.5)"),
 }
 
 

@@ -191,3 +191,17 @@ def test_cli_dirac_json(capsys):
     assert {m["lr"] for m in report["cases"][0]["maps"]} == {0.2}
     code, out, err = lab(capsys, "dirac", "--lr", 0, "--no-figures")
     assert code == 2 and err.strip() == "scratchgan lab: error: --lr values must be > 0, got [0.0]"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("mixture", "--epochs", 0), "--epochs must be at least 1, got 0"),
+    (("mixture", "--k", 0), "--k must be at least 1, got 0"),
+    (("collapse", "--steps-per-epoch", 0), "--steps-per-epoch must be at least 1, got 0"),
+    (("collapse", "--fixes", "mbd"), "unknown fix(es) ['mbd']; choose from none, minibatch, feature-matching, "
+                                     "historical-averaging, label-smoothing, vbn"),
+])
+def test_cli_lab_options_are_checked_before_any_work(capsys, tmp_path, args, message):
+    out = tmp_path / "never"
+    code, _, err = lab(capsys, *args, "--out", out)
+    assert code == 2 and err.strip() == f"scratchgan lab: error: {message}"
+    assert not out.exists()

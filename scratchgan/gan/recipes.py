@@ -263,3 +263,8 @@ def get_recipe(name):
         return RECIPES[name]
     except KeyError:
         raise ValueError(f"unknown recipe {name!r}; expected one of {sorted(RECIPES)}") from None
+
+
+# -- registry: one line per recipe family added after these
+from .improved import MLP_IMPROVED  # noqa: E402  (issue 15: docs/dynamics.md)
+RECIPES[MLP_IMPROVED.name] = MLP_IMPROVED
