@@ -8,7 +8,7 @@ switched on through the options every recipe has (gan/fixes.py): minibatch discr
 feature matching, historical averaging, one-sided label smoothing, virtual batch
 normalization, and the modes covered are compared over several seeds.
 
-    python demos/mode_collapse.py --epochs 30 --seeds 3 --out runs/lab/collapse
+    python demos/mode_collapse.py --epochs 60 --seeds 3 --out runs/lab/collapse
 """
 import argparse
 import sys
@@ -21,8 +21,8 @@ from scratchgan.lab.collapse import FIXES, animate, compare, format_summary
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mixture", nargs="+", choices=("ring", "grid"), default=["ring", "grid"])
-    parser.add_argument("--epochs", type=positive_int, default=30)
-    parser.add_argument("--steps-per-epoch", type=positive_int, default=250)
+    parser.add_argument("--epochs", type=positive_int, default=60)
+    parser.add_argument("--steps-per-epoch", type=positive_int, default=200)
     parser.add_argument("--seeds", type=positive_int, default=3)
     parser.add_argument("--fixes", nargs="+", choices=list(FIXES), default=list(FIXES))
     parser.add_argument("--out", default="runs/lab/collapse")

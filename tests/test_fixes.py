@@ -52,7 +52,7 @@ def test_minibatch_backward_has_the_cross_sample_terms():
 
 
 def test_minibatch_fast_layer_equals_reference_beyond_one_row_block():
-    """A batch of 70 spans three of the fast layer's row blocks (32 rows each)."""
+    """A batch of 70 spans two of the fast layer's row blocks (64 rows each)."""
     layer = L.MinibatchDiscrimination(6, 4, 3, rng=RNG(0)).to(dtype=np.float64)
     x = np.random.default_rng(2).standard_normal((70, 6))
     y = layer.forward(x)

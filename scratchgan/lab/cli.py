@@ -42,28 +42,31 @@ def cmd_mixture(args):
     from .figures import save_snapshots, save_spectrum
     from .mixtures import ToyRun, get_mixture
     from .spectrum import SPECTRUM_RUNS, spectrum_report, track_spectrum
-    for name in ("epochs", "steps_per_epoch", "k"):
+    for name in ("epochs", "steps_per_epoch", "k", "every"):
         _positive(f"--{name.replace('_', '-')}", getattr(args, name))
     out = Path(args.out)
     check_writable_dir(out)
     records, runs = {}, {}
     for label, options in SPECTRUM_RUNS.items():
         _log(f"-- {label}: {options}")
-        runs[label] = ToyRun(get_mixture("ring"), {**options, "seed": args.seed}, steps_per_epoch=args.steps_per_epoch)
-        records[label] = track_spectrum(runs[label], args.epochs, k=args.k, log=_log)
+        runs[label] = ToyRun(get_mixture("ring"), {**options, "seed": args.seed}, steps_per_epoch=args.steps_per_epoch,
+                             dtype=np.float64)
+        records[label] = track_spectrum(runs[label], args.epochs, k=args.k, every=args.every, log=_log)
     paths = [save_spectrum(out / "spectrum.png", records)]
     for i, (label, run) in enumerate(runs.items()):
         picks = sorted({0, *np.linspace(1, args.epochs, 4).round().astype(int)})
         paths.append(save_snapshots(out / f"spectrum_run{i + 1}.png", run, picks, label=label))
     report = {"runs": {label: {"options": SPECTRUM_RUNS[label], **r} for label, r in spectrum_report(records).items()},
-              "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "k": args.k, "seed": args.seed,
+              "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "k": args.k, "every": args.every,
+              "seed": args.seed,
               "method": "v from GANTrainer's steps in float64 on 512 fixed real and noise samples; J u by "
                         "central differences of v; eigenvalues by ARPACK (scipy.sparse.linalg.eigs)"}
     write_json(out / "spectrum.json", report)
     paths.append(out / "spectrum.json")
     for label, r in report["runs"].items():
         print(f"{label}: largest real part {r['largest_real_part'][0]:+.4f} -> {r['largest_real_part'][-1]:+.4f}, "
-              f"||v|| {r['v_norm'][0]:.3g} -> {r['v_norm'][-1]:.3g}, modes {r['modes'][-1]}/8")
+              f"||v|| {r['v_norm'][0]:.3g} -> {r['v_norm'][-1]:.3g}, drift {r['drift'][-1]:.3g}, "
+              f"modes {r['modes'][-1]}/8")
     print(f"written: {', '.join(map(str, paths))}")
     return 0
 
@@ -112,15 +115,16 @@ def add_commands(sub):
 
     p = parts.add_parser("mixture", help="a real network: the leading eigenvalues of an MLP GAN's game Jacobian "
                                          "on the 8-Gaussian ring, tracked over training",
-                         description="Train two MLP GANs on the ring of 8 Gaussians (one that circles, one that "
-                                     "converges) and after every epoch estimate the leading eigenvalues of the full "
+                         description="Train two MLP GANs on the ring of 8 Gaussians in float64 (without and with "
+                                     "R1) and after every --every epochs estimate the leading eigenvalues of the full "
                                      "game Jacobian with Jacobian-vector products (central differences of the "
                                      "hand-written gradients, float64) and ARPACK. Writes spectrum.png, "
                                      "spectrum.json and a row of samples per run.")
     p.add_argument("--out", default="runs/lab/mixture", help="folder for the figures (default runs/lab/mixture)")
-    p.add_argument("--epochs", type=int, default=20, help="epochs to train (default 20)")
+    p.add_argument("--epochs", type=int, default=30, help="epochs to train (default 30)")
     p.add_argument("--steps-per-epoch", type=int, default=250, help="training steps per epoch (default 250)")
     p.add_argument("--k", type=int, default=4, help="eigenvalues of each kind per measurement (default 4)")
+    p.add_argument("--every", type=int, default=2, help="measure after every N-th epoch (default 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of both runs (default 0)")
     p.set_defaults(func=cmd_mixture)
 
@@ -134,8 +138,8 @@ def add_commands(sub):
                                      "fixes.json.")
     p.add_argument("--out", default="runs/lab/collapse", help="folder for the figures (default runs/lab/collapse)")
     p.add_argument("--mixture", nargs="+", choices=("ring", "grid"), default=["ring", "grid"])
-    p.add_argument("--epochs", type=int, default=30, help="epochs per run (default 30)")
-    p.add_argument("--steps-per-epoch", type=int, default=250, help="training steps per epoch (default 250)")
+    p.add_argument("--epochs", type=int, default=60, help="epochs per run (default 60)")
+    p.add_argument("--steps-per-epoch", type=int, default=200, help="training steps per epoch (default 200)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per fix (default 3)")
     p.add_argument("--fixes", nargs="+", help="which to compare (default all): none minibatch feature-matching historical-averaging "
                         "label-smoothing vbn")

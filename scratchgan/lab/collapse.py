@@ -13,23 +13,27 @@ from ..fileio import write_json
 from .figures import save_coverage_curves, save_final_grid, save_mixture_gif, save_snapshots
 from .mixtures import ToyRun, get_mixture
 
-#: the GAN that collapses: toy MLPs (128 tanh units), Adam, non-saturating loss (see docs/dynamics.md)
-COLLAPSE_OPTIONS = {"hidden": 128, "lr": 1e-3, "batch_size": 256}
+#: the GANs that collapse (toy MLPs with 128 tanh units, Adam beta1 0.5, non-saturating loss, batches of 128):
+#: on the ring a one-dimensional latent, which hops between modes and then drops some (a line cannot reach 8
+#: separate modes without crossing the gaps); on the grid 8 latent dimensions and lr 2e-3, which stop at
+#: about two thirds of the 25 modes (docs/dynamics.md)
+COLLAPSE_OPTIONS = {"ring": {"hidden": 128, "batch_size": 128, "z_dim": 1, "lr": 1e-3},
+                    "grid": {"hidden": 128, "batch_size": 128, "z_dim": 8, "lr": 2e-3}}
 #: each fix alone on top of COLLAPSE_OPTIONS
 FIXES = {
     "none": {},
-    "minibatch": {"minibatch_kernels": 16, "minibatch_kernel_dim": 5},     # minibatch discrimination
+    "minibatch": {"minibatch_kernels": 8, "minibatch_kernel_dim": 3},      # minibatch discrimination
     "feature-matching": {"feature_matching": 1.0},
-    "historical-averaging": {"historical_averaging": 1e-3},
+    "historical-averaging": {"historical_averaging": 1e-5},
     "label-smoothing": {"label_smoothing": 0.1},                            # one-sided: real targets 0.9
     "vbn": {"vbn": 64},                                                     # virtual batch normalization in G
 }
-EPOCHS, STEPS_PER_EPOCH = 30, 250
+EPOCHS, STEPS_PER_EPOCH = 60, 200
 
 
 def animate(out, mixture_name, options=None, epochs=EPOCHS, steps_per_epoch=STEPS_PER_EPOCH, label="", log=None):
     """Train one toy GAN; write <mixture>_collapse.gif and <mixture>_snapshots.png into ``out``."""
-    options = {**COLLAPSE_OPTIONS, **(options or {})}
+    options = {**COLLAPSE_OPTIONS[mixture_name], **(options or {})}
     run = ToyRun(get_mixture(mixture_name), options, steps_per_epoch=steps_per_epoch)
     run.train(epochs, epoch_callback=_logger(log, f"{mixture_name} {label}".strip()))
     out = Path(out)
@@ -51,18 +55,18 @@ def compare(out, mixtures=("ring", "grid"), fixes=None, seeds=(0, 1, 2), epochs=
         for fix in fixes:
             runs = []
             for seed in seeds:
-                options = {**COLLAPSE_OPTIONS, **FIXES[fix], "seed": seed}
+                options = {**COLLAPSE_OPTIONS[mixture_name], **FIXES[fix], "seed": seed}
                 run = ToyRun(get_mixture(mixture_name), options, steps_per_epoch=steps_per_epoch)
                 run.train(epochs, epoch_callback=_logger(log, f"{mixture_name} / {fix} / seed {seed}"))
                 runs.append(run.scores)
                 if seed == seeds[0]:
-                    finals.setdefault(fix, {})[mixture_name] = (run.snapshots[-1], run.mixture, run.scores[-1])
+                    finals.setdefault(mixture_name, {})[fix] = (run.snapshots[-1], run.mixture, run.scores[-1])
             results[mixture_name][fix] = runs
         modes = len(get_mixture(mixture_name).centers)
         save_coverage_curves(out / f"fixes_{mixture_name}.png", results[mixture_name], modes,
                              f"{mixture_name}: each fix alone, {len(seeds)} seeds (line: mean, band: range)")
     save_final_grid(out / "fixes_final.png", finals)
-    report = {"options": COLLAPSE_OPTIONS, "fixes": {fix: FIXES[fix] for fix in fixes}, "seeds": list(seeds),
+    report = {"options": {m: COLLAPSE_OPTIONS[m] for m in mixtures}, "fixes": {fix: FIXES[fix] for fix in fixes}, "seeds": list(seeds),
               "epochs": epochs, "steps_per_epoch": steps_per_epoch, "summary": summary(results),
               "per_epoch": {m: {f: [[{k: s[k] for k in ("modes_covered", "high_quality")} for s in run]
                                     for run in runs] for f, runs in r.items()} for m, r in results.items()}}

@@ -47,7 +47,7 @@ def save_dirac_fields(path, fields, extent=2.0):
         ax = fig.add_subplot(1, len(fields), i + 1)
         grid = field["grid"]
         speed = np.hypot(*field["v"])
-        ax.streamplot(grid, grid, field["v"][0], field["v"][1], color=speed, cmap="Greys", density=0.9,
+        ax.streamplot(grid, grid, field["v"][0], field["v"][1], color=speed, cmap="Greys", density=0.7,
                       linewidth=0.7, arrowsize=0.8)
         for j, (label, points) in enumerate(field["trajectories"].items()):
             ax.plot(points[:, 0], points[:, 1], color=COLORS[j], lw=1.0, label=label)
@@ -62,7 +62,7 @@ def save_dirac_fields(path, fields, extent=2.0):
         ax.legend(fontsize=7, loc="lower left")
     fig.suptitle("Dirac-GAN: gradient vector field v and the iterates from (1, 1); * = equilibrium (0, 0)",
                  fontsize=11)
-    return _save(fig, path)
+    return _save(fig, path, dpi=70)
 
 
 def save_dirac_eigenvalues(path, report):
@@ -108,30 +108,32 @@ def save_dirac_eigenvalues(path, report):
 
 
 # -- a real network's spectrum ------------------------------------------------------------------------------
-def save_spectrum(path, runs, lr=None):
-    """``runs``: {label: {"epochs": [...], "lr_eigs": [array per epoch], "lm_eigs": [...], "v_norm": [...],
-    "modes": [...]}}. Panels: the final leading eigenvalues, the largest real part over training, the
-    largest |imaginary part| over training, and ||v||."""
-    fig = Figure(figsize=(16, 4.2))
+def save_spectrum(path, runs):
+    """``runs``: {label: track_spectrum's record}. Panels: the leading eigenvalues at the end (largest real
+    part: filled, largest imaginary part: hollow), the largest real part over training, the real part of
+    the fastest rotation over training, and how far the samples moved between measurements."""
+    fig = Figure(figsize=(17, 4.2))
     axes = [fig.add_subplot(1, 4, i + 1) for i in range(4)]
     for i, (label, run) in enumerate(runs.items()):
-        color = COLORS[i]
-        final = np.concatenate([run["lr_eigs"][-1], run["lm_eigs"][-1]])
-        axes[0].plot(final.real, final.imag, "o", color=color, mfc="none", label=label)
-        epochs = run["epochs"]
-        axes[1].plot(epochs, [np.max(e.real) for e in run["lr_eigs"]], "-o", ms=3, color=color, label=label)
-        axes[2].plot(epochs, [np.max(np.abs(np.concatenate([a, b]).imag)) for a, b in
-                              zip(run["lr_eigs"], run["lm_eigs"])], "-o", ms=3, color=color, label=label)
-        axes[3].semilogy(epochs, run["v_norm"], "-o", ms=3, color=color, label=label)
+        color, epochs = COLORS[i], run["epochs"]
+        axes[0].plot(run["LR"][-1].real, run["LR"][-1].imag, "o", color=color, label=f"{label}: largest Re")
+        axes[0].plot(run["LI"][-1].real, run["LI"][-1].imag, "o", mfc="none", color=color,
+                     label=f"{label}: largest Im")
+        axes[1].plot(epochs, [e.real.max() for e in run["LR"]], "-o", ms=3, color=color, label=label)
+        rotation = [e[np.argmax(e.imag)] for e in run["LI"]]
+        axes[2].plot(epochs, [z.real for z in rotation], "-o", ms=3, color=color, label=f"{label}: Re")
+        axes[2].plot(epochs, [z.imag for z in rotation], "--", color=color, lw=0.8, label=f"{label}: Im")
+        axes[3].semilogy(epochs[1:], run["drift"][1:], "-o", ms=3, color=color, label=label)
     axes[0].axvline(0, color="black", lw=0.8)
     axes[0].axhline(0, color="0.8", lw=0.5)
-    axes[0].set_title("leading eigenvalues of J at the end\n(largest real part and largest magnitude)", fontsize=10)
+    axes[0].set_title("leading eigenvalues of J at the end", fontsize=10)
     axes[0].set_xlabel("Re")
     axes[0].set_ylabel("Im")
     axes[1].axhline(0, color="black", lw=0.8)
-    axes[1].set_title("largest real part of J's eigenvalues", fontsize=10)
-    axes[2].set_title("largest |imaginary part| among them", fontsize=10)
-    axes[3].set_title("||v||: the game's gradient norm", fontsize=10)
+    axes[1].set_title("largest real part of J's eigenvalues\n(> 0: a direction that grows)", fontsize=10)
+    axes[2].axhline(0, color="black", lw=0.8)
+    axes[2].set_title("the most rotating eigenvalue: Re (solid), Im (dashed)", fontsize=10)
+    axes[3].set_title("samples' mean move between measurements", fontsize=10)
     for ax in axes[1:]:
         ax.set_xlabel("epoch")
     for ax in axes:

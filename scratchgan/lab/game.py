@@ -133,3 +133,48 @@ class WassersteinGame:
 
     def stats(self, score_real, score_fake):
         return [score_real.mean(), score_fake.mean()]
+
+
+
+class FiniteDifferenceR1:
+    """R1 (Mescheder et al. 2018), (gamma / 2) mean_n ||grad_x D(x_n)||^2 on the real batch, for any D whose
+    samples do not interact, from the hand-written *first* derivatives alone.
+
+    u_n = grad_x D(x_n) is one backward pass (upstream gradient 1 per sample). The penalty's gradient
+    needs the mixed second derivative, and mixed partial derivatives commute:
+
+        grad_psi (1/2) ||u_n||^2 = (d u_n / d psi)^T u_n = d/de [grad_psi D(x_n + e u_n)] at e = 0
+
+    (u_n held fixed), so it is a central difference of D's *parameter* gradients along u:
+    (grad_psi D(x + h u) - grad_psi D(x - h u)) / 2h. Exact up to O(h^2) and rounding: use it in
+    float64 (the lab's spectrum runs do). A lab tool for networks the Dirac formulas do not cover,
+    until the library's R1 extension (issue 17, with an exact double backward) replaces it.
+    """
+
+    history_keys = ("r1",)
+
+    def __init__(self, gamma, step=1e-4):
+        self.gamma, self.step = gamma, step
+
+    def d_penalty(self, trainer, batch):
+        D, real = trainer.D, batch["real"]
+        xp = backend.get_xp(real)
+        saved = [layer.grads[key].copy() for _, layer, key in D.named_parameters()]
+        out = D.forward(real, train=True)
+        u = D.backward(xp.ones_like(out))                    # u_n = grad_x D(x_n); D's grads get junk, reset below
+        n, f = len(real), real.dtype.type
+        h = f(self.step) / max(float(xp.abs(u).max()), 1e-12)
+        plus, minus = _parameter_gradients(D, real + h * u), _parameter_gradients(D, real - h * u)
+        scale = f(self.gamma) / (f(n) * 2 * h)
+        for (_, layer, key), old, p, m in zip(D.named_parameters(), saved, plus, minus):
+            layer.grads[key][...] = old + scale * (p - m)
+        return 0.5 * self.gamma * xp.sum(u * u) / n
+
+
+def _parameter_gradients(model, x):
+    """The gradients of sum(model(x)) with respect to every parameter (copies), via one backward pass."""
+    model.zero_grad()
+    out = model.forward(x, train=True)
+    model.backward(backend.get_xp(out).ones_like(out), input_grad=False)
+    return [layer.grads[key].copy() for _, layer, key in model.named_parameters()]
+

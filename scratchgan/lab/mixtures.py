@@ -78,9 +78,9 @@ def coverage(points, mixture, min_samples=MIN_MODE_SAMPLES):
 
 
 # -- the models ---------------------------------------------------------------------------------
-TOY_DEFAULTS = {"z_dim": 2, "hidden": 128, "batch_size": 256, "lr": 1e-3, "d_lr": None, "beta1": 0.5,
+TOY_DEFAULTS = {"z_dim": 2, "hidden": 128, "activation": "tanh", "batch_size": 256, "lr": 1e-3, "d_lr": None, "beta1": 0.5,
                 "optimizer": "adam", "loss": "non-saturating", "k": 1, "label_smoothing": 0.0, "seed": 0,
-                **FIX_DEFAULTS}
+                "r1": 0.0, **FIX_DEFAULTS}
 
 
 def toy_setup(options):
@@ -91,15 +91,19 @@ def toy_setup(options):
     if unknown:
         raise ValueError(f"unknown toy option(s) {unknown}; expected some of {sorted(TOY_DEFAULTS)}")
     backend.manual_seed(o["seed"])
-    h = o["hidden"]
-    G = L.Chain(L.Dense(o["z_dim"], h, "tanh"), L.Dense(h, h, "tanh"), L.Dense(h, 2))
-    D = L.Chain(L.Dense(2, h, "tanh"), L.Dense(h, h, "tanh"), L.Dense(h, 1))
+    h, act = o["hidden"], o["activation"]
+    G = L.Chain(L.Dense(o["z_dim"], h, act), L.Dense(h, h, act), L.Dense(h, 2))
+    D = L.Chain(L.Dense(2, h, act), L.Dense(h, h, act), L.Dense(h, 1))
     opt_g, opt_d = _optimizer(G, o, o["lr"]), _optimizer(D, o, o["d_lr"] or o["lr"])
     config = GANConfig(z_dim=o["z_dim"], batch_size=o["batch_size"], k=o["k"], g_loss=o["loss"],
                        label_smoothing=o["label_smoothing"], seed=o["seed"], n_progress=1)
     setup = Setup(G, D, opt_g, opt_d, get_head("logit"), config, lambda x: np.asarray(x, dtype=np.float32),
                   lambda y: y, (2,))
-    return improve(setup, o, (2,))
+    setup = improve(setup, o, (2,))
+    if o["r1"]:
+        from .game import FiniteDifferenceR1
+        setup.extensions = [*setup.extensions, FiniteDifferenceR1(o["r1"])]
+    return setup
 
 
 def _optimizer(model, o, lr):

@@ -3,8 +3,12 @@ from .. import backend
 from ..fastpath import add_matmul_to_grad, matmul_tall
 from .base import Layer, as_count
 
-#: rows of the batch handled at once: the (rows, N, B, C) differences stay a few MB
-ROW_BLOCK = 32
+#: rows of the batch handled at once: the (rows, N, B) temporaries stay a few MB
+ROW_BLOCK = 64
+
+
+def _row_blocks(n):
+    return [slice(start, start + ROW_BLOCK) for start in range(0, n, ROW_BLOCK)]
 
 
 def normal_005(shape, fan_in, fan_out, rng):
@@ -51,16 +55,18 @@ class MinibatchDiscrimination(Layer):
                        self.num_kernels * self.kernel_dim, rng)
 
     def _projections(self, x):
-        """M = x W^T as (N, B, C)."""
-        return matmul_tall(x, self.params["weight"].T).reshape(len(x), self.num_kernels, self.kernel_dim)
+        """M = x W^T, laid out kernel-coordinate-major as (C, N, B): each M[c] is an (N, B) matrix."""
+        m = matmul_tall(x, self.params["weight"].T).reshape(len(x), self.num_kernels, self.kernel_dim)
+        return backend.get_xp(x).ascontiguousarray(m.transpose(2, 0, 1))
 
     def _forward(self, x, train):
         xp = backend.get_xp(x)
         m = self._projections(x)
         closeness = xp.empty((len(x), len(x), self.num_kernels), dtype=x.dtype)   # c_ijb
-        for start in range(0, len(x), ROW_BLOCK):
-            rows = slice(start, start + ROW_BLOCK)
-            distance = xp.abs(m[rows, None] - m[None]).sum(axis=3)                 # d_ijb, (rows, N, B)
+        for rows in _row_blocks(len(x)):
+            distance = xp.zeros(closeness[rows].shape, dtype=x.dtype)              # d_ijb for a block of i
+            for mc in m:                                                           # one coordinate c at a time
+                distance += xp.abs(mc[rows, None, :] - mc[None, :, :])
             xp.exp(-distance, out=closeness[rows])
         diagonal = xp.arange(len(x))
         closeness[diagonal, diagonal] = 0                                          # j != i
@@ -80,12 +86,13 @@ class MinibatchDiscrimination(Layer):
         xp = backend.get_xp(dy)
         do = dy[:, self.in_features:]                                              # (N, B)
         weights = (do[:, None, :] + do[None, :, :]) * closeness                     # (do_ib + do_jb) c_ijb
-        dm = xp.empty_like(m)
-        for start in range(0, len(x), ROW_BLOCK):
-            rows = slice(start, start + ROW_BLOCK)
-            signs = xp.sign(m[rows, None] - m[None])                               # (rows, N, B, C)
-            dm[rows] = -xp.einsum("ijb,ijbc->ibc", weights[rows], signs)
-        dm = dm.reshape(len(x), -1)
+        dm = xp.empty_like(m)                                                      # (C, N, B)
+        for rows in _row_blocks(len(x)):
+            for c, mc in enumerate(m):
+                signs = xp.sign(mc[rows, None, :] - mc[None, :, :])                # (rows, N, B)
+                signs *= weights[rows]
+                dm[c, rows] = -signs.sum(axis=1)
+        dm = dm.transpose(1, 2, 0).reshape(len(x), -1)                             # (N, B C), B-major as W's rows
         if self.requires_grad:
             add_matmul_to_grad(self.grads["weight"], dm.T, x)
         return dm
