@@ -282,3 +282,25 @@ def test_minibatch_discrimination_on_dcgan_replaces_the_covering_conv():
     assert setup.D.layers[-1].in_features == 8 * 7 * 7 + 5
     out = setup.D.forward(np.zeros((3, 1, 28, 28), np.float32), train=False)
     assert out.shape == (3, 1)
+
+
+@pytest.mark.slow
+def test_mlp_improved_with_every_fix_trains_resumes_and_samples(tmp_path):
+    """A run with every fix: historical averaging's running means are checkpointed and restored, the
+    VBN generator (reference batch included) is rebuilt from the checkpoint alone for sampling."""
+    from test_run import digits
+    from scratchgan.gan.checkpoint import Checkpoint
+    from scratchgan.gan.run import train_run
+    from scratchgan.gan.sampling import sample_from_checkpoint
+    out = tmp_path / "run"
+    options = dict(batch_size=10, minibatch_kernels=6, vbn=8, feature_matching=0.5, historical_averaging=1e-3)
+    train_run("mlp-improved", out, digits(40), epochs=2, quiet=True, evaluate=False, final_outputs=False, **options)
+    ckpt = Checkpoint(out / "checkpoint.npz")
+    assert int(ckpt.arrays["ext/HistoricalAveraging/D/count"]) == 9         # the initial values + 8 steps
+    assert "G/reference" in ckpt.arrays and ckpt.arrays["G/reference"].shape == (8, 28)
+    trainer = train_run(None, out, digits(40), epochs=3, resume=True, quiet=True, evaluate=False, final_outputs=False)
+    ext = next(e for e in trainer.extensions if isinstance(e, HistoricalAveraging))
+    assert ext.counts == {"D": 13, "G": 13}
+    samples = sample_from_checkpoint(str(out / "checkpoint.npz"), 7)
+    assert samples.shape == (7, 1, 28, 28) and np.isfinite(samples).all()
+    np.testing.assert_array_equal(samples[:3], sample_from_checkpoint(str(out / "checkpoint.npz"), 3))

@@ -205,3 +205,86 @@ def test_cli_lab_options_are_checked_before_any_work(capsys, tmp_path, args, mes
     code, _, err = lab(capsys, *args, "--out", out)
     assert code == 2 and err.strip() == f"scratchgan lab: error: {message}"
     assert not out.exists()
+
+
+def test_finite_difference_r1_is_the_gradient_of_r1():
+    """R1's parameter gradient from differences of the hand-written parameter gradients along grad_x D
+    equals finite differences of the R1 value itself, and on the Dirac critic it is gamma psi."""
+    from scratchgan import layers as L
+    from scratchgan.backend import RNG
+    from scratchgan.lab.game import FiniteDifferenceR1
+    G = L.Chain(L.Dense(2, 3, rng=RNG(1))).to(dtype=np.float64)
+    D = L.Chain(L.Dense(2, 5, "tanh", rng=RNG(2)), L.Dense(5, 4, "tanh", rng=RNG(3)),
+                L.Dense(4, 1, rng=RNG(4))).to(dtype=np.float64)
+    trainer = frozen_trainer(G, D, dirac.cases()[NS][0]())
+    real = np.random.default_rng(0).standard_normal((6, 2))
+    r1 = FiniteDifferenceR1(0.7)
+
+    def value():
+        out = D.forward(real, keep_cache=True)
+        u = D.backward(np.ones_like(out))
+        return 0.35 * np.sum(u * u) / 6
+    D.zero_grad()
+    penalty = float(r1.d_penalty(trainer, {"real": real}))
+    analytic = {name: layer.grads[key].copy() for name, layer, key in D.named_parameters()}
+    assert penalty == pytest.approx(value(), rel=1e-12)     # value() adds into D's grads: read them first
+    for name, layer, key in D.named_parameters():
+        if name != "2.bias":   # the last bias does not move grad_x D: both are 0
+            assert rel_error(analytic[name], numeric_gradient(value, layer.params[key])) < 1e-6, name
+    G, D = dirac.dirac_models(0.0, 0.8)
+    trainer = frozen_trainer(G, D, dirac.cases()[NS][0]())
+    D.zero_grad()
+    FiniteDifferenceR1(0.5).d_penalty(trainer, {"real": np.zeros((1, 1))})
+    assert D.grads["weight"][0, 0] == pytest.approx(0.5 * 0.8, rel=1e-8)
+
+
+# -- end to end (slow): the demos and the longer lab parts on tiny settings ----------------------------------
+@pytest.mark.slow
+def test_demo_dirac_gan(tmp_path):
+    from test_demos import run_demo
+    out = run_demo("dirac_gan.py", "--out", tmp_path)
+    assert "J = [[0.0, 0.5], [-0.5, 0.0]]" in out and "GAN + R1 (gamma=0.5)" in out
+    assert (tmp_path / "dirac_fields.png").stat().st_size > 10000
+    assert (tmp_path / "dirac_eigenvalues.png").stat().st_size > 10000
+
+
+@pytest.mark.slow
+def test_demo_gan_spectrum(tmp_path):
+    from test_demos import run_demo
+    out = run_demo("gan_spectrum.py", "--epochs", 1, "--steps-per-epoch", 5, "--k", 2, "--out", tmp_path)
+    assert "Jacobian-vector products" in out and "epoch 1:" in out
+    assert (tmp_path / "spectrum.png").exists()
+
+
+@pytest.mark.slow
+def test_demo_mode_collapse(tmp_path):
+    from test_demos import run_demo
+    out = run_demo("mode_collapse.py", "--mixture", "ring", "--epochs", 2, "--steps-per-epoch", 5, "--seeds", 1,
+                   "--fixes", "none", "label-smoothing", "--out", tmp_path)
+    assert "ring: modes covered per epoch" in out
+    report = json.loads((tmp_path / "fixes.json").read_text())
+    assert set(report["summary"]["ring"]) == {"none", "label-smoothing"}
+    assert (tmp_path / "ring_collapse.gif").exists() and (tmp_path / "fixes_ring.png").exists()
+
+
+@pytest.mark.slow
+def test_cli_lab_mixture_and_collapse(capsys, tmp_path):
+    from PIL import Image
+    code, out, err = lab(capsys, "mixture", "--epochs", 2, "--steps-per-epoch", 5, "--k", 2, "--every", 1,
+                         "--out", tmp_path / "mixture")
+    assert code == 0, err
+    report = json.loads((tmp_path / "mixture" / "spectrum.json").read_text())
+    for run in report["runs"].values():
+        assert run["epochs"] == [0, 1, 2] and len(run["eigenvalues_largest_real_part"][-1]) == 2
+        assert all(m > 0 for m in run["matvecs"]) and run["drift"][0] == 0
+    assert "r1" in report["runs"]["R1, gamma 1"]["options"]
+    code, out, err = lab(capsys, "collapse", "--mixture", "grid", "--epochs", 3, "--steps-per-epoch", 5,
+                         "--seeds", 2, "--fixes", "none", "minibatch", "--out", tmp_path / "collapse")
+    assert code == 0, err
+    with Image.open(tmp_path / "collapse" / "grid_collapse.gif") as gif:
+        assert gif.n_frames == 4                                      # before training + 3 epochs
+    report = json.loads((tmp_path / "collapse" / "fixes.json").read_text())
+    assert len(report["per_epoch"]["grid"]["minibatch"]) == 2          # two seeds
+    assert len(report["per_epoch"]["grid"]["minibatch"][0]) == 4
+    assert report["summary"]["grid"]["none"]["modes_covered"] == [s[-1]["modes_covered"] for s in
+                                                                   report["per_epoch"]["grid"]["none"]]
