@@ -304,3 +304,27 @@ def test_mlp_improved_with_every_fix_trains_resumes_and_samples(tmp_path):
     samples = sample_from_checkpoint(str(out / "checkpoint.npz"), 7)
     assert samples.shape == (7, 1, 28, 28) and np.isfinite(samples).all()
     np.testing.assert_array_equal(samples[:3], sample_from_checkpoint(str(out / "checkpoint.npz"), 3))
+
+
+@pytest.mark.gpu
+def test_fix_layers_on_cupy_equal_numpy(cupy):
+    """The same float32 numbers on the GPU: one code path through xp."""
+    rng = np.random.default_rng(0)
+    for layer, x in [(L.MinibatchDiscrimination(6, 4, 3, rng=RNG(0)), rng.standard_normal((70, 6))),
+                     (L.VirtualBatchNorm(3, 4), rng.standard_normal((9, 3, 2, 2))),
+                     (L.VirtualBatch(L.Chain(L.Dense(5, 6, bias=False, rng=RNG(1)), L.VirtualBatchNorm(6, 4),
+                                             L.Tanh()), rng.standard_normal((4, 5))), rng.standard_normal((3, 5)))]:
+        x = x.astype(np.float32)
+        y = layer.forward(x)
+        dy = upstream_gradient(y.shape).astype(np.float32)
+        layer.zero_grad()
+        dx = layer.backward(dy)
+        cpu = [y, dx] + [lyr.grads[k].copy() for _, lyr, k in layer.named_parameters()]
+        layer.to("gpu")
+        layer.zero_grad()
+        y = layer.forward(cupy.asarray(x))
+        dx = layer.backward(cupy.asarray(dy))
+        gpu = [y, dx] + [lyr.grads[k] for _, lyr, k in layer.named_parameters()]
+        for a, b in zip(cpu, gpu):
+            assert isinstance(b, cupy.ndarray)
+            np.testing.assert_allclose(cupy.asnumpy(b), a, rtol=2e-4, atol=2e-5)
