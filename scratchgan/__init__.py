@@ -16,3 +16,5 @@ from .layers import (AvgPool2d, ConcatChannels, EqualizedConv2d, EqualizedDense,
 from .layers import DiffAugment, SpectralNorm  # a better DCGAN-28 recipe (issue 18)
 
 __version__ = "0.1.0"
+# -- issue 15 (the dynamics lab's fixes)
+from .layers import MinibatchDiscrimination, VirtualBatch, VirtualBatchNorm

@@ -186,7 +186,7 @@ OPTION_FLAGS = {
     "g_norm": (str, "wgan*: normalisation in G: batchnorm (default), layernorm or none"),
     "arch": (str, "wgan*: dcgan (DCGAN-28 models, default) or mlp (the tutorial's MLPs, a critic head)"),
     # image-to-image recipes (issue 20)
-    "beta1": (float, "dcgan, wgan-gp, srresnet, srgan, cyclegan: Adam's beta1"),
+    "beta1": (float, "dcgan, mlp-improved, wgan-gp, srresnet, srgan, cyclegan: Adam's beta1"),
     "n_blocks": (int, "residual blocks: srresnet/srgan (default 4), cyclegan (default 1)"),
     "width": (int, "srresnet/srgan: feature channels of the generator (default 64); progan: channels at 4x4 and "
                    "8x8, halved at each doubling after (default 64)"),
@@ -219,6 +219,13 @@ OPTION_FLAGS = {
     "augment": (str, "dcgan: differentiable augmentation of D's input: none, translation, cutout or "
                      "translation,cutout"),
     "lr_schedule": (str, "dcgan: constant (default) or linear (both learning rates decay to 0 over --epochs)"),
+    # -- issue 15: Salimans et al.'s fixes, options of every recipe (docs/dynamics.md)
+    "minibatch_kernels": (int, "minibatch discrimination in D: number of kernels B (default 0: off)"),
+    "minibatch_kernel_dim": (int, "minibatch discrimination: numbers per kernel C (default 5)"),
+    "feature_matching": (float, "feature matching: weight of ||mean f(x) - mean f(G(z))||^2 in G's loss (0: off)"),
+    "feature_matching_only": (bool, "feature matching replaces G's loss (the paper's form)"),
+    "historical_averaging": (float, "historical averaging: weight of ||theta - mean past theta||^2 (0: off)"),
+    "vbn": (int, "virtual batch normalization in G: reference batch size (0: off)"),
 }
 
 
@@ -259,7 +266,10 @@ def add_train_parser(sub):
                    help="also keep a copy of the checkpoint every N epochs (checkpoint_eNNN.npz), to score or "
                         "sample the run at those epochs")
     for name, (kind, text) in OPTION_FLAGS.items():
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
+        if kind is bool:   # a switch: True when given, else the recipe's default
+            p.add_argument("--" + name.replace("_", "-"), dest=name, action="store_true", default=None, help=text)
+        else:
+            p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, help=text)
     p.set_defaults(func=cmd_train)
 
 
@@ -351,6 +361,8 @@ def build_parser():
     add_bench_commands(sub)
     from .gan.translate import add_commands as add_image_to_image_commands   # translate, upscale (issue 20)
     add_image_to_image_commands(sub)
+    from .lab.cli import add_commands as add_lab_commands   # issue 15: the dynamics lab
+    add_lab_commands(sub)
     return parser
 
 

@@ -194,6 +194,7 @@ def layer_cases():
         *image_to_image_cases(),
         *multiscale_cases(),   # LAPGAN and ProGAN (issue 14)
         *dcgan_plus_cases(),   # a better DCGAN-28 recipe (issue 18)
+        *lab_layer_cases(),   # the dynamics lab's fixes (issue 15)
     ]
 
 
@@ -525,12 +526,16 @@ def reference_of(layer, train=True, mask=None, seed=0):
     dcgan_plus = _dcgan_plus_reference(layer, train, seed)   # issue 18
     if dcgan_plus is not None:
         return dcgan_plus
+    if type(layer) in LAB_REFERENCES:   # issue 15
+        return LAB_REFERENCES[type(layer)](layer, train)
     options = {L.LeakyReLU: lambda: {"alpha": layer.alpha}, L.Softmax: lambda: {"axis": layer.axis},
                L.Reshape: lambda: {"shape": layer.shape}}
     pairs = {L.ReLU: (R.relu_forward, R.relu_backward), L.LeakyReLU: (R.leaky_relu_forward, R.leaky_relu_backward),
              L.Tanh: (R.tanh_forward, R.tanh_backward), L.Sigmoid: (R.sigmoid_forward, R.sigmoid_backward),
              L.Softmax: (R.softmax_forward, R.softmax_backward), L.Reshape: (R.reshape_forward, R.reshape_backward),
              L.Flatten: (R.flatten_forward, R.flatten_backward)}
+    if type(layer) in LAB_REFERENCES:
+        return LAB_REFERENCES[type(layer)](layer, train)
     if type(layer) not in pairs:
         raise TypeError(f"no reference function for {layer!r}")
     return _bind(*pairs[type(layer)], params, **options.get(type(layer), dict)())
@@ -957,6 +962,88 @@ def _run_reference_penalty(penalty, functions, x, input_directions=0):
     errors["x"] = (directional_error(value, x, dx, n_directions=input_directions) if input_directions
                    else rel_error(dx, numeric_gradient(value, x)))
     return {"x": errors.pop("x"), **errors}
+# -- issue 15 (the dynamics lab's fixes): minibatch discrimination, virtual batch normalization --------------
+
+def _minibatch(n, fan_in, kernels, kernel_dim):
+    """A float64 MinibatchDiscrimination and an input whose projections differ by > 0.02 in every
+    coordinate of every pair (the L1 distance has a kink where two of them tie)."""
+    def build():
+        layer = _f64(L.MinibatchDiscrimination(fan_in, kernels, kernel_dim, init="he_normal", rng=RNG(0)))
+        for seed in range(200):
+            x = _normal(n, fan_in, seed=seed)
+            m = (x @ layer.params["weight"].T).reshape(n, kernels, kernel_dim)
+            gaps = np.abs(m[:, None] - m[None])[~np.eye(n, dtype=bool)]
+            if gaps.size == 0 or gaps.min() > 0.02:
+                return layer, x, True
+        raise RuntimeError("no well-separated MinibatchDiscrimination input found")
+    return build
+
+
+def _virtual_batchnorm(x_shape, reference_size):
+    def build():
+        layer = _f64(L.VirtualBatchNorm(x_shape[1], reference_size))
+        layer.params["weight"][...] = 1 + 0.5 * _normal(x_shape[1], seed=2)
+        layer.params["bias"][...] = _normal(x_shape[1], seed=3)
+        return layer, 2 * _normal(*x_shape) + 1, True
+    return build
+
+
+def _virtual_batch_generator():
+    """A small generator with VBN, inside VirtualBatch: checks the gradient path through the reference."""
+    def build():
+        rng = RNG(0)
+        model = L.Chain(L.Dense(3, 5, bias=False, rng=rng), L.VirtualBatchNorm(5, 4), L.Tanh(),
+                        L.Dense(5, 2, rng=rng))
+        layer = _f64(L.VirtualBatch(model, _normal(4, 3, seed=7)))
+        return layer, _normal(3, 3), True
+    return build
+
+
+def lab_layer_cases():
+    return [
+        Case("MinibatchDiscrimination", "6 -> 6+4 (4 kernels x 3), batch 5", _minibatch(5, 6, 4, 3)),
+        Case("MinibatchDiscrimination", "3 -> 3+2 (2 kernels x 5), batch 2", _minibatch(2, 3, 2, 5)),
+        Case("MinibatchDiscrimination", "4 -> 4+3 (3 kernels x 1), batch 7", _minibatch(7, 4, 3, 1)),
+        Case("MinibatchDiscrimination", "5 -> 5+2, batch 1 (no other sample)", _minibatch(1, 5, 2, 2)),
+        Case("VirtualBatchNorm", "(N, C), reference 3 + 4 live, C 4", _virtual_batchnorm((7, 4), 3)),
+        Case("VirtualBatchNorm", "(N, C), reference 1 + 1 live", _virtual_batchnorm((2, 3), 1)),
+        Case("VirtualBatchNorm", "(N, C, H, W), reference 2 + 3 live, 5x3x2x3", _virtual_batchnorm((5, 3, 2, 3), 2)),
+        Case("VirtualBatchNorm", "(N, C, H, W), reference only, 2x2x3x1", _virtual_batchnorm((2, 2, 3, 1), 2)),
+        Case("VirtualBatch", "Dense-VBN-Tanh-Dense, reference 4, batch 3", _virtual_batch_generator()),
+    ]
+
+
+def _lab_minibatch_reference(layer, train):
+    params = {"weight": layer.params["weight"].copy()}
+    return _bind(R.minibatch_discrimination_forward, R.minibatch_discrimination_backward, params,
+                 num_kernels=layer.num_kernels, kernel_dim=layer.kernel_dim)
+
+
+def _lab_virtual_batchnorm_reference(layer, train):
+    params = {key: value.copy() for key, value in layer.params.items()}
+    return _bind(R.virtual_batchnorm_forward, R.virtual_batchnorm_backward, params,
+                 reference_size=layer.reference_size, eps=layer.eps)
+
+
+def _lab_virtual_batch_reference(layer, train):
+    """The model's reference on [reference; x], the reference rows' outputs dropped (and given zero gradient)."""
+    inner_forward, inner_backward, inner_params = reference_of(layer.model, train)
+    reference, r = layer.buffers["reference"].copy(), layer.reference_size
+
+    def forward(x):
+        out, cache = inner_forward(np.concatenate([reference, x]))
+        return out[r:], (cache, out.shape)
+
+    def backward(dout, cache):
+        inner_cache, shape = cache
+        dx, grads = inner_backward(np.concatenate([np.zeros((r, *shape[1:])), dout]), inner_cache)
+        return dx[r:], {f"model.{name}": grad for name, grad in grads.items()}
+    return forward, backward, {f"model.{name}": array for name, array in inner_params.items()}
+
+
+LAB_REFERENCES = {L.MinibatchDiscrimination: _lab_minibatch_reference,
+                  L.VirtualBatchNorm: _lab_virtual_batchnorm_reference,
+                  L.VirtualBatch: _lab_virtual_batch_reference}
 
 
 # -- running and reporting ------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .. import layers as L
 from ..data import transforms
 from ..init import uniform
 from ..optim import SGD, Adam
+from .fixes import FIX_CHECKS, FIX_DEFAULTS, improve
 from .objectives import G_LOSSES, get_head
 from .trainer import GANConfig
 
@@ -80,7 +81,8 @@ class Recipe:
         return merged
 
     def setup(self, options, image_shape=(1, 28, 28)):
-        return self.build(options, tuple(image_shape))
+        """The recipe's models, optimizers and game, with the fixes its options switch on (fixes.py)."""
+        return improve(self.build(options, tuple(image_shape)), options, tuple(image_shape))
 
 
 # -- option checks: every option of every recipe, before any work -----------------------------
@@ -114,6 +116,10 @@ OPTION_CHECKS = {
     "loss": ((lambda v: v in G_LOSSES), f"one of {', '.join(G_LOSSES)}"),
     "binarize": ((lambda v: isinstance(v, (bool, np.bool_))), "True or False"),
 }
+
+# -- issue 15: Salimans et al.'s fixes (gan/fixes.py) are options of every recipe, off by default
+COMMON.update(FIX_DEFAULTS)
+OPTION_CHECKS.update(FIX_CHECKS)
 
 
 def check_option(name, value, checks=None):
@@ -322,3 +328,6 @@ def get_recipe(name):
 # run.py, which imports get_recipe from this module while it is still being imported.
 from .progan import PROGAN  # noqa: E402
 RECIPES.update({r.name: r for r in (PROGAN,)})
+# -- registry: one line per recipe family added after these
+from .improved import MLP_IMPROVED  # noqa: E402  (issue 15: docs/dynamics.md)
+RECIPES[MLP_IMPROVED.name] = MLP_IMPROVED

@@ -97,6 +97,8 @@ class GANTrainer:
 
     - ``d_penalty(trainer, batch)``: after D's loss is back-propagated, add a penalty's
       gradient into D's gradients and return its value (recorded under ``history_keys``);
+    - ``g_penalty(trainer, batch)``: the same for G, after G's loss is back-propagated
+      (historical averaging); its value is added to the recorded G loss;
     - ``after_d_step(trainer)`` / ``after_g_step(trainer)``: after each optimizer step
       (weight clipping, a moving average of G's weights, ...);
     - ``after_epoch(trainer, epoch)``: when a run has finished ``epoch`` epochs (it calls
@@ -104,6 +106,9 @@ class GANTrainer:
     - ``before_step(trainer)``: before each discriminator step (learning-rate schedules);
     - ``averaged_generator(G)``: the generator to sample from instead of G (a weight average);
     - ``state_dict()`` / ``load_state_dict(state)``: state saved in checkpoints.
+
+    An objective whose G loss reads D's features rather than D's output (feature matching,
+    gan/fixes.py) says so with ``feature_split(D)``; see ``generator_loss``.
 
     For a conditional model (``config.num_classes`` > 0) batches are (images, labels),
     G reads (z, y) and D reads (x, y); fakes get labels drawn uniformly from the classes.
@@ -174,7 +179,8 @@ class GANTrainer:
         fake_labels = self.sample_labels(len(real)) if self.conditional else None
         fake = self.G.forward(self.with_labels(self.sample_noise(len(real)), fake_labels), train=True, keep_cache=g_turn)
         d_loss, score_real, score_fake, penalties = self.discriminator_step(real, fake, labels, fake_labels)
-        g_value = self.generator_step(fake, fake_labels) if g_turn else self.xp.asarray(np.nan, dtype=self.dtype)
+        g_value = (self.generator_step(fake, fake_labels, real, labels) if g_turn
+                   else self.xp.asarray(np.nan, dtype=self.dtype))
         self._record(d_loss, g_value, score_real, score_fake, penalties, g_turn)
         return g_turn
 
@@ -225,23 +231,55 @@ class GANTrainer:
         self.D.backward(dout, input_grad=False)   # the batch is data here: no dx needed
         return out, loss
 
-    def generator_step(self, fake, fake_labels=None):
-        """G update through D on the same fake batch; D only passes the gradient back."""
+    def generator_step(self, fake, fake_labels=None, real=None, labels=None):
+        """G update through D on the same fake batch; D only passes the gradient back.
+        (``real``, ``labels``: the step's real batch, read only by feature matching.)"""
         self.D.requires_grad_(False)
         try:
-            out = self.D.forward(self.with_labels(fake, fake_labels), train=True)
-            loss, dout = self.objective.g_loss(out, fake_labels)
-            dfake = self.D.backward(dout)
+            loss, dfake = self.generator_loss(self.with_labels(fake, fake_labels), fake_labels,
+                                              None if real is None else self.with_labels(real, labels))
         finally:
             self.D.requires_grad_(True)
         if self.conditional:
             dfake = dfake[0]                          # no gradient for the labels
         self.G.zero_grad()
         self.G.backward(dfake, input_grad=False)      # nor d(noise)
+        batch = {"real": real, "fake": fake, "labels": labels, "fake_labels": fake_labels}
+        for ext in self.extensions:
+            if hasattr(ext, "g_penalty"):
+                loss = loss + ext.g_penalty(self, batch)
         self.opt_g.step()
         self.g_steps += 1
         self._after("after_g_step")
         return loss
+
+    def generator_loss(self, fake_in, fake_labels=None, real_in=None):
+        """G's loss on D's verdict of ``fake_in`` and its gradient with respect to ``fake_in``.
+
+        Usually the objective's ``g_loss`` on D's output. An objective with ``feature_split(D)``
+        (feature matching) reads D's intermediate features as well: D runs as body = D[:n]
+        and head = D[n:], the body also on the real batch (no cache kept), and
+        ``g_loss_with_features(out, features, real_features, labels)`` returns the loss with its
+        gradients at D's output (None: the output is not used) and at the fake features.
+        """
+        if not hasattr(self.objective, "feature_split"):
+            out = self.D.forward(fake_in, train=True)
+            loss, dout = self.objective.g_loss(out, fake_labels)
+            return loss, self.D.backward(dout)
+        if real_in is None:
+            raise ValueError(f"{type(self.objective).__name__} compares fake and real features: "
+                             "generator_step needs the real batch")
+        split = self.objective.feature_split(self.D)
+        body, head = self.D[:split], self.D[split:]
+        real_features = body.forward(real_in, train=True, keep_cache=False)
+        features = body.forward(fake_in, train=True)
+        out = head.forward(features, train=True)
+        loss, dout, dfeatures = self.objective.g_loss_with_features(out, features, real_features, fake_labels)
+        if dout is None:
+            head.clear_cache()
+        else:
+            dfeatures = dfeatures + head.backward(dout)
+        return loss, body.backward(dfeatures)
 
     def _after(self, hook, *args):
         for ext in self.extensions:

@@ -41,3 +41,8 @@ from .pooling import AvgPool2d
 __all__ += ["AvgPool2d", "ConcatChannels", "EqualizedConv2d", "EqualizedDense", "FadeIn", "MinibatchStdDev",
             "PixelNorm"]  # issue 14
 __all__ += ["SpectralNorm", "DiffAugment"]   # issue 18
+# -- issue 15 (the dynamics lab's fixes): minibatch discrimination, virtual batch normalization
+from .minibatch import MinibatchDiscrimination
+from .vbn import VirtualBatch, VirtualBatchNorm
+
+__all__ += ["MinibatchDiscrimination", "VirtualBatchNorm", "VirtualBatch"]

@@ -94,3 +94,9 @@ __all__ += ["avg_pool_forward", "avg_pool_backward", "avg_pool_double_backward",
             "fade_in_forward", "fade_in_backward", "fade_in_double_backward"]
 __all__ += ["power_iteration", "spectral_norm_forward", "spectral_norm_backward",  # issue 18
             "translate_forward", "translate_backward", "cutout_forward", "cutout_backward"]
+# -- issue 15 (the dynamics lab's fixes)
+from .minibatch import minibatch_discrimination_backward, minibatch_discrimination_forward
+from .vbn import virtual_batchnorm_backward, virtual_batchnorm_forward
+
+__all__ += ["minibatch_discrimination_forward", "minibatch_discrimination_backward",
+            "virtual_batchnorm_forward", "virtual_batchnorm_backward"]
