@@ -242,10 +242,23 @@ def test_historical_averaging_state_round_trips():
 FIX_OPTIONS = {"minibatch_kernels": 4, "feature_matching": 0.5, "historical_averaging": 0.01, "vbn": 6}
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
-def test_every_recipe_takes_every_fix(name):
+FIXABLE = sorted(name for name, recipe in RECIPES.items() if "vbn" in recipe.defaults)
+
+
+def test_the_fixes_are_options_of_the_original_games_recipes():
+    assert FIXABLE == ["dcgan", "dcgan-plus", "goodfellow2014", "mlp", "mlp-improved"]
+    for name in ("cdcgan", "wgan-gp", "cyclegan", "progan"):   # other games and families refuse them up front
+        with pytest.raises(ValueError, match=f"recipe '{name}' has no option"):
+            get_recipe(name).options(minibatch_kernels=4)
+    with pytest.raises(ValueError, match="options vbn and ema do not go together"):
+        get_recipe("dcgan-plus").options(vbn=6)
+
+
+@pytest.mark.parametrize("name", FIXABLE)
+def test_every_recipe_of_the_original_game_takes_every_fix(name):
     recipe = get_recipe(name)
     extra = {"ngf": 4, "ndf": 4} if "ngf" in recipe.defaults else {}
+    extra.update({"ema": 0.0} if "ema" in recipe.defaults else {})   # the weight average does not take --vbn
     setup = recipe.setup(recipe.options(**FIX_OPTIONS, **extra))
     layers = [type(layer) for _, layer in setup.D.named_layers()]
     assert L.MinibatchDiscrimination in layers

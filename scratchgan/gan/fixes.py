@@ -1,4 +1,5 @@
-"""Salimans et al. 2016, "Improved Techniques for Training GANs": the fixes, as options of every recipe.
+"""Salimans et al. 2016, "Improved Techniques for Training GANs": the fixes, options of the original game's
+recipes (mlp, goodfellow2014, dcgan, dcgan-plus, mlp-improved).
 
 Each fix is a small piece of the trainer's vocabulary (trainer.py, objectives.py):
 
@@ -10,7 +11,7 @@ Each fix is a small piece of the trainer's vocabulary (trainer.py, objectives.py
   (``feature_matching_only``: that term alone, the paper's form);
 - **historical averaging** (``historical_averaging`` > 0): the extension ``HistoricalAveraging``,
   a penalty ``w ||theta - mean of theta's past values||^2`` on each player;
-- **one-sided label smoothing**: the ``label_smoothing`` option every recipe already has;
+- **one-sided label smoothing**: the ``label_smoothing`` option these recipes already have;
 - **virtual batch normalization** (``vbn`` > 0, the reference batch size): G's BatchNorm layers
   become ``VirtualBatchNorm`` (layers/vbn.py), or in a G without any, one goes after every
   hidden Dense / ConvTranspose2d before its activation; G runs inside ``VirtualBatch`` with
@@ -18,7 +19,7 @@ Each fix is a small piece of the trainer's vocabulary (trainer.py, objectives.py
 
 ``improve(setup, options, image_shape)`` applies the ones the options switch on to a recipe's
 fresh Setup; ``Recipe.setup`` calls it, so ``scratchgan train RECIPE --feature-matching 1``
-works for every recipe and checkpoints rebuild the same models.
+works for each of them and checkpoints rebuild the same models.
 """
 import math
 
@@ -28,7 +29,7 @@ from .. import backend
 from .. import layers as L
 from .objectives import CrossEntropyGame
 
-#: the options, their defaults (all off) and their checks (recipes.py adds them to every recipe)
+#: the options, their defaults (all off) and their checks (those recipes add them to their defaults)
 FIX_DEFAULTS = {"minibatch_kernels": 0, "minibatch_kernel_dim": 5, "feature_matching": 0.0,
                 "feature_matching_only": False, "historical_averaging": 0.0, "vbn": 0}
 

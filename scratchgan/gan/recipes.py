@@ -117,8 +117,8 @@ OPTION_CHECKS = {
     "binarize": ((lambda v: isinstance(v, (bool, np.bool_))), "True or False"),
 }
 
-# -- issue 15: Salimans et al.'s fixes (gan/fixes.py) are options of every recipe, off by default
-COMMON.update(FIX_DEFAULTS)
+# -- issue 15: Salimans et al.'s fixes (gan/fixes.py), off by default: options of the recipes of the
+# original, unconditional game (mlp, goodfellow2014, dcgan and dcgan-plus, mlp-improved), which add FIX_DEFAULTS
 OPTION_CHECKS.update(FIX_CHECKS)
 
 
@@ -171,7 +171,7 @@ def build_mlp(o, image_shape):
 
 
 MLP = Recipe("mlp", "the Julia/Flux tutorial: binarized MNIST, Dense/tanh/sigmoid, softmax D, Adam",
-             {**COMMON, "z_dim": 28, "batch_size": 200, "lr": 1e-3, "epochs": 20, "dropout": 0.0,
+             {**COMMON, **FIX_DEFAULTS, "z_dim": 28, "batch_size": 200, "lr": 1e-3, "epochs": 20, "dropout": 0.0,
               "g_dropout": 0.0, "binarize": True}, build_mlp)
 
 
@@ -201,7 +201,7 @@ def build_goodfellow2014(o, image_shape):
 
 GOODFELLOW2014 = Recipe(
     "goodfellow2014", "Goodfellow et al. 2014: ReLU MLP generator, Maxout discriminator with dropout, SGD+momentum",
-    {**COMMON, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "epochs": 20,
+    {**COMMON, **FIX_DEFAULTS, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "epochs": 20,
      "dropout": 0.5, "input_dropout": 0.2, "max_norm": 1.9365, "gp": 0.0, "r1": 0.0}, build_goodfellow2014,
     checks={"gp": _number(0, None), "r1": _number(0, None)})
 
@@ -281,6 +281,9 @@ def _check_dcgan_penalties(o):
         if o[name] and o["d_norm"] == "batchnorm":
             raise ValueError(f"option {name} (a gradient penalty) needs a discriminator without BatchNorm, "
                              f"which mixes the samples of a batch: add --d-norm layernorm or --d-norm none")
+    if o.get("vbn") and o.get("ema"):
+        raise ValueError("options vbn and ema do not go together: the weight average (--ema) copies G's layers, "
+                         "not VirtualBatch's reference batch; use one of them (dcgan-plus has --ema 0.999)")
 
 
 def _dcgan_checks():
@@ -291,7 +294,7 @@ def _dcgan_checks():
 
 def _dcgan_defaults():
     from . import dcgan_plus
-    return {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
+    return {**COMMON, **FIX_DEFAULTS, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5,
             "epochs": 5, "ngf": 64, "ndf": 64, "d_norm": "batchnorm", "gp": 0.0, "r1": 0.0, **dcgan_plus.OPTIONS}
 
 
