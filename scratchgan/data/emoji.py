@@ -36,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import datasets
-from .folder import FOLDER_PREFIX, find_image_files, load_image
+from .folder import FOLDER_PREFIX, find_image_files, load_image, split_spec
 from .idx import DataError
 
 VERSION = "16.0.0"
@@ -79,17 +79,10 @@ def select_split(names, split):
 # -- specs: emoji-google, emoji-twitter, folder:PATH -----------------------------------------
 def parse_image_spec(spec):
     """("emoji", style) for ``emoji-google``/``emoji-twitter`` (any case), ("folder", PATH) for ``folder:PATH``."""
-    if not isinstance(spec, str):
-        raise ValueError(f"dataset must be a string, got {type(spec).__name__}; {_valid_specs()}")
-    if spec[:len(FOLDER_PREFIX)].lower() == FOLDER_PREFIX:
-        folder = spec[len(FOLDER_PREFIX):]
-        if not folder.strip():
-            raise ValueError(f"dataset {spec!r} names no folder; {_valid_specs()}")
-        return "folder", folder
-    name = spec.strip().lower()
-    if name not in DATASET_NAMES:
+    kind, value = split_spec(spec, DATASET_NAMES, _valid_specs())
+    if kind is None:
         raise ValueError(f"unknown image dataset {spec!r}; {_valid_specs()}")
-    return "emoji", DATASET_NAMES[name]
+    return ("emoji", DATASET_NAMES[value]) if kind == "name" else (kind, value)
 
 
 def _valid_specs():

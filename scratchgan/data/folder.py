@@ -120,17 +120,24 @@ def parse_dataset_spec(spec):
 
     Valid forms: a name of DATASETS ("mnist", "fashion-mnist", any case) or "folder:PATH".
     """
+    kind, value = split_spec(spec, DATASETS, _valid_specs())
+    if kind is None:
+        raise ValueError(f"unknown dataset {spec!r}; {_valid_specs()}")
+    return ("idx", value) if kind == "name" else (kind, value)
+
+
+def split_spec(spec, names, valid):
+    """A dataset spec -> ("folder", PATH) for "folder:PATH", ("name", name) for a key of ``names`` (any case),
+    or (None, name) for anything else; ValueError (ending in ``valid``) for a non-string or an empty folder."""
     if not isinstance(spec, str):
-        raise ValueError(f"dataset must be a string, got {type(spec).__name__}; {_valid_specs()}")
+        raise ValueError(f"dataset must be a string, got {type(spec).__name__}; {valid}")
     if spec[:len(FOLDER_PREFIX)].lower() == FOLDER_PREFIX:
         folder = spec[len(FOLDER_PREFIX):]
         if not folder.strip():
-            raise ValueError(f"dataset {spec!r} names no folder; {_valid_specs()}")
+            raise ValueError(f"dataset {spec!r} names no folder; {valid}")
         return "folder", folder
     name = spec.strip().lower()
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {spec!r}; {_valid_specs()}")
-    return "idx", name
+    return ("name" if name in names else None), name
 
 
 def _valid_specs():

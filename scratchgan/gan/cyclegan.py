@@ -33,7 +33,7 @@ from .. import layers as L
 from ..data import BatchLoader, transforms
 from ..fileio import write_json
 from ..optim import Adam
-from .image_to_image import ImageToImageRun, StepHistory, set_learning_rate
+from .image_to_image import ImageToImageRun, StepHistory, StepHistoryTrainer, set_learning_rate
 from .objectives import LeastSquaresGame
 from .recipes import Recipe, _integer, _number, _optional
 
@@ -121,7 +121,7 @@ class ImagePool:
 
 
 # -- the training step ----------------------------------------------------------------------
-class CycleGANTrainer:
+class CycleGANTrainer(StepHistoryTrainer):
     """One step per batch (a, b) of A and B images in [-1, 1]: the generators' update (both cycles,
     each network's forward followed by its backward before it runs again), then both critics' on
     the real images and pooled fakes. History per step (keys below): g_loss (the generators' whole
@@ -140,21 +140,6 @@ class CycleGANTrainer:
         self.game = LeastSquaresGame()
         self.pool_a, self.pool_b = ImagePool(pool_size, seed + 11), ImagePool(pool_size, seed + 12)
         self.steps = StepHistory(self.KEYS, device)
-
-    history = property(lambda self: self.steps.history)
-    d_steps = property(lambda self: self.steps.d_steps)
-
-    def last(self, key):
-        return self.steps.last(key)
-
-    def flush(self):
-        self.steps.flush()
-
-    def state_dict(self):
-        return self.steps.state_dict()
-
-    def load_state_dict(self, state):
-        self.steps.load_state_dict(state)
 
     def extension_arrays(self):
         """The history pools, saved in checkpoints under ext/ as the GAN trainer's extensions are."""

@@ -13,6 +13,25 @@ from .. import backend
 from .trainer import DivergenceError
 
 
+class StepHistoryTrainer:
+    """What a run reads of an image-to-image trainer's bookkeeping, kept in ``self.steps`` (a StepHistory)."""
+
+    history = property(lambda self: self.steps.history)
+    d_steps = property(lambda self: self.steps.d_steps)
+
+    def last(self, key):
+        return self.steps.last(key)
+
+    def flush(self):
+        self.steps.flush()
+
+    def state_dict(self):
+        return self.steps.state_dict()
+
+    def load_state_dict(self, state):
+        self.steps.load_state_dict(state)
+
+
 class StepHistory:
     """Per-step metrics of a trainer: recorded as device arrays, copied to the host every
     ``sync_every`` steps (``flush``), checked for NaN/inf there (DivergenceError naming the step).

@@ -28,7 +28,7 @@ from ..evaluation.image_quality import bicubic_upscale, block_mean, psnr, ssim
 from ..fileio import write_json
 from ..layers.activations import sigmoid
 from ..optim import Adam
-from .image_to_image import ImageToImageRun, StepHistory
+from .image_to_image import ImageToImageRun, StepHistory, StepHistoryTrainer
 from .recipes import Recipe, _integer, _number, _optional
 
 SCALE = 4
@@ -103,7 +103,7 @@ class FeatureMSE:
 
 
 # -- the training step ----------------------------------------------------------------------
-class SuperResolutionTrainer:
+class SuperResolutionTrainer(StepHistoryTrainer):
     """One step per (low, high) batch, both in [-1, 1]:
 
         sr = G(low);  content, dsr = content_loss(sr, high)
@@ -120,21 +120,6 @@ class SuperResolutionTrainer:
         self.adversarial_weight, self.device = adversarial_weight, device
         keys = ("g_loss", "content", "psnr") + (("adversarial", "d_loss", "d_real", "d_fake") if D else ())
         self.steps = StepHistory(keys, device)
-
-    history = property(lambda self: self.steps.history)
-    d_steps = property(lambda self: self.steps.d_steps)
-
-    def last(self, key):
-        return self.steps.last(key)
-
-    def flush(self):
-        self.steps.flush()
-
-    def state_dict(self):
-        return self.steps.state_dict()
-
-    def load_state_dict(self, state):
-        self.steps.load_state_dict(state)
 
     def train_step(self, batch):
         low, high = batch
