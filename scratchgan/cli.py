@@ -161,14 +161,14 @@ def labels_path(samples_path):
 # option name -> (type, help); None means "the recipe's default"
 OPTION_FLAGS = {
     "z_dim": (int, "latent size (mlp: 28, goodfellow2014 and dcgan: 100)"),
-    "batch_size": (int, "mini-batch size (mlp 200, goodfellow2014 100, dcgan 128)"),
+    "batch_size": (int, "mini-batch size (mlp 200, mlp-improved 100, goodfellow2014 100, dcgan 128)"),
     "lr": (float, "learning rate of both optimizers"),
     "d_lr": (float, "dcgan: discriminator learning rate, if different"),
     "k": (int, "discriminator steps per generator step (default 1)"),
     "loss": (str, "generator loss: non-saturating (default) or minimax"),
     "label_smoothing": (float, "one-sided label smoothing: real targets 1 - s (e.g. 0.1)"),
     "flip_prob": (float, "probability of flipping each D target (e.g. 0.05)"),
-    "dropout": (float, "dropout probability in D (mlp default 0; goodfellow2014 0.5)"),
+    "dropout": (float, "dropout probability in D (mlp default 0; mlp-improved 0.3; goodfellow2014 0.5)"),
     "g_dropout": (float, "mlp, cgan: dropout probability in G's hidden layers (mlp 0, cgan 0.5)"),
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
     "ngf": (int, "dcgan: generator width (default 64)"),
@@ -220,9 +220,10 @@ OPTION_FLAGS = {
                      "translation,cutout"),
     "lr_schedule": (str, "dcgan: constant (default) or linear (both learning rates decay to 0 over --epochs)"),
     # -- issue 15: Salimans et al.'s fixes, options of every recipe (docs/dynamics.md)
-    "minibatch_kernels": (int, "minibatch discrimination in D: number of kernels B (default 0: off)"),
+    "minibatch_kernels": (int, "minibatch discrimination in D: number of kernels B (default 0: off; mlp-improved 50)"),
     "minibatch_kernel_dim": (int, "minibatch discrimination: numbers per kernel C (default 5)"),
-    "feature_matching": (float, "feature matching: weight of ||mean f(x) - mean f(G(z))||^2 in G's loss (0: off)"),
+    "feature_matching": (float, "feature matching: weight of ||mean f(x) - mean f(G(z))||^2 in G's loss "
+                                "(0: off; mlp-improved 0.3)"),
     "feature_matching_only": (bool, "feature matching replaces G's loss (the paper's form)"),
     "historical_averaging": (float, "historical averaging: weight of ||theta - mean past theta||^2 (0: off)"),
     "vbn": (int, "virtual batch normalization in G: reference batch size (0: off)"),

@@ -132,8 +132,8 @@ def save_spectrum(path, runs):
     axes[1].axhline(0, color="black", lw=0.8)
     axes[1].set_title("largest real part of J's eigenvalues\n(> 0: a direction that grows)", fontsize=10)
     axes[2].axhline(0, color="black", lw=0.8)
-    axes[2].set_title("the most rotating eigenvalue: Re (solid), Im (dashed)", fontsize=10)
-    axes[3].set_title("samples' mean move between measurements", fontsize=10)
+    axes[2].set_title("the most rotating eigenvalue:\nRe (solid), Im (dashed)", fontsize=10)
+    axes[3].set_title("samples' mean move\nbetween measurements", fontsize=10)
     for ax in axes[1:]:
         ax.set_xlabel("epoch")
     for ax in axes:
@@ -177,10 +177,10 @@ def save_mixture_gif(path, run, label="", duration_ms=300, size=3.2):
 
 def save_snapshots(path, run, epochs, label=""):
     """One row of scatters of a ToyRun at the given epochs."""
-    fig = Figure(figsize=(2.6 * len(epochs), 2.9))
+    fig = Figure(figsize=(2.6 * len(epochs), 3.1))
     for i, epoch in enumerate(epochs):
         ax = fig.add_subplot(1, len(epochs), i + 1)
-        _scatter(ax, run.snapshots[epoch], run.mixture, f"epoch {epoch}: {_caption(run.scores[epoch])}")
+        _scatter(ax, run.snapshots[epoch], run.mixture, f"epoch {epoch}\n{_caption(run.scores[epoch])}")
     if label:
         fig.suptitle(label, fontsize=10)
     return _save(fig, path)
