@@ -319,10 +319,15 @@ def test_ctrl_c_during_the_final_outputs_stops_at_once(tmp_path, monkeypatch):
         raise AssertionError("the signal should have stopped the run before this line")
 
     monkeypatch.setattr(run_module, "write_final_outputs", final_outputs)
-    with pytest.raises(Interrupted, match="Ctrl-C during the final outputs: training is complete and saved"):
-        run(tmp_path, epochs=1)
+    # a shell's background job starts with Ctrl-C ignored; the run must restore whatever it found
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(Interrupted, match="Ctrl-C during the final outputs: training is complete and saved"):
+            run(tmp_path, epochs=1)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert Checkpoint(tmp_path / "run/checkpoint.npz").meta["epoch"] == 1
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_divergence_before_any_checkpoint_says_so(tmp_path):
