@@ -219,7 +219,7 @@ OPTION_FLAGS = {
     "augment": (str, "dcgan: differentiable augmentation of D's input: none, translation, cutout or "
                      "translation,cutout"),
     "lr_schedule": (str, "dcgan: constant (default) or linear (both learning rates decay to 0 over --epochs)"),
-    # -- issue 15: Salimans et al.'s fixes, options of every recipe (docs/dynamics.md)
+    # -- issue 15: Salimans et al.'s fixes, options of the original game's recipes (docs/dynamics.md)
     "minibatch_kernels": (int, "minibatch discrimination in D: number of kernels B (default 0: off; mlp-improved 50)"),
     "minibatch_kernel_dim": (int, "minibatch discrimination: numbers per kernel C (default 5)"),
     "feature_matching": (float, "feature matching: weight of ||mean f(x) - mean f(G(z))||^2 in G's loss "

@@ -2,7 +2,7 @@
 
 ``animate`` trains one toy GAN and writes its samples per epoch as a GIF with the modes covered
 and the share of high-quality samples in each frame; ``compare`` trains the same GAN with each
-fix switched on (the options of every recipe: gan/fixes.py), over several seeds, and reports the
+fix switched on (the fix options of the original game's recipes: gan/fixes.py), over several seeds, and reports the
 modes covered per epoch and at the end.
 """
 from pathlib import Path

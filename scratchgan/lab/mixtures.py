@@ -11,8 +11,8 @@ the high-quality points are its own (our threshold: a fifth of a uniform share o
 grid, a twelfth on the ring).
 
 The models are small tanh MLPs (smooth, so the Jacobian lab's finite differences never
-straddle a kink), trained by the library's ``GANTrainer`` with the options of every recipe,
-Salimans et al.'s fixes included (``gan/fixes.py``: ``improve``).
+straddle a kink), trained by the library's ``GANTrainer`` with the fix options of the original
+game's recipes: Salimans et al.'s fixes (``gan/fixes.py``: ``improve``).
 """
 from dataclasses import dataclass
 
@@ -85,7 +85,7 @@ TOY_DEFAULTS = {"z_dim": 2, "hidden": 128, "activation": "tanh", "batch_size": 2
 
 def toy_setup(options):
     """The Setup (recipes.py) of a toy MLP GAN: G = z -> h tanh -> h tanh -> 2, D = 2 -> h tanh -> h tanh -> 1
-    (a logit), with the fixes ``options`` switch on applied by ``improve`` as for every recipe."""
+    (a logit), with the fixes ``options`` switch on applied by ``improve`` as for those recipes."""
     o = {**TOY_DEFAULTS, **options}
     unknown = sorted(set(options) - set(TOY_DEFAULTS))
     if unknown:
