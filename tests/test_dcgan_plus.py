@@ -173,6 +173,23 @@ def test_metrics_csv_records_the_averaged_generator_too(tmp_path):
     assert (tmp_path / "run/metrics.png").stat().st_size > 0
 
 
+@pytest.mark.slow
+@needs_mnist
+def test_evaluate_scores_either_generator_of_an_averaging_run(tmp_path, capsys):
+    from scratchgan.data import load_images
+    images = load_images("mnist", data_dir=MNIST_DIR)[:120]
+    train_run("dcgan", tmp_path / "run", images, epochs=1, quiet=True, dataset="mnist", evaluate=False,
+              final_outputs=False, batch_size=40, ngf=4, ndf=4, ema=0.9)
+    scores = {}
+    for generator in ("raw", "average"):
+        out = tmp_path / f"{generator}.json"
+        assert main(["evaluate", str(tmp_path / "run/checkpoint.npz"), "--n", "100", "--data-dir", str(MNIST_DIR),
+                     "--generator", generator, "--json", str(out)]) == 0
+        assert "keeps an average of G's weights" in capsys.readouterr().out
+        scores[generator] = json.loads(out.read_text())[-1]["frechet_distance"]
+    assert scores["raw"] != scores["average"]
+
+
 # -- the options ----------------------------------------------------------------------------------
 
 def test_dcgan_plus_keeps_dcgan_s_layers_and_widths():

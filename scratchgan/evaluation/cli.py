@@ -88,6 +88,7 @@ def dataset_to_evaluate(path, asked):
     if meta["image_shape"] != [1, 28, 28] or recorded not in DATASET_NAMES:
         raise ValueError(f"{path} is a run on {recorded!r} images of shape {tuple(meta['image_shape'])}: "
                          f"evaluate scores 1x28x28 runs on {' or '.join(DATASET_NAMES)} only")
+    notes = []
     options = meta.get("options") or {}
     if options.get("ema"):   # a run keeping an average of G's weights (gan/averaging.py)
         notes.append(f"note: this run keeps an average of G's weights (--ema {options['ema']}); --generator "
@@ -96,7 +97,6 @@ def dataset_to_evaluate(path, asked):
         raise ValueError(f"{path} is a {recorded} run: --dataset {asked} would score it against the wrong "
                          f"data (leave --dataset out)")
     data = meta.get("data") or {}
-    notes = []
     if data.get("match") in ("unknown", "modified official"):
         notes.append(f"note: this run trained on files that are not the official {recorded} data "
                      f"({data.get('source')}, {data.get('n')} images, SHA-256 {str(data.get('images_sha256'))[:16]}...); "
