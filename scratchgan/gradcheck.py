@@ -113,15 +113,7 @@ def check_layer(layer, x, train=True, seed=0, h=1e-3, directional=False):
     """
     _require_float64(_float_parts(x) + [lyr.params[k] for _, lyr, k in layer.named_parameters()])
     named = [(name, lyr, key) for name, lyr, key in layer.named_parameters()]
-    buffers = {(name, k): v.copy() for name, lyr in layer.named_layers() for k, v in lyr.buffers.items()}
-    rng_state = backend.global_rng().state_dict()
-
-    def restore():
-        for name, lyr in layer.named_layers():
-            for k in lyr.buffers:
-                lyr.buffers[k][...] = buffers[(name, k)]
-        backend.global_rng().load_state_dict(rng_state)
-
+    restore = _restorer(layer)
     restore()
     layer.zero_grad()
     y = layer.forward(x, train=train, keep_cache=True)
