@@ -10,17 +10,9 @@ from scratchgan.backend import RNG
 from scratchgan.gradcheck import TOLERANCE, check_layer, check_loss, upstream_gradient
 from scratchgan import losses
 
+from layer_helpers import f64, forward_backward
+
 rng = np.random.default_rng(0)
-
-
-def f64(layer):
-    return layer.to(dtype=np.float64)
-
-
-def forward_backward(layer, x, seed=3):
-    y = layer.forward(x, train=True, keep_cache=True)
-    dy = upstream_gradient(y.shape, seed)
-    return y, dy, layer.backward(dy)
 
 
 # -- against PyTorch ---------------------------------------------------------------------------

@@ -22,17 +22,9 @@ from scratchgan.gradcheck_cases import multiscale_cases
 from scratchgan.optim import SGD
 from scratchgan.penalties import GradientPenalty
 
+from layer_helpers import f64, forward_backward
+
 rng = np.random.default_rng(0)
-
-
-def f64(layer):
-    return layer.to(dtype=np.float64)
-
-
-def forward_backward(layer, x, seed=3):
-    y = layer.forward(x, train=True, keep_cache=True)
-    dy = upstream_gradient(y.shape, seed)
-    return y, dy, layer.backward(dy)
 
 
 def test_the_suite_checks_every_multiscale_family_in_several_configurations():
