@@ -10,7 +10,7 @@ from scratchgan.gradcheck import check_layer, numeric_gradient, rel_error
 from scratchgan.lab import dirac
 from scratchgan.lab.game import Game, frozen_trainer
 from scratchgan.lab.mixtures import ToyRun, coverage, get_mixture, grid, ring
-from scratchgan.lab.spectrum import float64_game, leading_eigenvalues
+from scratchgan.lab.spectrum import float64_game, leading_eigenvalues, play, track_full_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 NS, MM, WGAN = "GAN, non-saturating", "GAN, minimax", "WGAN"
@@ -156,6 +156,43 @@ def test_the_spectral_game_leaves_the_training_run_alone(small_game):
         assert mean.dtype == np.float32
 
 
+def test_leading_eigenvalues_keeps_what_converged_when_arpack_stops_early(small_game):
+    run, game = small_game
+    values, matvecs = leading_eigenvalues(game, k=3, which="LR", maxiter=1, tol=1e-14)
+    assert len(values) <= 3 and matvecs > 0                      # no ArpackNoConvergence escapes
+
+
+# -- gradient play on one fixed batch ----------------------------------------------------------------------
+def test_play_is_an_alternating_gradient_step_on_the_fixed_game(small_game):
+    run, game = small_game
+    w, n, lr = game.w, game.n_theta, 0.05
+    new, v = play(game, w, lr)
+    np.testing.assert_array_equal(v, game.v(w))
+    expected = w.copy()
+    expected[n:] += lr * v[n:]                                  # D first, along v_D at w
+    expected[:n] += lr * game.v(expected)[:n]                   # then G along v_G at the new D
+    np.testing.assert_allclose(new, expected, rtol=0, atol=1e-15)
+
+
+def test_track_full_batch_measures_the_game_it_plays():
+    """Measurements before the first step and after every ``every``-th: ||v|| of the fixed game at the played
+    parameters, the game's own samples and how far they moved, and ARPACK's eigenvalues (at most k)."""
+    options = {"hidden": 8, "r1": 1.0}
+    record = track_full_batch(options, steps=30, every=15, samples=16, k=2)
+    assert record["steps"] == [0, 15, 30] and record["drift"][0] == 0
+    game = float64_game(ToyRun(ring(), options, dtype=np.float64), samples=16)
+    assert record["v_norm"][0] == pytest.approx(np.linalg.norm(game.v()), rel=1e-12)
+    w = game.w
+    for _ in range(15):
+        w, _ = play(game, w, 0.2)
+    assert record["v_norm"][1] == pytest.approx(np.linalg.norm(game.v(w)), rel=1e-9)
+    points = np.asarray(game.trainer.G.forward(game.noise, train=False))
+    np.testing.assert_allclose(record["points"][1], points, rtol=1e-9)
+    moved = np.linalg.norm(record["points"][1] - record["points"][0], axis=1).mean()
+    assert record["drift"][1] == pytest.approx(moved) and moved > 0
+    assert all(1 <= len(values) <= 2 for values in record["LI"]) and all(m > 0 for m in record["matvecs"])
+
+
 # -- mixtures ------------------------------------------------------------------------------------------------
 def test_coverage_counts_modes_and_high_quality_samples():
     mixture = grid()
@@ -197,6 +234,8 @@ def test_cli_dirac_json(capsys):
     (("mixture", "--epochs", 0), "--epochs must be at least 1, got 0"),
     (("mixture", "--k", 0), "--k must be at least 1, got 0"),
     (("collapse", "--steps-per-epoch", 0), "--steps-per-epoch must be at least 1, got 0"),
+    (("converge", "--steps", 0), "--steps must be at least 1, got 0"),
+    (("converge", "--lr", 0), "--lr must be > 0, got 0.0"),
     (("collapse", "--fixes", "mbd"), "unknown fix(es) ['mbd']; choose from none, minibatch, feature-matching, "
                                      "historical-averaging, label-smoothing, vbn"),
 ])

@@ -141,6 +141,44 @@ def save_spectrum(path, runs):
     return _save(fig, path)
 
 
+def save_convergence(path, runs, mixture):
+    """``runs``: {label: track_full_batch's record}. Panels: ||v|| over the steps, the largest real part of J's
+    eigenvalues and the real part of its most rotating one, the leading eigenvalues at the end, and each run's
+    fixed-game samples at the end over the mixture's modes."""
+    fig = Figure(figsize=(4.2 * (3 + len(runs)), 4.2))
+    axes = [fig.add_subplot(1, 3 + len(runs), i + 1) for i in range(3 + len(runs))]
+    for i, (label, run) in enumerate(runs.items()):
+        color, steps = COLORS[i], run["steps"]
+        axes[0].semilogy(steps, run["v_norm"], "-o", ms=3, color=color, label=label)
+        largest = [np.max(e.real) if len(e) else np.nan for e in run["LR"]]
+        axes[1].plot(steps, largest, "-o", ms=3, color=color, label=f"{label}: largest Re")
+        rotation = [e[np.argmax(e.imag)].real if len(e) else np.nan for e in run["LI"]]
+        axes[1].plot(steps, rotation, "--s", ms=3, mfc="none", color=color, label=f"{label}: Re of the most rotating")
+        axes[2].plot(run["LR"][-1].real, run["LR"][-1].imag, "o", color=color, label=f"{label}: largest Re")
+        axes[2].plot(run["LI"][-1].real, run["LI"][-1].imag, "o", mfc="none", color=color, label=f"{label}: largest Im")
+        ax = axes[3 + i]
+        ax.scatter(run["points"][-1][:, 0], run["points"][-1][:, 1], s=12, color=color)
+        ax.scatter(mixture.centers[:, 0], mixture.centers[:, 1], s=40, marker="x", color="tab:red", linewidths=1)
+        ax.set_xlim(-mixture.extent, mixture.extent)
+        ax.set_ylim(-mixture.extent, mixture.extent)
+        ax.set_aspect("equal")
+        ax.set_title(f"{label}\nits {len(run['points'][-1])} samples at step {steps[-1]}: "
+                     f"{100 * run['high_quality'][-1]:.0f}% high quality", fontsize=9)
+    axes[0].set_title("||v||: the game's gradient field", fontsize=10)
+    axes[1].axhline(0, color="black", lw=0.8)
+    axes[1].set_title("real parts of J's eigenvalues\n(> 0: grows, < 0: damped)", fontsize=10)
+    for ax in axes[:2]:
+        ax.set_xlabel("gradient step")
+    axes[2].axvline(0, color="black", lw=0.8)
+    axes[2].axhline(0, color="0.8", lw=0.5)
+    axes[2].set_title("leading eigenvalues of J at the end", fontsize=10)
+    axes[2].set_xlabel("Re")
+    axes[2].set_ylabel("Im")
+    for ax in axes[:3]:
+        ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 # -- mixtures ---------------------------------------------------------------------------------------------
 def _scatter(ax, points, mixture, title):
     ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.35, color="tab:blue", linewidths=0)

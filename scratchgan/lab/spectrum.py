@@ -9,14 +9,20 @@ rotations and decays, which bound the learning rate).
 
 The game is the minibatch game on a *fixed* real batch and noise batch (512 each by
 default), so v is a deterministic function of w.
+
+Trained by Adam on fresh minibatches (``track_spectrum``), the networks never reach a point where
+that v vanishes. ``track_full_batch`` plays the fixed game itself instead: plain alternating
+gradient steps on one batch, so J is the Jacobian of exactly the dynamics being run, and a run can
+converge (v -> 0, every eigenvalue's real part <= 0) or not.
 """
 import copy
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator, eigs
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs
 
-from .game import Game, frozen_trainer
-from .mixtures import toy_setup
+from .. import backend
+from .game import Game, frozen_trainer, set_flat_parameters
+from .mixtures import ToyRun, coverage, ring, toy_setup
 
 GAME_SAMPLES = 512
 
@@ -49,7 +55,7 @@ def float64_game(run, samples=GAME_SAMPLES, seed=0):
     return Game(trainer, real, noise)
 
 
-def leading_eigenvalues(game, k=6, which="LR", tol=1e-5, seed=0, maxiter=None):
+def leading_eigenvalues(game, k=6, which="LR", tol=1e-5, seed=0, maxiter=None, ncv=None):
     """The k eigenvalues of J at the game's current parameters that ARPACK's ``which`` picks,
     and the number of Jacobian-vector products it took."""
     w = game.w
@@ -61,7 +67,13 @@ def leading_eigenvalues(game, k=6, which="LR", tol=1e-5, seed=0, maxiter=None):
 
     operator = LinearOperator((len(w), len(w)), matvec=matvec, dtype=np.float64)
     v0 = np.random.default_rng(seed).standard_normal(len(w))
-    values = eigs(operator, k=k, which=which, tol=tol, v0=v0, return_eigenvectors=False, maxiter=maxiter)
+    try:
+        values = eigs(operator, k=k, which=which, tol=tol, v0=v0, return_eigenvectors=False, maxiter=maxiter,
+                      ncv=ncv)
+    except ArpackNoConvergence as stop:
+        # Near a fixed point thousands of eigenvalues crowd round 0 (directions v does not care about) and
+        # ARPACK may stall before all k separate: keep the ones that converged (possibly none).
+        values = stop.eigenvalues
     return np.sort_complex(values), count[0]
 
 
@@ -115,7 +127,89 @@ def spectrum_report(records):
     """JSON-ready: per run, per measured epoch, the eigenvalues as [re, im] pairs and the scalars."""
     from .game import eigenvalue_pairs
     return {label: {"epochs": r["epochs"], "v_norm": r["v_norm"], "modes": r["modes"], "drift": r["drift"],
-                    "matvecs": r["matvecs"], "largest_real_part": [float(e.real.max()) for e in r["LR"]],
+                    "matvecs": r["matvecs"], "largest_real_part": [_largest_real(e) for e in r["LR"]],
                     "eigenvalues_largest_real_part": [eigenvalue_pairs(e) for e in r["LR"]],
                     "eigenvalues_largest_imaginary_part": [eigenvalue_pairs(e) for e in r["LI"]]}
+            for label, r in records.items()}
+
+
+# -- gradient play on one fixed batch: a run that converges ---------------------------------------------
+#: the two runs of ``scratchgan lab converge``: the same MLP GAN as above, trained by plain alternating gradient
+#: steps on *one* fixed game (64 real points, 64 noise vectors), so the game J describes is the one being played
+FULL_BATCH_RUNS = {
+    "R1, gamma 1, full batch": {"hidden": 64, "r1": 1.0},
+    "no regularization, full batch": {"hidden": 64},
+}
+FULL_BATCH_SAMPLES = 64
+FULL_BATCH_LR = 0.2
+#: ARPACK's effort for "LR" (restarts; Krylov basis size; tolerance) during the run and at the end: near a fixed
+#: point the largest real parts sit in a crowd of near-zero eigenvalues and separate slowly
+LR_EFFORT = {"maxiter": 100, "ncv": None, "tol": 1e-5}
+LR_FINAL_EFFORT = {"maxiter": 1000, "ncv": 40, "tol": 1e-3}
+
+
+def play(game, w, lr):
+    """One alternating gradient step on the fixed game: D's parameters move along v_D, then G's along v_G
+    computed at the new D. Returns the new parameters and v at the old ones."""
+    v = game.v(w)
+    w = w.copy()
+    w[game.n_theta:] += lr * v[game.n_theta:]
+    w[:game.n_theta] += lr * game.v(w)[:game.n_theta]
+    return w, v
+
+
+def track_full_batch(options, steps, every, lr=FULL_BATCH_LR, samples=FULL_BATCH_SAMPLES, k=4, seed=0, log=None):
+    """Gradient play on one fixed batch of ``samples`` real points and noise vectors for ``steps`` steps; before
+    the first and after every ``every``-th step: ||v||, the game's samples (modes they reach, high-quality share,
+    mean move since the last measurement) and the leading eigenvalues of J (ARPACK, as ``track_spectrum``)."""
+    run = ToyRun(ring(), {**options, "seed": seed}, dtype=np.float64)
+    game = float64_game(run, samples=samples, seed=seed)
+    record = {"steps": [], "LR": [], "LI": [], "v_norm": [], "modes": [], "high_quality": [], "drift": [],
+              "matvecs": [], "points": []}
+    w = game.w
+
+    def measure(step, effort):
+        set_flat_parameters(w, *game.models)
+        points = np.asarray(backend.asnumpy(game.trainer.G.forward(game.noise, train=False)), np.float64)
+        score = coverage(points, run.mixture, min_samples=2)
+        products = 0
+        for which in WHICH:
+            values, count = leading_eigenvalues(game, k=k, which=which, **(effort if which == "LR" else {}))
+            record[which].append(values)
+            products += count
+        previous = record["points"][-1] if record["points"] else points
+        record["steps"].append(step)
+        record["v_norm"].append(float(np.linalg.norm(game.v(w))))
+        record["modes"].append(score["modes_covered"])
+        record["high_quality"].append(score["high_quality"])
+        record["drift"].append(float(np.linalg.norm(points - previous, axis=1).mean()))
+        record["matvecs"].append(products)
+        record["points"].append(points)
+        if log is not None:
+            log(f"step {step}: ||v|| {record['v_norm'][-1]:.3e}, largest real part {_largest_real(record['LR'][-1]):+.2e}, "
+                f"{score['modes_covered']} modes, {100 * score['high_quality']:.0f}% high quality, "
+                f"moved {record['drift'][-1]:.4f} ({products} Jacobian-vector products)")
+
+    measure(0, LR_EFFORT)
+    for step in range(1, steps + 1):
+        w, _ = play(game, w, lr)
+        if step % every == 0 or step == steps:
+            measure(step, LR_FINAL_EFFORT if step == steps else LR_EFFORT)
+    return record
+
+
+def _largest_real(values):
+    """The largest real part among ARPACK's eigenvalues (NaN when none converged)."""
+    return float(np.max(values.real)) if len(values) else float("nan")
+
+
+def full_batch_report(records):
+    """JSON-ready, as ``spectrum_report``, for ``track_full_batch``'s records (the samples as lists of [x, y])."""
+    from .game import eigenvalue_pairs
+    return {label: {"steps": r["steps"], "v_norm": r["v_norm"], "modes": r["modes"],
+                    "high_quality": r["high_quality"], "drift": r["drift"], "matvecs": r["matvecs"],
+                    "largest_real_part": [_largest_real(e) for e in r["LR"]],
+                    "eigenvalues_largest_real_part": [eigenvalue_pairs(e) for e in r["LR"]],
+                    "eigenvalues_largest_imaginary_part": [eigenvalue_pairs(e) for e in r["LI"]],
+                    "final_samples": r["points"][-1].round(6).tolist()}
             for label, r in records.items()}
