@@ -13,8 +13,7 @@ from scratchgan import backend
 from scratchgan import layers as L
 from scratchgan.cli import main
 from scratchgan.gan import Checkpoint
-from scratchgan.gan.lapgan import (LaplacianCascade, LAPGANTrainer, collapse_pyramid, laplacian_pyramid, level_sizes,
-                                   levels_rows)
+from scratchgan.gan.lapgan import LAPGANTrainer, collapse_pyramid, laplacian_pyramid, level_sizes, levels_rows
 from scratchgan.gan.multiscale import upscale_nearest
 from scratchgan.gan.recipes import get_recipe
 from scratchgan.gan.run import train_run

@@ -71,7 +71,8 @@ def collapse_pyramid(coarse, residuals):
 def coarse_generator(z_dim, channels, size, ngf):
     """G_0: z (N, z_dim) -> (N, channels, size, size) in [-1, 1], size 7 or 8:
     Dense -> (2 ngf, size, size) -> BN -> ReLU -> Conv3x3 (ngf) -> BN -> ReLU -> Conv3x3 (channels) -> tanh."""
-    return L.Chain(L.Dense(z_dim, 2 * ngf * size * size, bias=False, init="normal_0.02"), L.Reshape(2 * ngf, size, size),
+    return L.Chain(L.Dense(z_dim, 2 * ngf * size * size, bias=False, init="normal_0.02"),
+                   L.Reshape(2 * ngf, size, size),
                    L.BatchNorm(2 * ngf, init="normal_1_0.02"), L.ReLU(),
                    L.Conv2d(2 * ngf, ngf, 3, 1, 1, bias=False, init="normal_0.02"),
                    L.BatchNorm(ngf, init="normal_1_0.02"), L.ReLU(),
@@ -145,8 +146,9 @@ class LaplacianCascade(Levels):
     def split_noise(self, z):
         """[z_0 (N, z_dim), n_1 (N, 1, S_1, S_1), ...] from noise (N, noise_size)."""
         if z.ndim != 2 or z.shape[1] != self.noise_size:
+            planes = " + ".join(f"{s}x{s}" for s in self.sizes[1:])
             raise ValueError(f"{self!r}: expected noise of shape (N, {self.noise_size}) (z {self.z_dim} + a plane "
-                             f"per finer level, {' + '.join(f'{s}x{s}' for s in self.sizes[1:])}), got {tuple(z.shape)}")
+                             f"per finer level, {planes}), got {tuple(z.shape)}")
         parts, start = [z[:, :self.z_dim]], self.z_dim
         for s in self.sizes[1:]:
             parts.append(z[:, start:start + s * s].reshape(len(z), 1, s, s))
