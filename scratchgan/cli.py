@@ -160,8 +160,8 @@ def labels_path(samples_path):
 
 # option name -> (type, help); None means "the recipe's default"
 OPTION_FLAGS = {
-    "z_dim": (int, "latent size (mlp: 28, goodfellow2014 and dcgan: 100)"),
-    "batch_size": (int, "mini-batch size (mlp 200, mlp-improved 100, goodfellow2014 100, dcgan 128)"),
+    "z_dim": (int, "latent size (mlp: 28, goodfellow2014 and dcgan: 100; lapgan: the coarsest level's, 100)"),
+    "batch_size": (int, "mini-batch size (mlp 200, mlp-improved 100, goodfellow2014 100, dcgan 128, lapgan 64)"),
     "lr": (float, "learning rate of both optimizers"),
     "d_lr": (float, "dcgan: discriminator learning rate, if different"),
     "k": (int, "discriminator steps per generator step (default 1)"),
@@ -171,8 +171,9 @@ OPTION_FLAGS = {
     "dropout": (float, "dropout probability in D (mlp default 0; mlp-improved 0.3; goodfellow2014 0.5)"),
     "g_dropout": (float, "mlp, cgan: dropout probability in G's hidden layers (mlp 0, cgan 0.5)"),
     "seed": (int, "seed for weights, noise and shuffling (default 0)"),
-    "ngf": (int, "dcgan: generator width (default 64)"),
-    "ndf": (int, "dcgan: discriminator width (default 64)"),
+    "ngf": (int, "dcgan: generator width (default 64); lapgan: each level's generator width (default 32)"),
+    "ndf": (int, "dcgan: discriminator width (default 64); lapgan: each level's discriminator width "
+                  "(default 32)"),
     # -- Wasserstein GANs (issue 17) and run length in generator updates
     "g_steps": (int, "train until N generator updates have been made (across epochs; replaces --epochs; "
                      "raise it with --resume to continue)"),
@@ -287,7 +288,8 @@ def add_sample_parser(sub):
                                                "(the default; a .png gets one row per class, a .npy its labels "
                                                "beside it as OUT.labels.npy)")
     p.add_argument("--resolution", type=int, help="progan: sample at this earlier resolution (4, 8, 16), one the run "
-                                                  "has reached (default: the stage it trained at last)")
+                                                  "has reached (default: the stage it trained at last); lapgan: "
+                                                  "stop the cascade at level 7 or 14 (8 or 16 for 32x32 data)")
     p.add_argument("-o", "--output", required=True, help="output file, .npy or .png")
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--device", default="cpu", choices=DEVICES)

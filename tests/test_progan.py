@@ -173,7 +173,7 @@ def test_sample_resolution_is_for_progan_only(tmp_path, capsys):
     run(tmp_path, epochs=1, evaluate=False)
     assert main(["sample", str(tmp_path / "run/checkpoint.npz"), "-n", "3", "--resolution", "8", "-o",
                  str(tmp_path / "s.npy")]) == 2
-    assert "--resolution applies to progan checkpoints only" in capsys.readouterr().err
+    assert "--resolution applies to progan and lapgan checkpoints only" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,9 +1,9 @@
-"""What the multi-scale families share (ProGAN now; LAPGAN, not built yet, would too): image pyramids
-and the evaluation of a sampler.
+"""What the multi-scale families (ProGAN, LAPGAN) share: image pyramids and the evaluation of a sampler.
 
-A growing or cascaded generator's samples are not one fixed-size "G(z)" that ``GANRun``'s evaluation
-could call: the family gives a *sampler*, a function ``(n, seed) -> images in [0, 1]`` (ProGAN: the
-current stage's samples enlarged to 32x32 and cropped to 28x28), and the evaluation scores them.
+A growing generator's samples are not one fixed-size "G(z)" that ``GANRun``'s evaluation could call:
+the family gives a *sampler*, a function ``(n, seed) -> images in [0, 1]`` (ProGAN: the current stage's
+samples enlarged to 32x32 and cropped to 28x28), and the evaluation scores them. (LAPGAN's cascade is
+itself one generator of fixed-size images, ``LaplacianCascade``, so its runs use the plain evaluation.)
 """
 import numpy as np
 

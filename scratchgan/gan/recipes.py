@@ -334,3 +334,5 @@ RECIPES.update({r.name: r for r in (PROGAN,)})
 # -- registry: one line per recipe family added after these
 from .improved import MLP_IMPROVED  # noqa: E402  (issue 15: docs/dynamics.md)
 RECIPES[MLP_IMPROVED.name] = MLP_IMPROVED
+from .lapgan import LAPGAN  # noqa: E402  (issue 14: docs/multiscale.md)
+RECIPES[LAPGAN.name] = LAPGAN

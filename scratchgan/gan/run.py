@@ -189,6 +189,7 @@ class GANRun:
     """
 
     files = ()
+    trainer_class = GANTrainer   # a family with its own step subclasses it (lapgan.py)
 
     def __init__(self, recipe, options, images, device, labels=None, class_names=None):
         """``labels`` (one class per image) and ``class_names`` for a conditional recipe."""
@@ -198,7 +199,7 @@ class GANRun:
         self.data = setup.preprocess(images) if labels is None else (setup.preprocess(images), labels)
         self.loader = BatchLoader(self.data, options["batch_size"], shuffle=True, drop_last=True,
                                   seed=options["seed"], device=device)
-        self.trainer = GANTrainer.from_setup(setup, device)
+        self.trainer = self.trainer_class.from_setup(setup, device)
         self.trainer.steps_per_epoch = len(self.loader)
         self.images = images
         self.class_names = class_names

@@ -18,8 +18,8 @@ GENERATORS = ("auto", "average", "raw")
 def load_generator(path, device="cpu", resolution=None, generator="auto"):
     """(G in eval mode, Setup) from a checkpoint written by ``scratchgan train``.
 
-    A family whose generator has stages (progan: ``set_sampling_stage``) is set to the stage it
-    trained at, or to ``resolution``. ``generator``: "raw" (the trained G), "average" (the average
+    A family whose generator has stages (progan, lapgan: ``set_sampling_stage``) is set to the stage it
+    trained at (lapgan: its whole cascade), or to ``resolution``. ``generator``: "raw" (the trained G), "average" (the average
     of G's weights kept by a run with ``--ema``, gan/averaging.py; an error for a run without one)
     or "auto" (the average if the run kept one, else G: what the run itself samples from).
     """
@@ -39,7 +39,7 @@ def _load(path, device, resolution=None, generator="auto"):
     if set_stage is not None:
         set_stage(setup.G, checkpoint, resolution)
     elif resolution is not None:
-        raise ValueError(f"--resolution applies to progan checkpoints only; {path} is a "
+        raise ValueError(f"--resolution applies to progan and lapgan checkpoints only; {path} is a "
                          f"{checkpoint.meta['recipe']!r} run")
     setup.G.to(device).eval()
     average = find_average(setup.extensions)
@@ -99,7 +99,8 @@ def parse_label(text, classes, path):
 def sample_from_checkpoint(path, n, device="cpu", seed=0, batch_size=500, labels=None, resolution=None,
                            generator="auto"):
     """``n`` samples as float32 (n, C, H, W) NumPy images in [0, 1], from noise seeded by ``seed``
-    (progan: at the stage it trained at, or at an earlier ``resolution`` it has reached), drawn from the
+    (progan: at the stage it trained at, or at an earlier ``resolution`` it has reached; lapgan: the whole
+    cascade, or the levels up to ``resolution``), drawn from the
     checkpoint's ``generator`` (load_generator: by default the run's weight average if it kept one).
 
     A conditional checkpoint draws sample i for class ``labels[i]`` (default: the classes 0, 1, ...,
