@@ -8,7 +8,12 @@ J u ~ (v(w + e u) - v(w - e u)) / 2e, each v one D step and one G step of the li
 trainer. It prints them with ||v||, how far the samples moved and the modes covered, and draws
 spectrum.png.
 
+With --full-batch it plays one fixed game instead (64 real points and noise vectors, plain
+alternating gradient steps, with and without R1), so J is the Jacobian of exactly the dynamics
+being run: the R1 run converges (||v|| -> 0, nothing grows), and convergence.png shows how.
+
     python demos/gan_spectrum.py --epochs 30 --out runs/lab/mixture
+    python demos/gan_spectrum.py --full-batch --steps 40000 --every-steps 4000 --out runs/lab/converge
 """
 import argparse
 import sys
@@ -17,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from scratchgan.cli import positive_int, run_command
-from scratchgan.lab.figures import save_spectrum
+from scratchgan.lab.figures import save_convergence, save_spectrum
 from scratchgan.lab.mixtures import ToyRun, ring
-from scratchgan.lab.spectrum import SPECTRUM_RUNS, float64_game, leading_eigenvalues, track_spectrum
+from scratchgan.lab.spectrum import (FULL_BATCH_RUNS, SPECTRUM_RUNS, float64_game, leading_eigenvalues,
+                                     track_full_batch, track_spectrum)
 
 
 def main():
@@ -29,7 +35,12 @@ def main():
     parser.add_argument("--steps-per-epoch", type=positive_int, default=250)
     parser.add_argument("--k", type=positive_int, default=4, help="eigenvalues of each kind per measurement")
     parser.add_argument("--out", default="runs/lab/mixture")
+    parser.add_argument("--full-batch", action="store_true", help="play one fixed game by gradient steps instead")
+    parser.add_argument("--steps", type=positive_int, default=40000, help="--full-batch: gradient steps")
+    parser.add_argument("--every-steps", type=positive_int, default=4000, help="--full-batch: measure every N steps")
     args = parser.parse_args()
+    if args.full_batch:
+        return full_batch(args)
 
     # One measurement, written out: the game of an untrained GAN and its eigenvalue of largest real part.
     options = SPECTRUM_RUNS["no regularization"]
@@ -46,6 +57,18 @@ def main():
         run = ToyRun(ring(), options, steps_per_epoch=args.steps_per_epoch, dtype=np.float64)
         records[label] = track_spectrum(run, args.epochs, k=args.k, every=args.every, log=print)
     path = save_spectrum(Path(args.out) / "spectrum.png", records)
+    print(f"figure: {path}")
+
+
+def full_batch(args):
+    records = {}
+    for label, options in FULL_BATCH_RUNS.items():
+        print(f"-- {label}: {options}")
+        records[label] = track_full_batch(options, args.steps, args.every_steps, k=args.k, log=print)
+        last = records[label]
+        print(f"   ||v|| {last['v_norm'][0]:.3g} -> {last['v_norm'][-1]:.3g}; the last measurement's eigenvalues of "
+              f"largest real part {last['LR'][-1].round(5)}")
+    path = save_convergence(Path(args.out) / "convergence.png", records, ring())
     print(f"figure: {path}")
 
 

@@ -293,6 +293,9 @@ def test_demo_gan_spectrum(tmp_path):
     out = run_demo("gan_spectrum.py", "--epochs", 1, "--steps-per-epoch", 5, "--k", 2, "--out", tmp_path)
     assert "Jacobian-vector products" in out and "epoch 1:" in out
     assert (tmp_path / "spectrum.png").exists()
+    out = run_demo("gan_spectrum.py", "--full-batch", "--steps", 4, "--every-steps", 2, "--k", 2, "--out", tmp_path)
+    assert "R1, gamma 1, full batch" in out and "step 4:" in out and "||v||" in out
+    assert (tmp_path / "convergence.png").stat().st_size > 10000
 
 
 @pytest.mark.slow
@@ -317,6 +320,14 @@ def test_cli_lab_mixture_and_collapse(capsys, tmp_path):
         assert run["epochs"] == [0, 1, 2] and len(run["eigenvalues_largest_real_part"][-1]) == 2
         assert all(m > 0 for m in run["matvecs"]) and run["drift"][0] == 0
     assert "r1" in report["runs"]["R1, gamma 1"]["options"]
+    code, out, err = lab(capsys, "converge", "--steps", 4, "--every", 2, "--k", 2, "--out", tmp_path / "converge")
+    assert code == 0, err
+    report = json.loads((tmp_path / "converge" / "convergence.json").read_text())
+    assert set(report["runs"]) == {"R1, gamma 1, full batch", "no regularization, full batch"}
+    for run in report["runs"].values():
+        assert run["steps"] == [0, 2, 4] and len(run["final_samples"]) == 64 and run["drift"][0] == 0
+        assert len(run["eigenvalues_largest_imaginary_part"][-1]) == 2
+    assert (tmp_path / "converge" / "convergence.png").stat().st_size > 10000
     code, out, err = lab(capsys, "collapse", "--mixture", "grid", "--epochs", 3, "--steps-per-epoch", 5,
                          "--seeds", 2, "--fixes", "none", "minibatch", "--out", tmp_path / "collapse")
     assert code == 0, err

@@ -144,7 +144,7 @@ def save_spectrum(path, runs):
 def save_convergence(path, runs, mixture):
     """``runs``: {label: track_full_batch's record}. Panels: ||v|| over the steps, the largest real part of J's
     eigenvalues and the real part of its most rotating one, the leading eigenvalues at the end, and each run's
-    fixed-game samples at the end over the mixture's modes."""
+    fixed-game samples at the end over the game's real points and the mixture's modes."""
     fig = Figure(figsize=(4.2 * (3 + len(runs)), 4.2))
     axes = [fig.add_subplot(1, 3 + len(runs), i + 1) for i in range(3 + len(runs))]
     for i, (label, run) in enumerate(runs.items()):
@@ -157,7 +157,9 @@ def save_convergence(path, runs, mixture):
         axes[2].plot(run["LR"][-1].real, run["LR"][-1].imag, "o", color=color, label=f"{label}: largest Re")
         axes[2].plot(run["LI"][-1].real, run["LI"][-1].imag, "o", mfc="none", color=color, label=f"{label}: largest Im")
         ax = axes[3 + i]
-        ax.scatter(run["points"][-1][:, 0], run["points"][-1][:, 1], s=12, color=color)
+        ax.scatter(run["real"][:, 0], run["real"][:, 1], s=30, facecolors="none", edgecolors="0.6", label="the real points")
+        ax.scatter(run["points"][-1][:, 0], run["points"][-1][:, 1], s=12, color=color, label="G's points")
+        ax.legend(fontsize=7, loc="lower right")
         ax.scatter(mixture.centers[:, 0], mixture.centers[:, 1], s=40, marker="x", color="tab:red", linewidths=1)
         ax.set_xlim(-mixture.extent, mixture.extent)
         ax.set_ylim(-mixture.extent, mixture.extent)

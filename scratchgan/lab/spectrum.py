@@ -165,7 +165,7 @@ def track_full_batch(options, steps, every, lr=FULL_BATCH_LR, samples=FULL_BATCH
     run = ToyRun(ring(), {**options, "seed": seed}, dtype=np.float64)
     game = float64_game(run, samples=samples, seed=seed)
     record = {"steps": [], "LR": [], "LI": [], "v_norm": [], "modes": [], "high_quality": [], "drift": [],
-              "matvecs": [], "points": []}
+              "matvecs": [], "points": [], "real": np.asarray(backend.asnumpy(game.real), np.float64)}
     w = game.w
 
     def measure(step, effort):
