@@ -36,16 +36,17 @@ def cmd_train(args):
     run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
                     eval_samples=args.eval_samples, keep_checkpoints=args.keep_checkpoints)
     xp_for(args.device)  # DeviceError now, not after loading the data
-    # every check that needs no data (options, --out writable, --resume, --epochs) before loading any
-    _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options)
+    # every check that needs no data (options, a new run's image size, --out writable, --resume, --epochs)
+    # before loading any, and all but the folder's before --out is created
+    _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options,
+                                                      check=lambda recipe, _: _check_new_image_size(args, recipe))
     loader = getattr(recipe.family, "load_training_data", None)   # image-to-image families read their own data
     labels = None
     if loader is not None:
         images, identity, dataset = _family_data(args, recipe, checkpoint, full_options, loader)
     else:
         dataset, image_size, channels = _data_options(args, checkpoint)
-        default_size = 64 if dataset.lower().startswith("folder:") else 28
-        recipe.check_image_size(default_size if image_size is None else image_size)  # before loading the data
+        recipe.check_image_size(_image_size(recipe, dataset, image_size))
         images, labels, identity = load_images(dataset, data_dir=args.data_dir, image_size=image_size,
                                                channels=channels, quiet=args.quiet, with_identity=True,
                                                with_labels=True)
@@ -66,6 +67,22 @@ def cmd_train(args):
         return 3
     print(f"run written to {out}/")
     return 0
+
+
+def _image_size(recipe, dataset, image_size):
+    """The size a run's images will have: --image-size, else the family's first size (image-to-image), else 64
+    for an image folder and 28 for MNIST-like data."""
+    if image_size is not None:
+        return image_size
+    if getattr(recipe.family, "load_training_data", None) is not None:
+        return recipe.image_sizes[0]
+    return 64 if dataset.lower().startswith("folder:") else 28
+
+
+def _check_new_image_size(args, recipe):
+    """A new run's image size fits the recipe (a resumed run keeps its checkpoint's, checked against it later)."""
+    if not args.resume:
+        recipe.check_image_size(_image_size(recipe, args.dataset or "mnist", args.image_size))
 
 
 def _data_options(args, checkpoint):
@@ -96,7 +113,7 @@ def _family_data(args, recipe, checkpoint, options, load):
     recorded = checkpoint.meta["image_shape"][1] if checkpoint is not None else None
     if recorded is not None and args.image_size not in (None, recorded):
         raise RunError(f"cannot change the data when resuming: --image-size {args.image_size} (the run has {recorded})")
-    size = recorded or args.image_size or recipe.image_sizes[0]
+    size = recorded or _image_size(recipe, None, args.image_size)
     recipe.check_image_size(size)
     return load(options, args.data_dir, size, args.quiet)
 

@@ -367,6 +367,15 @@ def test_train_refuses_nonsense_options_before_any_work(capsys, tmp_path, flag, 
 def test_train_checks_the_image_size_before_loading_data(capsys, tmp_path, recipe, size, needle):
     assert_clean_error(cli(capsys, "train", recipe, "--image-size", size, "--data-dir", tmp_path / "no-data",
                            "--out", tmp_path / "run"), needle)
+    assert not (tmp_path / "run").exists()                     # refused before --out is created
+
+
+@pytest.mark.parametrize("recipe", ["progan", "lapgan"])
+def test_an_image_folders_default_size_is_checked_before_out_is_created(capsys, tmp_path, recipe):
+    """A folder's images default to 64 pixels, which progan and lapgan refuse before anything is created."""
+    result = cli(capsys, "train", recipe, "--dataset", f"folder:{tmp_path / 'none'}", "--out", tmp_path / "run")
+    assert_clean_error(result, f"{recipe} supports images of size 28, 32, not 64 (--image-size)")
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_corrupt_checksum_record_says_to_reinstall(capsys, tmp_path, monkeypatch):
