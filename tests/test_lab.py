@@ -325,7 +325,7 @@ def test_cli_lab_mixture_and_collapse(capsys, tmp_path):
     report = json.loads((tmp_path / "converge" / "convergence.json").read_text())
     assert set(report["runs"]) == {"R1, gamma 1, full batch", "no regularization, full batch"}
     for run in report["runs"].values():
-        assert run["steps"] == [0, 2, 4] and len(run["final_samples"]) == 64 and run["drift"][0] == 0
+        assert run["steps"] == [0, 2, 4] and len(run["final_samples"]) == len(run["real"]) == 64 and run["drift"][0] == 0
         assert len(run["eigenvalues_largest_imaginary_part"][-1]) == 2
     assert (tmp_path / "converge" / "convergence.png").stat().st_size > 10000
     code, out, err = lab(capsys, "collapse", "--mixture", "grid", "--epochs", 3, "--steps-per-epoch", 5,

@@ -161,8 +161,9 @@ def save_convergence(path, runs, mixture):
         ax.scatter(run["points"][-1][:, 0], run["points"][-1][:, 1], s=12, color=color, label="G's points")
         ax.legend(fontsize=7, loc="lower right")
         ax.scatter(mixture.centers[:, 0], mixture.centers[:, 1], s=40, marker="x", color="tab:red", linewidths=1)
-        ax.set_xlim(-mixture.extent, mixture.extent)
-        ax.set_ylim(-mixture.extent, mixture.extent)
+        extent = max(mixture.extent, 1.1 * float(np.abs(run["points"][-1]).max()))   # escaped samples stay in view
+        ax.set_xlim(-extent, extent)
+        ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
         ax.set_title(f"{label}\nits {len(run['points'][-1])} samples at step {steps[-1]}: "
                      f"{100 * run['high_quality'][-1]:.0f}% high quality", fontsize=9)

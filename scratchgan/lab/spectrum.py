@@ -211,5 +211,5 @@ def full_batch_report(records):
                     "largest_real_part": [_largest_real(e) for e in r["LR"]],
                     "eigenvalues_largest_real_part": [eigenvalue_pairs(e) for e in r["LR"]],
                     "eigenvalues_largest_imaginary_part": [eigenvalue_pairs(e) for e in r["LI"]],
-                    "final_samples": r["points"][-1].round(6).tolist()}
+                    "final_samples": r["points"][-1].round(6).tolist(), "real": r["real"].round(6).tolist()}
             for label, r in records.items()}
