@@ -375,6 +375,8 @@ def test_wasserstein_recipes_build_their_models():
         assert setup.D.forward(x, train=False).shape == (2, 1, 1, 1)
     paper = RECIPES["wgan-gp-paper"].setup(RECIPES["wgan-gp-paper"].options())
     assert (paper.opt_d.lr, paper.opt_d.betas) == (1e-4, (0.0, 0.9))
+    tuned = RECIPES["wgan-gp"].setup(RECIPES["wgan-gp"].options())
+    assert (tuned.opt_d.lr, tuned.opt_d.betas, tuned.opt_g.lr) == (5e-4, (0.5, 0.9), 5e-4)
     assert [type(e) for e in paper.extensions] == [GradientPenaltyExtension]
     assert paper.extensions[0].penalty.weight == 10.0
     wgan = RECIPES["wgan"].setup(RECIPES["wgan"].options())
