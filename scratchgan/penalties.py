@@ -46,13 +46,8 @@ class InputGradientPenalty:
     def input_gradient(self, model, x, keep_cache=False):
         """g = grad_x sum_n D(x)_n (D's parameter gradients untouched); ``keep_cache`` for a double backward."""
         out = model.forward(x, train=True, keep_cache=True)
-        flags = [(layer, layer.requires_grad) for _, layer in model.named_layers()]
-        model.requires_grad_(False)
-        try:
+        with model.frozen():
             return model.backward(backend.get_xp(out).ones_like(out), keep_cache=keep_cache)
-        finally:
-            for layer, flag in flags:
-                layer.requires_grad = flag
 
     def value(self, model, x):
         """P at x (nothing added to the gradients)."""

@@ -180,12 +180,9 @@ class CycleGANTrainer(StepHistoryTrainer):
         """fake = forward_net(x), adversarial loss of critic(fake), cycle loss |backward_net(fake) - x|_1;
         back-propagates both into the two generators' gradients. Returns (fake, adversarial, cycle)."""
         fake = forward_net.forward(x, train=True)
-        critic.requires_grad_(False)
-        try:
+        with critic.frozen():
             adversarial, dscore = self.game.g_loss(critic.forward(fake, train=True))
             dfake = critic.backward(dscore)
-        finally:
-            critic.requires_grad_(True)
         rec = backward_net.forward(fake, train=True)
         cycle, drec = losses.l1(rec, x)
         dfake = dfake + backward_net.backward(drec * rec.dtype.type(self.lambda_cycle))

@@ -246,13 +246,10 @@ class LAPGANTrainer(GANTrainer):
     def _generator_level(self, level, fake, cond):
         """G_l's gradients through D_l (D's own switched off) on the step's fake; returns G_l's loss."""
         D, G = self.D.levels[level], self.G.levels[level]
-        D.requires_grad_(False)
-        try:
+        with D.frozen():
             out = D.forward(self._d_input(fake, cond), train=True)
             loss, dout = self.objective.g_loss(out, None)
             dfake = D.backward(dout)
-        finally:
-            D.requires_grad_(True)
         G.backward(dfake if cond is None else dfake[0], input_grad=False)   # d fake / d residual = I
         return loss
 

@@ -154,13 +154,10 @@ class SuperResolutionTrainer(StepHistoryTrainer):
 
     def adversarial_gradient(self, sr):
         """Non-saturating loss -mean log D(sr) and its gradient with respect to sr (D's weights untouched)."""
-        self.D.requires_grad_(False)
-        try:
+        with self.D.frozen():
             out = self.D.forward(sr, train=True)
             value, grad = losses.bce_with_logits(out, 1.0)
             return value, self.D.backward(grad)
-        finally:
-            self.D.requires_grad_(True)
 
 
 def batch_psnr(sr, high):

@@ -234,12 +234,9 @@ class GANTrainer:
     def generator_step(self, fake, fake_labels=None, real=None, labels=None):
         """G update through D on the same fake batch; D only passes the gradient back.
         (``real``, ``labels``: the step's real batch, read only by feature matching.)"""
-        self.D.requires_grad_(False)
-        try:
+        with self.D.frozen():
             loss, dfake = self.generator_loss(self.with_labels(fake, fake_labels), fake_labels,
                                               None if real is None else self.with_labels(real, labels))
-        finally:
-            self.D.requires_grad_(True)
         if self.conditional:
             dfake = dfake[0]                          # no gradient for the labels
         self.G.zero_grad()

@@ -123,14 +123,18 @@ def track_spectrum(run, epochs, k=4, every=1, log=None):
     return record
 
 
+def _spectrum_fields(record):
+    """A record's measurements, JSON-ready: the scalars both trackers keep and the eigenvalues as [re, im]."""
+    from .game import eigenvalue_pairs
+    return {"v_norm": record["v_norm"], "modes": record["modes"], "drift": record["drift"],
+            "matvecs": record["matvecs"], "largest_real_part": [_largest_real(e) for e in record["LR"]],
+            "eigenvalues_largest_real_part": [eigenvalue_pairs(e) for e in record["LR"]],
+            "eigenvalues_largest_imaginary_part": [eigenvalue_pairs(e) for e in record["LI"]]}
+
+
 def spectrum_report(records):
     """JSON-ready: per run, per measured epoch, the eigenvalues as [re, im] pairs and the scalars."""
-    from .game import eigenvalue_pairs
-    return {label: {"epochs": r["epochs"], "v_norm": r["v_norm"], "modes": r["modes"], "drift": r["drift"],
-                    "matvecs": r["matvecs"], "largest_real_part": [_largest_real(e) for e in r["LR"]],
-                    "eigenvalues_largest_real_part": [eigenvalue_pairs(e) for e in r["LR"]],
-                    "eigenvalues_largest_imaginary_part": [eigenvalue_pairs(e) for e in r["LI"]]}
-            for label, r in records.items()}
+    return {label: {"epochs": r["epochs"], **_spectrum_fields(r)} for label, r in records.items()}
 
 
 # -- gradient play on one fixed batch: a run that converges ---------------------------------------------
@@ -205,11 +209,6 @@ def _largest_real(values):
 
 def full_batch_report(records):
     """JSON-ready, as ``spectrum_report``, for ``track_full_batch``'s records (the samples as lists of [x, y])."""
-    from .game import eigenvalue_pairs
-    return {label: {"steps": r["steps"], "v_norm": r["v_norm"], "modes": r["modes"],
-                    "high_quality": r["high_quality"], "drift": r["drift"], "matvecs": r["matvecs"],
-                    "largest_real_part": [_largest_real(e) for e in r["LR"]],
-                    "eigenvalues_largest_real_part": [eigenvalue_pairs(e) for e in r["LR"]],
-                    "eigenvalues_largest_imaginary_part": [eigenvalue_pairs(e) for e in r["LI"]],
+    return {label: {"steps": r["steps"], **_spectrum_fields(r), "high_quality": r["high_quality"],
                     "final_samples": r["points"][-1].round(6).tolist(), "real": r["real"].round(6).tolist()}
             for label, r in records.items()}

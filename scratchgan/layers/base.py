@@ -20,6 +20,7 @@ Below the class: the shared checks of constructor arguments (``as_count``, ``as_
 of input shapes (``format_pattern``). How the layers make their products fast lives in
 ``scratchgan/fastpath.py``, not here.
 """
+import contextlib
 import warnings
 
 import numpy as np
@@ -206,6 +207,18 @@ class Layer:
         for _, layer in self.named_layers():
             layer.requires_grad = flag
         return self
+
+    @contextlib.contextmanager
+    def frozen(self):
+        """``with model.frozen():`` no parameter gradients inside the block (a gradient passed *through*
+        the model, as G's step through D); every layer's flag is restored afterwards."""
+        flags = [(layer, layer.requires_grad) for _, layer in self.named_layers()]
+        self.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            for layer, flag in flags:
+                layer.requires_grad = flag
 
     def train(self, mode=True):
         for _, layer in self.named_layers():
