@@ -19,8 +19,8 @@ eps 1e-8. The penalty's double backward runs through every layer of the critic, 
 minibatch layer's cross-sample terms included (docs/layers/minibatch_stddev.md).
 
 MNIST is padded to 32 x 32 with 2 pixels of background on each side; for evaluation the samples
-are cropped back to their central 28 x 28. docs/multiscale.md: what is built and tested (no
-measured results yet).
+are cropped back to their central 28 x 28. docs/multiscale.md: what is built and tested, and
+the measured runs (MNIST beside DCGAN-28, the emoji at 32 x 32).
 """
 import math
 
