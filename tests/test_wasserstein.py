@@ -459,6 +459,8 @@ def test_g_steps_resumes_bit_identically_and_may_only_grow(tmp_path):
               g_steps=4, **TINY)
     with pytest.raises(RunError, match="--g-steps 3 is fewer than the 4 generator updates"):
         train_run(None, tmp_path / "resumed", digits(), resume=True, quiet=True, evaluate=False, g_steps=3)
+    with pytest.raises(RunError, match="was started with --g-steps 4, which it has reached"):
+        train_run(None, tmp_path / "resumed", digits(), resume=True, quiet=True, evaluate=False, epochs=9)
     trainer = train_run(None, tmp_path / "resumed", digits(), resume=True, quiet=True, evaluate=False,
                         final_outputs=False, g_steps=7)
     assert trainer.g_steps == 7

@@ -455,7 +455,19 @@ def _resumed_options(checkpoint, recipe, options, epochs):
             raise RunError(f"--g-steps {g_steps} is fewer than the {done} generator updates the run in "
                            f"{checkpoint.path.parent} has made; --g-steps is the total: ask for {done} or more")
         saved["g_steps"] = g_steps
+    elif epochs is not None:
+        _check_epochs_not_capped_by_g_steps(checkpoint, saved.get("g_steps"), epochs)
     return meta["recipe"], {k: v for k, v in saved.items() if k != "epochs"}, epochs or saved.get("epochs")
+
+
+def _check_epochs_not_capped_by_g_steps(checkpoint, g_steps, epochs):
+    """A run started with --g-steps N stops at N updates whatever --epochs says: a resume asking for more
+    epochs of a run already at N would train nothing, so it is refused with what to ask for instead."""
+    done = checkpoint.meta.get("trainer", {}).get("g_steps", 0)
+    if g_steps and done >= g_steps:
+        raise RunError(f"--epochs {epochs}: the run in {checkpoint.path.parent} was started with --g-steps {g_steps}, "
+                       f"which it has reached and which still decides where it stops; pass --g-steps with a "
+                       f"larger total (e.g. --g-steps {g_steps + done}) to train on")
 
 
 def _check_resume_epochs(checkpoint, epochs):
