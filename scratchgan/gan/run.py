@@ -449,21 +449,20 @@ def _resumed_options(checkpoint, recipe, options, epochs):
     saved = dict(meta["options"])
     if epochs is not None:
         _check_resume_epochs(checkpoint, epochs)
+    done = meta.get("trainer", {}).get("g_steps", 0)   # generator updates made so far
     if g_steps is not None:
-        done = meta.get("trainer", {}).get("g_steps", 0)
         if isinstance(g_steps, (int, np.integer)) and g_steps < done:
             raise RunError(f"--g-steps {g_steps} is fewer than the {done} generator updates the run in "
                            f"{checkpoint.path.parent} has made; --g-steps is the total: ask for {done} or more")
         saved["g_steps"] = g_steps
     elif epochs is not None:
-        _check_epochs_not_capped_by_g_steps(checkpoint, saved.get("g_steps"), epochs)
+        _check_epochs_not_capped_by_g_steps(checkpoint, saved.get("g_steps"), done, epochs)
     return meta["recipe"], {k: v for k, v in saved.items() if k != "epochs"}, epochs or saved.get("epochs")
 
 
-def _check_epochs_not_capped_by_g_steps(checkpoint, g_steps, epochs):
+def _check_epochs_not_capped_by_g_steps(checkpoint, g_steps, done, epochs):
     """A run started with --g-steps N stops at N updates whatever --epochs says: a resume asking for more
-    epochs of a run already at N would train nothing, so it is refused with what to ask for instead."""
-    done = checkpoint.meta.get("trainer", {}).get("g_steps", 0)
+    epochs of a run already at N (``done`` updates) would train nothing, so it is refused with what to ask for."""
     if g_steps and done >= g_steps:
         raise RunError(f"--epochs {epochs}: the run in {checkpoint.path.parent} was started with --g-steps {g_steps}, "
                        f"which it has reached and which still decides where it stops; pass --g-steps with a "
