@@ -25,7 +25,8 @@ def cupy_module():
         import cupy
     except ImportError:
         raise DeviceError("GPU requested but CuPy is not installed: "
-                          "pip install 'scratchgan[gpu]' (or the cupy-cudaXXx wheel matching your CUDA)") from None
+                          "pip install 'scratchgan[gpu-cuda12]' or 'scratchgan[gpu-cuda13]', the one matching "
+                          "your CUDA (nvidia-smi shows it; 'scratchgan[gpu]' is CUDA 12)") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as err:  # CUDA driver missing or broken
