@@ -17,6 +17,12 @@ sync, divided by ``steps``) includes it amortized. Ratios against PyTorch come f
 ``--compare-torch PYTHON``, which runs the PyTorch reference of both workloads (shipped as
 ``scratchgan/bench_torch.py``; ``--torch-reference PATH`` picks another) in that interpreter,
 interleaved with our own runs for several rounds (see docs/performance.md).
+
+``precision`` says how float32 products are computed on the GPU, the same for both sides:
+``strict`` (the default) in full float32 (CuPy's default; PyTorch with TF32 switched off for
+cuBLAS and cuDNN), ``tf32`` on TF32 tensor cores (CuPy's float32 GEMMs with the TF32 compute
+type; PyTorch with both TF32 switches on, cuDNN's own default for convolutions). Ampere and
+newer GPUs only; on the CPU only ``strict`` exists.
 """
 import argparse
 import json
@@ -38,6 +44,7 @@ WORKLOADS = tuple(SPEC_BATCH)
 SPEC_STEPS, SPEC_WARMUP = 20, 3
 IMAGE_SHAPE = (1, 28, 28)
 TORCH_DEVICE = {"cpu": "cpu", "gpu": "cuda"}
+PRECISIONS = ("strict", "tf32")
 
 
 class BenchError(RuntimeError):
@@ -78,7 +85,7 @@ def _check_options(workload, device, batch, steps, warmup):
             raise BenchError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
-def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=SPEC_WARMUP):
+def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=SPEC_WARMUP, precision="strict"):
     """Time ``steps`` training steps of ``workload`` after ``warmup`` untimed ones.
 
     Returns a dict: median_ms, min_ms and mean_ms per step, images_per_s and gflop_per_s
@@ -88,6 +95,9 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
     """
     batch = SPEC_BATCH.get(workload) if batch is None else batch
     _check_options(workload, device, batch, steps, warmup)
+    check_precision(device, precision)
+    if device == "gpu":
+        set_gpu_precision(precision)
     xp = backend.xp_for(device)
     sync = _synchronizer(device)
     memory = _PeakMemory(device)
@@ -118,8 +128,28 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
         "gflop_per_step": round(gflop, 3), "gflop_per_s": round(gflop / median, 2),
         "peak_memory_mib": round(memory.peak_bytes() / 2**20, 1), "memory_kind": memory.kind,
         "spec_conditions": batch == SPEC_BATCH[workload] and steps >= SPEC_STEPS and warmup >= SPEC_WARMUP,
-        "dtype": "float32",
+        "dtype": "float32", "precision": precision,
     }
+
+
+def check_precision(device, precision):
+    if precision not in PRECISIONS:
+        raise BenchError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "tf32" and device != "gpu":
+        raise BenchError("precision tf32 is a GPU mode (TF32 tensor cores); on the CPU use strict")
+
+
+def set_gpu_precision(precision):
+    """Make CuPy's float32 matrix products (all of our convolutions and dense layers) use full float32
+    (``strict``) or TF32 tensor cores (``tf32``), for this process."""
+    backend.cupy_module()
+    from cupy._core import _routines_linalg as linalg
+    linalg.set_compute_type(np.float32, gpu_compute_type(linalg, precision))
+
+
+def gpu_compute_type(linalg, precision):
+    """CuPy's compute type for ``precision`` (its COMPUTE_TYPE_DEFAULT = 1 and COMPUTE_TYPE_TF32 = 7)."""
+    return getattr(linalg, "COMPUTE_TYPE_TF32", 7) if precision == "tf32" else getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
 
 
 def _synchronizer(device):
@@ -206,6 +236,12 @@ def _cpu_model():
 _TORCH_SNIPPET = """
 import importlib.util, json, sys
 path, name, device, steps, batch = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+precision = sys.argv[6]
+try:   # TF32 for cuBLAS and cuDNN on (tf32) or off (strict) before the reference builds anything
+    import torch
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+except ImportError:   # the reference's own import will say so
+    torch = None
 spec = importlib.util.spec_from_file_location("torch_reference", path)
 ref = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ref)
@@ -218,7 +254,11 @@ def make_at_batch(dev):  # the reference's models and step, with real and noise 
     real = real[torch.arange(batch, device=real.device) % real.shape[0]]
     return G, D, real, (lambda: torch.randn(batch, *noise_shape, device=dev)), d_loss, adam
 
-print(json.dumps(ref.bench(name, make if batch == 0 else make_at_batch, device, steps)))
+result = ref.bench(name, make if batch == 0 else make_at_batch, device, steps)
+result["precision"] = precision
+if torch is not None:
+    result["tf32"] = {"cuda_matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32}
+print(json.dumps(result))
 """
 
 
@@ -230,14 +270,18 @@ def find_torch_reference():
     return TORCH_REFERENCE
 
 
-def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_STEPS, batch=None, timeout=3600):
+def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_STEPS, batch=None, timeout=3600,
+                        precision="strict"):
     """One run of ``reference``'s ``bench`` for ``workload`` in interpreter ``python``; its result dict.
 
     At a batch other than the SPEC's, the reference's own models, loss and step run on real
-    and noise batches of that size (its real batch repeated, fresh noise).
+    and noise batches of that size (its real batch repeated, fresh noise). PyTorch's TF32
+    switches are set from ``precision`` before the reference runs, and reported with its result.
     """
+    check_precision(device, precision)
     other_batch = 0 if batch in (None, SPEC_BATCH[workload]) else batch
-    cmd = [python, "-c", _TORCH_SNIPPET, str(reference), workload, TORCH_DEVICE[device], str(steps), str(other_batch)]
+    cmd = [python, "-c", _TORCH_SNIPPET, str(reference), workload, TORCH_DEVICE[device], str(steps), str(other_batch),
+           precision]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -252,9 +296,9 @@ def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_ST
 
 
 def compare_with_torch(workloads, device, python, reference, rounds=3, steps=SPEC_STEPS, warmup=SPEC_WARMUP,
-                       report=None, batch=None):
+                       report=None, batch=None, precision="strict"):
     """``rounds`` rounds of (ours, PyTorch) per workload, back to back; per-round and summary ratios
-    (at ``batch``, default the SPEC's).
+    (at ``batch``, default the SPEC's), both sides at ``precision``.
 
     The ratio is scratchgan's median step time over PyTorch's from the same round; the
     summary gives the median of the per-round ratios and the ratio of the best medians.
@@ -262,25 +306,27 @@ def compare_with_torch(workloads, device, python, reference, rounds=3, steps=SPE
     """
     if rounds < 1:
         raise BenchError(f"rounds must be >= 1, got {rounds}")
+    check_precision(device, precision)
     report = report or (lambda kind, record: None)
     runs = {w: [] for w in workloads}
     for round_index in range(1, rounds + 1):
         for workload in workloads:
-            ours = run_benchmark(workload, device, batch or SPEC_BATCH[workload], steps, warmup)
+            ours = run_benchmark(workload, device, batch or SPEC_BATCH[workload], steps, warmup, precision)
             ours["round"] = round_index
             report("ours", ours)
-            theirs = run_torch_reference(python, reference, workload, device, steps, batch)
+            theirs = run_torch_reference(python, reference, workload, device, steps, batch, precision=precision)
             theirs["round"] = round_index
             report("torch", theirs)
             ratio = ours["median_ms"] / theirs["median_ms"]
             runs[workload].append((ours, theirs, ratio))
             report("ratio", {"workload": workload, "device": device, "batch": ours["batch"], "round": round_index,
-                             "ratio": round(ratio, 3)})
+                             "precision": precision, "ratio": round(ratio, 3)})
     summaries = []
     for workload, rows in runs.items():
         best_ours = min(o["median_ms"] for o, _, _ in rows)
         best_torch = min(t["median_ms"] for _, t, _ in rows)
         summary = {"workload": workload, "device": device, "batch": rows[0][0]["batch"], "rounds": rounds,
+                   "precision": precision,
                    "ratio_median": round(statistics.median(r for _, _, r in rows), 3),
                    "ratio_best": round(best_ours / best_torch, 3),
                    "ours_median_ms": [o["median_ms"] for o, _, _ in rows],
@@ -311,6 +357,9 @@ def add_commands(subparsers):
                    help="a Python interpreter with PyTorch: run the PyTorch reference in it, interleaved")
     p.add_argument("--torch-reference", metavar="PATH",
                    help="another PyTorch reference script (default: the shipped scratchgan/bench_torch.py)")
+    p.add_argument("--precision", choices=PRECISIONS, default="strict",
+                   help="GPU float32 products: strict (full float32, the default; PyTorch with TF32 off) or tf32 "
+                        "(TF32 tensor cores for both: CuPy's TF32 compute type, PyTorch's TF32 switches on)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of (ours, PyTorch) with --compare-torch (default 3)")
     p.set_defaults(func=cmd_bench)
     return p
@@ -326,10 +375,10 @@ def cmd_bench(args):
         if args.compare_torch:
             reference = _torch_reference_path(args)
             compare_with_torch(workloads, args.device, args.compare_torch, reference, args.rounds,
-                               args.steps, args.warmup, report=emit, batch=args.batch)
+                               args.steps, args.warmup, report=emit, batch=args.batch, precision=args.precision)
         else:
             for workload in workloads:
-                emit("ours", run_benchmark(workload, args.device, args.batch, args.steps, args.warmup))
+                emit("ours", run_benchmark(workload, args.device, args.batch, args.steps, args.warmup, args.precision))
         emit("machine", {"load_average_after": machine_info(args.device)["load_average"]})
     except (BenchError, backend.DeviceError, ValueError) as err:
         print(f"scratchgan bench: {err}", file=sys.stderr)
@@ -360,9 +409,11 @@ def _format(kind, r):
     if kind == "machine":
         return "# " + ", ".join(f"{k}={v}" for k, v in r.items())
     if kind == "ratio":
-        return f"round {r['round']}: {r['workload']} batch {r['batch']} scratchgan/pytorch = {r['ratio']:.2f}"
+        return (f"round {r['round']}: {r['workload']} batch {r['batch']} {r['precision']} "
+                f"scratchgan/pytorch = {r['ratio']:.2f}")
     if kind == "summary":
-        return (f"{r['workload']:6s} {r['device']:4s} batch={r['batch']:4d} ratio (median of {r['rounds']} rounds) = "
+        return (f"{r['workload']:6s} {r['device']:4s} batch={r['batch']:4d} {r['precision']} "
+                f"ratio (median of {r['rounds']} rounds) = "
                 f"{r['ratio_median']:.2f}, "
                 f"best/best = {r['ratio_best']:.2f}")
     if kind == "torch":

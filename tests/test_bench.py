@@ -159,3 +159,55 @@ def test_failing_reference_is_reported(tmp_path):
     bad.write_text("raise ImportError('No module named torch')\n")
     with pytest.raises(bench.BenchError, match="No module named torch"):
         bench.run_torch_reference(sys.executable, bad, "mlp", "cpu", steps=1)
+
+
+# -- precision: strict float32 or TF32 tensor cores, the same for both sides ---------------
+def test_precision_is_recorded_and_tf32_is_refused_on_the_cpu(capsys):
+    assert bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=0)["precision"] == "strict"
+    with pytest.raises(bench.BenchError, match="tf32 is a GPU mode"):
+        bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=0, precision="tf32")
+    with pytest.raises(bench.BenchError, match="unknown precision 'fp16'"):
+        bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=0, precision="fp16")
+    with pytest.raises(bench.BenchError, match="tf32 is a GPU mode"):   # before any PyTorch run
+        bench.compare_with_torch(["mlp"], "cpu", sys.executable, "never-run.py", precision="tf32")
+    assert bench.main(["--workload", "mlp", "--precision", "tf32"]) == 2
+    assert "tf32 is a GPU mode" in capsys.readouterr().err
+
+
+def test_compare_with_torch_reports_the_precision_of_both_sides(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "log.txt"))
+    assert bench.main(["--workload", "mlp", "--batch", "4", "--steps", "1", "--warmup", "0", "--rounds", "1",
+                       "--compare-torch", sys.executable, "--torch-reference", str(fake_reference(tmp_path)),
+                       "--json"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_kind = {r["kind"]: r for r in records}
+    assert by_kind["ours"]["precision"] == by_kind["torch"]["precision"] == "strict"
+    assert by_kind["ratio"]["precision"] == by_kind["summary"]["precision"] == "strict"
+
+
+@pytest.mark.parametrize("precision,expected", [("strict", False), ("tf32", True)])
+def test_the_pytorch_side_sets_its_tf32_switches(tmp_path, precision, expected):
+    """With PyTorch installed, the reference runs with cuBLAS's and cuDNN's TF32 switches as asked
+    (read back after the run); the device is only named here, so the CPU build is enough."""
+    pytest.importorskip("torch")
+    probe = tmp_path / "torch_reference.py"
+    probe.write_text(textwrap.dedent("""
+        import torch
+        def mlp(dev): pass
+        def bench(name, make, dev, steps):
+            return dict(workload=name, device=dev, batch=200, median_ms=1.0, min_ms=1.0,
+                        seen=[torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32])
+    """))
+    r = bench.run_torch_reference(sys.executable, probe, "mlp", "gpu", steps=1, precision=precision)
+    assert r["device"] == "cuda" and r["precision"] == precision
+    assert r["seen"] == [expected, expected] and r["tf32"] == {"cuda_matmul": expected, "cudnn": expected}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", bench.PRECISIONS)
+def test_gpu_precision_sets_cupys_float32_compute_type(cupy, precision):
+    from cupy._core import _routines_linalg as linalg
+    r = bench.run_benchmark("mlp", "gpu", batch=4, steps=1, warmup=0, precision=precision)
+    assert r["precision"] == precision
+    assert linalg.get_compute_type(np.float32) == bench.gpu_compute_type(linalg, precision) == (7 if precision == "tf32" else 1)
+    bench.set_gpu_precision("strict")
