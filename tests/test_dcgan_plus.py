@@ -210,6 +210,16 @@ def test_dcgan_plus_keeps_dcgan_s_layers_and_widths():
     assert (split.opt_g.lr, split.opt_d.lr) == (1e-4, 4e-4)
 
 
+@pytest.mark.slow
+def test_dcgan_plus_trains_what_dcgan_with_its_settings_trains(tmp_path):
+    """dcgan-plus is dcgan with PLUS_SETTINGS and nothing else: the two runs agree array for array
+    (models, optimizers, the average, every random generator), so a run of ``dcgan`` with those
+    options measures ``dcgan-plus`` (docs/dcgan.md's table)."""
+    dcgan_run(tmp_path / "plus", epochs=2, recipe="dcgan-plus")
+    dcgan_run(tmp_path / "dcgan", epochs=2, **PLUS_SETTINGS)
+    assert_same_checkpoints(tmp_path / "plus/checkpoint.npz", tmp_path / "dcgan/checkpoint.npz")
+
+
 @pytest.mark.parametrize("option, value, wanted", [
     ("ema", 1.0, "0 \\(off\\) or a number in \\(0, 1\\)"), ("ema", -0.5, "0 \\(off\\)"),
     ("ema_bn", "mean", "one of copy, average, reestimate"), ("spectral_norm", "yes", "True or False"),
