@@ -6,7 +6,7 @@ the training set, so compare curves, not these numbers with `scratchgan evaluate
 as a solid line and, for runs keeping a weight average (--ema), the averaged generator dashed.
 The right panels show 64 samples of the first run of each group from the same noise, drawn
 from what the run samples from (the average, for a run with --ema such as dcgan-plus), each
-titled with the recipe and the epoch its checkpoint.npz holds.
+titled with the recipe, its learning rates and the epoch its checkpoint.npz holds.
 
 This figure compares curves; the issue's verdict is `scratchgan evaluate` on 10,000 samples of
 each run's kept checkpoints (docs/dcgan.md).
@@ -47,9 +47,12 @@ def samples_of(run_dir, n=64):
     """n samples (seed 0) of a run's checkpoint.npz, from what it samples from, and a title saying what they are."""
     path = Path(run_dir) / "checkpoint.npz"
     meta = Checkpoint(path).meta
-    which = f"averaged G (--ema {meta['options']['ema']})" if meta["options"].get("ema") else "G"
+    o = meta["options"]
+    which = f"averaged G (--ema {o['ema']})" if o.get("ema") else "G"
+    g_lr, d_lr = o.get("g_lr") or o["lr"], o.get("d_lr") or o["lr"]
+    rates = f"lr {g_lr:g}" if g_lr == d_lr else f"lr G {g_lr:g}, D {d_lr:g}"
     samples = sample_from_checkpoint(str(path), n, seed=0)
-    return samples, f"{meta['recipe']} ({Path(run_dir).name}), epoch {meta['epoch']}: {which}"
+    return samples, f"{meta['recipe']} ({Path(run_dir).name}), {rates}, epoch {meta['epoch']}: {which}"
 
 
 def grid(samples, nrow=8):

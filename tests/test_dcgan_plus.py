@@ -287,9 +287,9 @@ def test_comparison_figure_from_two_groups_of_runs(tmp_path):
         assert im.size == (1500, 500)
     demo = load_demo("dcgan_plus_comparison.py")
     plus, title = demo.samples_of(tmp_path / "plus")
-    assert title == "dcgan-plus (plus), epoch 1: averaged G (--ema 0.999)"
+    assert title == "dcgan-plus (plus), lr 0.0004, epoch 1: averaged G (--ema 0.999)"
     assert np.array_equal(plus, sample_from_checkpoint(str(tmp_path / "plus/checkpoint.npz"), 64, seed=0))
-    assert demo.samples_of(tmp_path / "dcgan")[1] == "dcgan (dcgan), epoch 1: G"
+    assert demo.samples_of(tmp_path / "dcgan")[1] == "dcgan (dcgan), lr 0.0002, epoch 1: G"
     (tmp_path / "dcgan/metrics.csv").unlink()
     result = subprocess.run([sys.executable, str(DEMOS / "dcgan_plus_comparison.py"), "--dcgan", str(tmp_path / "dcgan"),
                              "--plus", str(tmp_path / "plus"), "--out", str(tmp_path / "fig2.png")],
