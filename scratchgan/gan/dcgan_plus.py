@@ -118,8 +118,9 @@ def plus_recipe():
 
 
 #: what dcgan-plus changes in dcgan, chosen by the measurements of docs/dcgan.md: twice the learning rate of both
-#: Adam optimizers (the largest gain at every budget; a faster G alone did as well, a faster D alone worse), and
-#: the weight average, which never changes training (a run keeps G and the average side by side)
+#: Adam optimizers (19-37 % lower Frechet distance at 10, 30 and 100 epochs on two seeds; at 10 epochs a faster G
+#: alone did about as well, a faster D alone much worse), and the weight average, which never changes training
+#: and scores within 5 % of G either way (a run keeps both: --generator raw|average)
 PLUS_SETTINGS = {"lr": 4e-4, "ema": 0.999}
 PLUS_SUMMARY = ("with both learning rates doubled (Adam 4e-4) and sampled from a moving average of G's weights "
                 "(beta 0.999, BatchNorm statistics re-estimated)")
