@@ -1,4 +1,4 @@
-"""The cdcgan and acgan recipes against their PyTorch reference (demos/torch_reference/conditional.py).
+"""The cdcgan and acgan recipes (plain and -plus) against their PyTorch reference (demos/torch_reference/conditional.py).
 
 The same weights in both (scratchgan's, copied into torch by registration order, shapes checked), the
 same batch, labels, noise and fake labels: one training step of scratchgan's trainer and of the
@@ -59,7 +59,7 @@ def copy_weights(model, module):
             param.copy_(torch.from_numpy(np.array(layer.params[key])))
 
 
-@pytest.mark.parametrize("recipe", ["cdcgan", "acgan"])
+@pytest.mark.parametrize("recipe", ["cdcgan", "acgan", "cdcgan-plus", "acgan-plus"])
 def test_one_training_step_matches_pytorch_in_float64(recipe):
     ref = reference_module()
     backend.set_default_dtype(np.float64)
@@ -70,8 +70,7 @@ def test_one_training_step_matches_pytorch_in_float64(recipe):
         options = get_recipe(recipe).options(ngf=8, ndf=8, batch_size=6)
         setup = get_recipe(recipe).setup(options, (1, 28, 28))
         trainer = GANTrainer.from_setup(setup)
-        G_t, D_t = ref.generator(ngf=8), (ref.label_channel_discriminator if recipe == "cdcgan"
-                                          else ref.auxiliary_classifier_discriminator)(ndf=8)
+        G_t, D_t = ref.generator(ngf=8), ref.discriminator(recipe, ndf=8)
         ref.initialise(G_t)
         ref.initialise(D_t)
         copy_weights(setup.G, G_t)
@@ -88,7 +87,8 @@ def test_one_training_step_matches_pytorch_in_float64(recipe):
         d_loss, *_ = trainer.discriminator_step(real, fake, labels, fake_labels)
         g_loss = trainer.generator_step(fake, fake_labels)
         t_d, t_g = ref.train_step(G_t, D_t, opt_g_t, opt_d_t, torch.from_numpy(real), torch.from_numpy(labels),
-                                  torch.from_numpy(z), torch.from_numpy(fake_labels))
+                                  torch.from_numpy(z), torch.from_numpy(fake_labels),
+                                  fake_aux_weight=ref.fake_class_weight(recipe))
 
         assert abs(float(d_loss) - t_d) <= MAX_REL_ERROR * abs(t_d)
         assert abs(float(g_loss) - t_g) <= MAX_REL_ERROR * abs(t_g)

@@ -9,12 +9,18 @@ and compares one training step in float64):
 - D of ``cdcgan``: the image with 10 one-hot label planes joined on channels -> DCGAN-28's discriminator
   (Conv k4 s2 -> LeakyReLU 0.2 -> Conv k4 s2 -> BatchNorm -> LeakyReLU 0.2 -> Conv k7 -> logit);
 - D of ``acgan``: DCGAN-28's discriminator on the image alone, its last convolution doubled into a
-  real/fake head (1 logit) and a class head (10 logits).
+  real/fake head (1 logit) and a class head (10 logits);
+- D of ``cdcgan-plus``: the projection discriminator (Miyato & Koyama 2018) on DCGAN-28's features
+  h(x) (the 128 x 7 x 7 map before the last convolution, flattened): h . w + h . V[y], w and V drawn
+  N(0, 0.02);
+- ``acgan-plus``: ``acgan`` whose D trains its class head on real images only (no class loss on fakes
+  in D's loss; G's loss keeps it).
 
 The same initialisation (conv weights N(0, 0.02), BatchNorm weights N(1, 0.02) and biases 0, the
 embedding N(0, 1), PyTorch's default and scratchgan's), optimizer (Adam, lr 2e-4, betas (0.5, 0.999)),
 batch (128, the last partial batch dropped), losses (binary cross-entropy on logits, non-saturating
-G; AC-GAN adds the class cross-entropy with weight 1 to D's loss on real and fake and to G's loss)
+G; AC-GAN adds the class cross-entropy with weight 1 to D's loss on real and fake (``acgan-plus``: on
+real only) and to G's loss)
 and step as scratchgan's trainer: fakes get labels drawn uniformly; G runs once per step; D is
 updated on the real batch and the fake batch (two passes: BatchNorm); then G is updated through the
 *updated* D on the same fake batch. The data are scratchgan's: the same digits in the same batch order
@@ -43,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-RECIPES = ("cdcgan", "acgan")
+RECIPES = ("cdcgan", "acgan", "cdcgan-plus", "acgan-plus")
 
 
 def generator(num_classes=10, z_dim=100, embed_dim=10, ngf=64, channels=1):
@@ -106,12 +112,49 @@ def auxiliary_classifier_discriminator(num_classes=10, ndf=64, channels=1):
     return AuxiliaryClassifierDiscriminator()
 
 
-def build(recipe, num_classes=10):
-    """(G, D) of ``recipe``, initialised as scratchgan's recipes."""
+def projection_discriminator(num_classes=10, ndf=64, channels=1, size=28):
+    import torch.nn as nn
+
+    features = 2 * ndf * (size // 4) ** 2
+
+    class ProjectionDiscriminator(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = nn.Sequential(*_trunk(channels, ndf), nn.Flatten())
+            self.linear = nn.Linear(features, 1, bias=False)       # h . w
+            self.embed = nn.Embedding(num_classes, features)       # V, one row per class
+
+        def forward(self, x, y):
+            h = self.trunk(x)
+            return self.linear(h) + (h * self.embed(y)).sum(dim=1, keepdim=True)
+
+        def reset_projection(self):
+            nn.init.normal_(self.linear.weight, 0.0, 0.02)
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    return ProjectionDiscriminator()
+
+
+def discriminator(recipe, num_classes=10, ndf=64):
+    """D of ``recipe`` (not initialised)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; expected one of {RECIPES}")
+    if recipe == "cdcgan":
+        return label_channel_discriminator(num_classes, ndf)
+    if recipe == "cdcgan-plus":
+        return projection_discriminator(num_classes, ndf)
+    return auxiliary_classifier_discriminator(num_classes, ndf)
+
+
+def fake_class_weight(recipe, aux_weight=1.0):
+    """The class loss's weight in D's loss on fakes: ``aux_weight``, or 0 for ``acgan-plus``."""
+    return 0.0 if recipe == "acgan-plus" else aux_weight
+
+
+def build(recipe, num_classes=10):
+    """(G, D) of ``recipe``, initialised as scratchgan's recipes."""
+    D = discriminator(recipe, num_classes)
     G = generator(num_classes)
-    D = (label_channel_discriminator if recipe == "cdcgan" else auxiliary_classifier_discriminator)(num_classes)
     initialise(G)
     initialise(D)
     return G, D
@@ -119,7 +162,8 @@ def build(recipe, num_classes=10):
 
 def initialise(model):
     """DCGAN's initialisation, as scratchgan's recipes: conv weights N(0, 0.02), BatchNorm weights N(1, 0.02),
-    biases 0; the embedding keeps PyTorch's N(0, 1) (scratchgan's Embedding default)."""
+    biases 0; G's embedding keeps PyTorch's N(0, 1) (scratchgan's Embedding default); a projection D's w
+    and V N(0, 0.02)."""
     import torch
     import torch.nn as nn
     with torch.no_grad():
@@ -131,6 +175,8 @@ def initialise(model):
                 module.bias.zero_()
             elif isinstance(module, nn.Embedding):
                 module.weight.normal_(0.0, 1.0)
+        if hasattr(model, "reset_projection"):   # the projection's w and V: N(0, 0.02), as scratchgan's Projection
+            model.reset_projection()
 
 
 def optimizers(G, D, lr=2e-4, betas=(0.5, 0.999)):
@@ -148,14 +194,16 @@ def d_loss(out, real, labels, aux_weight=1.0):
     return loss if classes is None else loss + aux_weight * F.cross_entropy(classes, labels)
 
 
-def train_step(G, D, opt_g, opt_d, real, labels, z, fake_labels, aux_weight=1.0):
+def train_step(G, D, opt_g, opt_d, real, labels, z, fake_labels, aux_weight=1.0, fake_aux_weight=None):
     """One step of scratchgan's trainer (k = 1): fake = G(z, y_fake); D's update on the real and the fake
     batch; G's update through the updated D on the same fakes (non-saturating). D's parameters are frozen
-    during G's turn, so afterwards D's .grad hold D's step and G's .grad G's step. Returns (D loss, G loss)."""
+    during G's turn, so afterwards D's .grad hold D's step and G's .grad G's step. ``fake_aux_weight``
+    (default ``aux_weight``) weighs the class loss in D's loss on fakes. Returns (D loss, G loss)."""
+    fake_aux_weight = aux_weight if fake_aux_weight is None else fake_aux_weight
     fake = G(z, fake_labels)
     opt_d.zero_grad()
     loss_d = d_loss(D(real, labels), True, labels, aux_weight) + d_loss(D(fake.detach(), fake_labels), False,
-                                                                     fake_labels, aux_weight)
+                                                                     fake_labels, fake_aux_weight)
     loss_d.backward()
     opt_d.step()
     for p in D.parameters():
@@ -221,7 +269,8 @@ def main(argv=None):
             real, y = torch.from_numpy(real), torch.from_numpy(y)
             z = torch.randn(len(y), 100, 1, 1)
             fake_labels = torch.randint(0, 10, (len(y),))
-            history.append(train_step(G, D, opt_g, opt_d, real, y, z, fake_labels))
+            history.append(train_step(G, D, opt_g, opt_d, real, y, z, fake_labels,
+                                          fake_aux_weight=fake_class_weight(args.recipe)))
         seconds = time.time() - t0
         samples, drawn = draw(G, 2000, 10, seed=10_000 + epoch)
         row = {"epoch": epoch, **quick_metrics(samples, classifier, real_stats, labels=drawn),
