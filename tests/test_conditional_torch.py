@@ -75,7 +75,8 @@ def test_one_training_step_matches_pytorch_in_float64(recipe):
         ref.initialise(D_t)
         copy_weights(setup.G, G_t)
         copy_weights(setup.D, D_t)
-        opt_g_t, opt_d_t = ref.optimizers(G_t, D_t)
+        opt_g_t, opt_d_t = ref.optimizers(G_t, D_t, lr=ref.learning_rate(recipe))
+        assert setup.opt_g.lr == setup.opt_d.lr == ref.learning_rate(recipe)
 
         rng = np.random.default_rng(1)
         real = rng.uniform(-1, 1, (6, 1, 28, 28))

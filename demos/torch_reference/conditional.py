@@ -17,14 +17,14 @@ and compares one training step in float64):
   in D's loss; G's loss keeps it).
 
 The same initialisation (conv weights N(0, 0.02), BatchNorm weights N(1, 0.02) and biases 0, the
-embedding N(0, 1), PyTorch's default and scratchgan's), optimizer (Adam, lr 2e-4, betas (0.5, 0.999)),
-batch (128, the last partial batch dropped), losses (binary cross-entropy on logits, non-saturating
-G; AC-GAN adds the class cross-entropy with weight 1 to D's loss on real and fake (``acgan-plus``: on
-real only) and to G's loss)
-and step as scratchgan's trainer: fakes get labels drawn uniformly; G runs once per step; D is
-updated on the real batch and the fake batch (two passes: BatchNorm); then G is updated through the
-*updated* D on the same fake batch. The data are scratchgan's: the same digits in the same batch order
-(``BatchLoader`` with the same seed). Noise and fake labels come from torch's generator.
+embedding N(0, 1), PyTorch's default and scratchgan's), optimizer (Adam, lr 2e-4, ``cdcgan-plus``
+4e-4, betas (0.5, 0.999)), batch (128, the last partial batch dropped), losses (binary cross-entropy
+on logits, non-saturating G; AC-GAN adds the class cross-entropy with weight 1 to D's loss on real
+and fake (``acgan-plus``: on real only) and to G's loss) and step as scratchgan's trainer: fakes get
+labels drawn uniformly; G runs once per step; D is updated on the real batch and the fake batch (two
+passes: BatchNorm); then G is updated through the *updated* D on the same fake batch. The data are
+scratchgan's: the same digits in the same batch order (``BatchLoader`` with the same seed). Noise
+and fake labels come from torch's generator.
 
 After every epoch the script records the per-epoch metrics scratchgan's runs record (metrics.csv:
 2,000 samples drawn for the classes in turn, Fréchet distance against all training images,
@@ -146,6 +146,11 @@ def discriminator(recipe, num_classes=10, ndf=64):
     return auxiliary_classifier_discriminator(num_classes, ndf)
 
 
+def learning_rate(recipe):
+    """Both Adam learning rates of ``recipe``: 4e-4 for ``cdcgan-plus``, else DCGAN's 2e-4."""
+    return 4e-4 if recipe == "cdcgan-plus" else 2e-4
+
+
 def fake_class_weight(recipe, aux_weight=1.0):
     """The class loss's weight in D's loss on fakes: ``aux_weight``, or 0 for ``acgan-plus``."""
     return 0.0 if recipe == "acgan-plus" else aux_weight
@@ -243,6 +248,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--save-at", type=int, nargs="*", default=[], help="epochs after which to write samples")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lr", type=float, help="both Adam learning rates (default: the recipe's, learning_rate())")
     p.add_argument("--limit", type=int, help="train on the first N images only (a quick check)")
     p.add_argument("--classifier", help="classifier weights for the per-epoch metrics (default: the shipped MNIST one)")
     args = p.parse_args(argv)
@@ -259,7 +265,7 @@ def main(argv=None):
     classifier = load_classifier(args.classifier, dataset=args.dataset)
     real_stats = real_feature_stats(classifier, images)
     G, D = build(args.recipe)
-    opt_g, opt_d = optimizers(G, D)
+    opt_g, opt_d = optimizers(G, D, lr=args.lr or learning_rate(args.recipe))
     loader = BatchLoader((to_tanh_range(images), labels), 128, shuffle=True, drop_last=True, seed=args.seed)
     history, metrics = [], []
     started = time.time()

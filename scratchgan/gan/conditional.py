@@ -333,8 +333,10 @@ def _recipes():
                     {**dcgan_like, "d_conditioning": "label-channels"}, build_cdcgan, DCGAN_SIZES, CHECKS)
     acgan = Recipe("acgan", "AC-GAN (Odena et al. 2017): cdcgan's G, DCGAN D with a real/fake and a class head",
                    {**dcgan_like, "aux_weight": 1.0, "fake_class_loss": True}, build_acgan, DCGAN_SIZES, CHECKS)
-    cdcgan_plus = Recipe("cdcgan-plus", "cdcgan with a projection discriminator (Miyato & Koyama 2018)",
-                         {**cdcgan.defaults, "d_conditioning": "projection"}, build_cdcgan, DCGAN_SIZES, CHECKS)
+    cdcgan_plus = Recipe("cdcgan-plus", "cdcgan with a projection discriminator (Miyato & Koyama 2018) and both "
+                         "Adam learning rates doubled (4e-4)",
+                         {**cdcgan.defaults, "d_conditioning": "projection", "lr": 4e-4}, build_cdcgan, DCGAN_SIZES,
+                         CHECKS)
     acgan_plus = Recipe("acgan-plus", "acgan whose D classifies real images only (the fake-class term dropped)",
                         {**acgan.defaults, "fake_class_loss": False}, build_acgan, DCGAN_SIZES, CHECKS)
     return [cgan, cdcgan, cdcgan_plus, acgan, acgan_plus]
