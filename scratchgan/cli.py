@@ -231,8 +231,8 @@ OPTION_FLAGS = {
     "drift": (float, "progan: weight of the drift term eps E[D(x)^2] (default 0.001)"),
     # a better DCGAN-28 recipe (issue 18): dcgan, dcgan-plus
     "g_lr": (float, "dcgan: generator learning rate, if different (with --d-lr: the two time-scale rule)"),
-    "ema": (float, "dcgan: sample from a moving average of G's weights with this beta (e.g. 0.999; 0: off)"),
-    "ema_bn": (str, "dcgan with --ema: the average's BatchNorm statistics: reestimate (default), copy or average"),
+    "ema": (float, "dcgan, cdcgan, acgan: sample from a moving average of G's weights with this beta (e.g. 0.999; 0: off)"),
+    "ema_bn": (str, "with --ema: the average's BatchNorm statistics: reestimate (default), copy or average"),
     "spectral_norm": (lambda text: _boolean(text, "--spectral-norm", "on or off"), "dcgan: spectral normalisation of D's convolutions: on or off"),
     "augment": (str, "dcgan: differentiable augmentation of D's input: none, translation, cutout or "
                      "translation,cutout"),

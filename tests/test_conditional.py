@@ -10,8 +10,9 @@ from scratchgan import SGD, backend
 from scratchgan.backend import RNG
 from scratchgan.cli import main
 from scratchgan.gan import Checkpoint, GANConfig, GANTrainer, get_recipe
+from scratchgan.gan.averaging import REESTIMATE_SEED, GeneratorEMA
 from scratchgan.gan.conditional import (CLASS_NAMES, AuxiliaryClassifierGame, SGDSchedule, balanced_labels,
-                                        class_names)
+                                        class_names, conditional_dcgan_generator)
 from scratchgan.gan.run import train_run
 from scratchgan.gan.sampling import sample_classes, sample_with_labels
 from scratchgan.gradcheck import numeric_gradient, rel_error
@@ -190,7 +191,8 @@ def test_dcgan_sized_conditional_recipes(recipe, d_params):
 @pytest.mark.parametrize("recipe, option, value", [
     ("cdcgan", "d_conditioning", "concat"), ("acgan", "aux_weight", -1.0), ("acgan", "fake_class_loss", "no"),
     ("cgan", "noise", "gauss"), ("cgan", "final_momentum", 1.0), ("cgan", "lr_decay", 0.5),
-    ("cdcgan", "num_classes", 1), ("cdcgan", "embed_dim", 0)])
+    ("cdcgan", "num_classes", 1), ("cdcgan", "embed_dim", 0), ("cdcgan-plus", "ema", 1.0),
+    ("acgan", "ema_bn", "mean")])
 def test_conditional_options_are_checked(recipe, option, value):
     with pytest.raises(ValueError, match=f"option {option} must be"):
         get_recipe(recipe).options(**{option: value})
@@ -256,6 +258,43 @@ def test_class_names_and_balanced_labels():
     assert class_names("fashion-mnist", 10)[7] == "Sneaker" and class_names("mnist", 10) == CLASS_NAMES["mnist"]
     assert class_names("folder:x", 3) == ["0", "1", "2"]
     assert balanced_labels(7, 3).tolist() == [0, 1, 2, 0, 1, 2, 0]
+
+
+# -- the weight average of a conditional G ------------------------------------------------------------
+
+def test_conditional_average_reestimates_batchnorm_with_every_class_in_turn():
+    G = conditional_dcgan_generator(3, 3, 2, 1, 28, 4)
+    ema = GeneratorEMA(G, beta=0.5, noise_dims=(3, 1, 1), num_classes=3, bn_batches=3, bn_batch_size=7)
+    sampler = ema.averaged_generator(G)
+    first = next(i for i, layer in enumerate(sampler.layers) if isinstance(layer, L.BatchNorm))
+    before_norm = L.Chain(*sampler.layers[:first])
+    rng, means, variances = RNG(REESTIMATE_SEED), [], []
+    for _ in range(3):     # by hand: each batch holds the classes 0, 1, 2, 0, ... with its own noise
+        z = rng.normal((7, 3, 1, 1), dtype=np.float32)
+        h = before_norm.forward((z, np.arange(7) % 3), train=False, keep_cache=False)
+        values = h.transpose(1, 0, 2, 3).reshape(h.shape[1], -1).astype(np.float64)
+        means.append(values.mean(axis=1))
+        variances.append(values.var(axis=1, ddof=1))
+    norm = sampler.layers[first]
+    np.testing.assert_allclose(norm.buffers["running_mean"], np.mean(means, axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(norm.buffers["running_var"], np.mean(variances, axis=0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("recipe", ["cdcgan-plus", "acgan-plus"])
+def test_a_conditional_run_keeps_a_weight_average_without_changing_training(tmp_path, recipe):
+    conditional_run(tmp_path, recipe, "plain", final_outputs=False)
+    conditional_run(tmp_path, recipe, "ema", final_outputs=False, ema=0.9)
+    plain, ema = Checkpoint(tmp_path / "plain/checkpoint.npz"), Checkpoint(tmp_path / "ema/checkpoint.npz")
+    assert {k for k in ema.arrays if not k.startswith("ext/")} == set(plain.arrays)
+    for key, value in plain.arrays.items():
+        if "progress" not in key:       # the progress images and class grids come from the average
+            assert np.array_equal(value, ema.arrays[key], equal_nan=True), key
+    assert int(ema.arrays["ext/GeneratorEMA/updates"]) == 2 * 3
+    path = tmp_path / "ema/checkpoint.npz"
+    averaged, labels = sample_with_labels(path, 6, generator="average")
+    raw, _ = sample_with_labels(path, 6, generator="raw")
+    assert labels.tolist() == [0, 1, 2, 0, 1, 2] and not np.array_equal(averaged, raw)
+    assert np.array_equal(sample_with_labels(path, 6)[0], averaged)       # what the run samples from
 
 
 # -- sample and evaluate ----------------------------------------------------------------------------

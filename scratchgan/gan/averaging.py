@@ -21,7 +21,9 @@ belong to G's own weights. For the averaged weights there are three choices (``b
   it in training mode on ``bn_batches`` batches of noise (a fixed seed, so a checkpoint always
   gives the same generator) and averaging the batches' means and unbiased variances, as
   ``torch.optim.swa_utils.update_bn`` does. Costs that many forward passes per preparation.
-  ``noise_dims``: one noise sample's shape, (z, 1, 1) for DCGAN (unconditional generators only).
+  ``noise_dims``: one noise sample's shape, (z, 1, 1) for DCGAN. A conditional generator
+  (``num_classes`` K > 0) reads (z, y): each batch then holds the K classes in turn
+  (y_i = i mod K), so every class weighs the same in the statistics.
 
 ``averaged_generator(G)`` (the trainer's hook for sampling) prepares and returns the averaged generator for sampling (eval mode); it is
 prepared again only after the average has moved.
@@ -44,13 +46,14 @@ class GeneratorEMA:
     history_keys = ()
 
     def __init__(self, G, beta=0.999, bn="reestimate", noise_dims=(100, 1, 1), bn_batches=20, bn_batch_size=128,
-                 warmup=True):
+                 warmup=True, num_classes=0):
         if not (isinstance(beta, (float, int, np.floating)) and 0 < beta < 1):
             raise ValueError(f"GeneratorEMA: beta must be a number in (0, 1), got {beta!r}")
         if bn not in BN_MODES:
             raise ValueError(f"GeneratorEMA: bn must be one of {', '.join(BN_MODES)}, got {bn!r}")
         self.beta, self.bn, self.warmup = float(beta), bn, warmup
         self.noise_dims, self.bn_batches, self.bn_batch_size = tuple(noise_dims), bn_batches, bn_batch_size
+        self.num_classes = int(num_classes)
         self.average = _copy_model(G)      # the averaged parameters and BatchNorm statistics (the state)
         self._sampler = _copy_model(G)     # what is sampled from: the average, its statistics set by ``bn``
         self._prepared = None              # (updates, id of G) the sampler was prepared for
@@ -118,10 +121,16 @@ class GeneratorEMA:
                 for layer in norms:
                     layer.momentum = 1.0 / (k + 1)
                 z = rng.normal((self.bn_batch_size, *self.noise_dims), dtype=ref.dtype.type, xp=xp)
-                self._sampler.forward(z, train=True, keep_cache=False)
+                self._sampler.forward(self._with_labels(z, xp), train=True, keep_cache=False)
         finally:
             for layer, momentum in zip(norms, momenta):
                 layer.momentum = momentum
+
+    def _with_labels(self, z, xp):
+        """The generator's input: z, or (z, y) with the classes in turn for a conditional one."""
+        if not self.num_classes:
+            return z
+        return z, xp.arange(len(z), dtype=np.int64) % self.num_classes
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self):

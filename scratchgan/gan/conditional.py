@@ -19,6 +19,9 @@ The recipes (registered in recipes.py):
 - ``acgan``: the same G; D the DCGAN-28 discriminator with two heads, real/fake and class
   (``AuxiliaryClassifierGame``, the paper's losses with weight 1);
 - ``cdcgan-plus``, ``acgan-plus``: the improved settings of docs/conditional.md.
+
+The DCGAN-sized recipes also take dcgan's ``ema`` / ``ema_bn`` (gan/averaging.py): sample from a
+moving average of G's weights, its BatchNorm statistics re-estimated with every class in turn.
 """
 import numpy as np
 
@@ -28,6 +31,8 @@ from ..data import transforms
 from ..init import uniform
 from ..layers.activations import sigmoid
 from ..optim import SGD, Adam
+from .averaging import GeneratorEMA
+from .dcgan_plus import CHECKS as DCGAN_PLUS_CHECKS
 from .objectives import G_LOSSES, d_accuracy, d_targets, get_head
 # recipes.py imports this module at its end, once these names exist
 from .recipes import (COMMON, DCGAN_SIZES, Recipe, Setup, _config, _flat_unit, _integer, _number,
@@ -257,7 +262,8 @@ CHECKS = {"num_classes": _integer(2), "embed_dim": _integer(1), "aux_weight": _a
           "noise": ((lambda v: v in NOISE_KINDS), f"one of {', '.join(NOISE_KINDS)}"),
           "final_momentum": _number(0, 1), "momentum_saturate": _integer(1), "lr_decay": _at_least(1),
           "min_lr": _at_least(0),
-          "d_conditioning": ((lambda v: v in D_CONDITIONING), f"one of {', '.join(D_CONDITIONING)}")}
+          "d_conditioning": ((lambda v: v in D_CONDITIONING), f"one of {', '.join(D_CONDITIONING)}"),
+          "ema": DCGAN_PLUS_CHECKS["ema"], "ema_bn": DCGAN_PLUS_CHECKS["ema_bn"]}
 
 
 def _conditional_config(o, **extra):
@@ -293,6 +299,13 @@ def _adam_pair(G, D, o):
     return Adam(G, lr=o["lr"], betas=betas), Adam(D, lr=o["d_lr"] or o["lr"], betas=betas)
 
 
+def _weight_average(G, o):
+    """[the moving average of G's weights] if ``o["ema"]`` asks for one, else []."""
+    if not o["ema"]:
+        return []
+    return [GeneratorEMA(G, o["ema"], bn=o["ema_bn"], noise_dims=(o["z_dim"], 1, 1), num_classes=o["num_classes"])]
+
+
 def build_cdcgan(o, image_shape):
     """cDCGAN: G reads [z, embed(y)]; D reads the image with K one-hot label planes (or, with
     ``d_conditioning="projection"``, the image alone, the label entering by projection)."""
@@ -305,7 +318,7 @@ def build_cdcgan(o, image_shape):
         D = label_channel_discriminator(k, channels, size, o["ndf"])
     opt_g, opt_d = _adam_pair(G, D, o)
     return Setup(G, D, opt_g, opt_d, get_head("logit"), _conditional_config(o, noise_shape=(1, 1)),
-                 transforms.to_tanh_range, transforms.from_tanh_range, image_shape)
+                 transforms.to_tanh_range, transforms.from_tanh_range, image_shape, extensions=_weight_average(G, o))
 
 
 def build_acgan(o, image_shape):
@@ -318,12 +331,13 @@ def build_acgan(o, image_shape):
     game = AuxiliaryClassifierGame(o["loss"], o["aux_weight"], o["fake_class_loss"], o["label_smoothing"],
                                    o["flip_prob"])
     return Setup(G, D, opt_g, opt_d, get_head("logit"), _conditional_config(o, noise_shape=(1, 1)),
-                 transforms.to_tanh_range, transforms.from_tanh_range, image_shape, objective=game)
+                 transforms.to_tanh_range, transforms.from_tanh_range, image_shape, objective=game,
+                 extensions=_weight_average(G, o))
 
 
 def _recipes():
     dcgan_like = {**COMMON, "z_dim": 100, "batch_size": 128, "lr": 2e-4, "d_lr": None, "beta1": 0.5, "epochs": 30,
-                  "ngf": 64, "ndf": 64, "num_classes": 10, "embed_dim": 10}
+                  "ngf": 64, "ndf": 64, "num_classes": 10, "embed_dim": 10, "ema": 0.0, "ema_bn": "reestimate"}
     cgan = Recipe("cgan", "Mirza & Osindero 2014: conditional MLP G (z uniform), Maxout D, dropout 0.5, SGD + momentum",
                   {**COMMON, "z_dim": 100, "batch_size": 100, "lr": 0.1, "momentum": 0.5, "final_momentum": 0.7,
                    "momentum_saturate": 250, "lr_decay": 1.00004, "min_lr": 1e-6, "epochs": 100, "dropout": 0.5,
