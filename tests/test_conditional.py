@@ -405,3 +405,20 @@ def test_every_conditional_recipe_trains_on_the_labelled_datasets(tmp_path, real
     assert meta["data"]["match"] == "official subset"
     samples, labels, names = sample_classes(tmp_path / "run" / "checkpoint.npz", 2, "all")
     assert samples.shape == (20, 1, 28, 28) and np.isfinite(samples).all() and names == CLASS_NAMES[dataset]
+
+
+@pytest.mark.slow
+@needs_mnist
+def test_a_conditional_run_with_an_average_evaluates_both_generators(tmp_path, capsys):
+    """Per epoch: G's and the average's metrics, conditional accuracy included; at the end: the average."""
+    from scratchgan.plots import read_history_csv
+    code = main(["train", "cdcgan-plus", "--data-dir", str(MNIST_DIR), "--epochs", "2", "--ema", "0.9",
+                 "--batch-size", "1000", "--ngf", "8", "--ndf", "8", "--eval-samples", "200",
+                 "--out", str(tmp_path / "run"), "--quiet", "--no-report"])
+    assert code == 0, capsys.readouterr().err
+    metrics = read_history_csv(tmp_path / "run/metrics.csv")
+    for key in ("frechet_distance", "conditional_accuracy"):
+        assert len(metrics[f"ema_{key}"]) == 2 and np.isfinite(metrics[f"ema_{key}"]).all()
+    assert not np.array_equal(metrics["frechet_distance"], metrics["ema_frechet_distance"])
+    evaluation = json.loads((tmp_path / "run/evaluation.json").read_text())
+    assert evaluation["generator"] == "average" and "conditional_accuracy" in evaluation

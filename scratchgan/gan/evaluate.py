@@ -19,7 +19,7 @@ QUICK_SAMPLES = 2000
 EVAL_SEED = 10_000
 MIN_EVAL_SAMPLES = 10   # the classifier score uses 10 splits
 #: the per-epoch metrics also recorded for a run's averaged generator (as ema_<name>)
-AVERAGED_COLUMNS = ("frechet_distance", "classifier_score", "classes_covered", "coverage_kl")
+AVERAGED_COLUMNS = ("frechet_distance", "classifier_score", "classes_covered", "coverage_kl", "conditional_accuracy")
 
 
 class RunEvaluator:
