@@ -103,3 +103,48 @@ def test_one_training_step_matches_pytorch_in_float64(recipe):
     finally:
         backend.set_default_dtype(np.float32)
         torch.set_default_dtype(torch.float32)
+
+
+def test_the_weight_average_matches_pytorch_in_float64():
+    """scratchgan's GeneratorEMA and the reference's WeightAverage, fed the same sequence of G's weights and
+    BatchNorm statistics, hold the same average; re-estimated on the same noise, the same statistics and samples."""
+    from scratchgan.gan.averaging import REESTIMATE_SEED, GeneratorEMA
+    ref = reference_module()
+    backend.set_default_dtype(np.float64)
+    torch.set_default_dtype(torch.float64)
+    try:
+        backend.manual_seed(0)
+        setup = get_recipe("cdcgan-plus").setup(get_recipe("cdcgan-plus").options(ngf=8), (1, 28, 28))
+        G, G_t = setup.G, ref.generator(ngf=8)
+        copy_weights(G, G_t)
+        ema = GeneratorEMA(G, beta=0.9, num_classes=10, bn_batches=ref.REESTIMATE_BATCHES,
+                           bn_batch_size=ref.REESTIMATE_BATCH)
+        average = ref.WeightAverage(G_t, beta=0.9)
+        rng = np.random.default_rng(2)
+        for step in range(5):                   # G moves (weights and BatchNorm statistics); both average it
+            for _, layer, key, param in pairs(G, G_t):
+                layer.params[key] = layer.params[key] + 0.05 * rng.standard_normal(layer.params[key].shape)
+            copy_weights(G, G_t)
+            z, y = rng.standard_normal((8, 100, 1, 1)), rng.integers(0, 10, 8)
+            G.forward((z, y), train=True, keep_cache=False)
+            G_t.train()(torch.from_numpy(z), torch.from_numpy(y))
+            ema.update(G)
+            average.update(G_t)
+        for name, layer, key, param in pairs(ema.average, average.model):
+            assert rel_error(layer.params[key], param) <= MAX_REL_ERROR, name
+        for layer, key, buf in buffers(ema.average, average.model):
+            if buf.dtype.is_floating_point:
+                assert rel_error(layer.buffers[key], buf) <= MAX_REL_ERROR, key
+        ours = ema.averaged_generator(G)
+        draws = backend.RNG(REESTIMATE_SEED)         # scratchgan's re-estimation noise, given to the reference
+        theirs = average.sampler(noise=lambda n: torch.from_numpy(draws.normal((n, 100, 1, 1), dtype=np.float64)))
+        for layer, key, buf in buffers(ours, theirs):
+            if buf.dtype.is_floating_point:
+                assert rel_error(layer.buffers[key], buf) <= MAX_REL_ERROR, key
+        z, y = rng.standard_normal((10, 100, 1, 1)), np.arange(10)
+        with torch.no_grad():
+            expected = theirs(torch.from_numpy(z), torch.from_numpy(y))
+        assert rel_error(ours.forward((z, y), train=False, keep_cache=False), expected) <= MAX_REL_ERROR
+    finally:
+        backend.set_default_dtype(np.float32)
+        torch.set_default_dtype(torch.float32)

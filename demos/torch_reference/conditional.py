@@ -31,7 +31,11 @@ After every epoch the script records the per-epoch metrics scratchgan's runs rec
 classifier score, coverage, conditional accuracy, with scratchgan's MNIST classifier). At each of
 ``--save-at`` epochs it writes 10,000 samples from G in eval mode, ``samples_<epoch>.npy``
 (N, 28, 28) in [0, 1], drawn for the classes 0, 1, ..., 9 in turn, and their labels,
-``labels_<epoch>.npy``, which ``scratchgan evaluate`` scores:
+``labels_<epoch>.npy``, which ``scratchgan evaluate`` scores.
+
+``--ema BETA`` also keeps scratchgan's moving average of G's weights (``WeightAverage``: the same
+warm-up, the same BatchNorm re-estimation), records its per-epoch metrics as ``ema_`` columns and
+writes its samples as ``samples_<epoch>_average.npy`` (same labels):
 
     python demos/torch_reference/conditional.py cdcgan --data-dir /work/shared/data/mnist \\
         --out runs/torch_cdcgan --epochs 30 --save-at 10 30
@@ -50,6 +54,8 @@ from pathlib import Path
 import numpy as np
 
 RECIPES = ("cdcgan", "acgan", "cdcgan-plus", "acgan-plus")
+WARMUP = 10                                   # as scratchgan/gan/averaging.py
+REESTIMATE_SEED, REESTIMATE_BATCHES, REESTIMATE_BATCH = 7, 20, 128
 
 
 def generator(num_classes=10, z_dim=100, embed_dim=10, ngf=64, channels=1):
@@ -239,6 +245,48 @@ def draw(G, n, num_classes, seed, z_dim=100, batch_size=500):
     return np.concatenate(out).astype(np.float32), labels
 
 
+class WeightAverage:
+    """scratchgan's GeneratorEMA (gan/averaging.py, bn="reestimate"): after every G step each float
+    parameter and buffer moves toward G's, avg += (1 - b_t)(theta - avg), b_t = min(beta, (1 + t) / (10 + t));
+    to sample, a copy of the average gets BatchNorm statistics re-estimated in training mode on 20
+    batches of 128 (labels 0, 1, ..., K-1 in turn; torch's momentum None: the mean of the batches' means
+    and unbiased variances)."""
+
+    def __init__(self, G, beta):
+        import copy
+        self.model, self.beta, self.updates = copy.deepcopy(G), beta, 0
+
+    def update(self, G):
+        import torch
+        decay = min(self.beta, (1 + self.updates) / (WARMUP + self.updates))
+        with torch.no_grad():
+            for average, value in zip(self.model.state_dict().values(), G.state_dict().values()):
+                if average.dtype.is_floating_point:
+                    average += (1 - decay) * (value - average)
+                else:
+                    average.copy_(value)
+        self.updates += 1
+
+    def sampler(self, num_classes=10, z_dim=100, noise=None):
+        """The averaged G in eval mode, its BatchNorm statistics re-estimated. ``noise(n)``: n noise
+        vectors (default: torch's generator seeded REESTIMATE_SEED)."""
+        import copy
+        import torch
+        if noise is None:
+            generator = torch.Generator().manual_seed(REESTIMATE_SEED)
+            noise = lambda n: torch.randn(n, z_dim, 1, 1, generator=generator)   # noqa: E731
+        G = copy.deepcopy(self.model).train()
+        for module in G.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.reset_running_stats()
+                module.momentum = None
+        labels = torch.arange(REESTIMATE_BATCH) % num_classes
+        with torch.no_grad():
+            for _ in range(REESTIMATE_BATCHES):
+                G(noise(REESTIMATE_BATCH), labels)
+        return G.eval()
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("recipe", choices=RECIPES)
@@ -251,6 +299,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, help="both Adam learning rates (default: the recipe's, learning_rate())")
     p.add_argument("--limit", type=int, help="train on the first N images only (a quick check)")
     p.add_argument("--classifier", help="classifier weights for the per-epoch metrics (default: the shipped MNIST one)")
+    p.add_argument("--ema", type=float, default=0.0,
+                   help="also keep a moving average of G's weights with this beta (as scratchgan's --ema; 0: off)")
     args = p.parse_args(argv)
 
     import torch
@@ -267,6 +317,7 @@ def main(argv=None):
     G, D = build(args.recipe)
     opt_g, opt_d = optimizers(G, D, lr=args.lr or learning_rate(args.recipe))
     loader = BatchLoader((to_tanh_range(images), labels), 128, shuffle=True, drop_last=True, seed=args.seed)
+    average = WeightAverage(G, args.ema) if args.ema else None
     history, metrics = [], []
     started = time.time()
     for epoch in range(1, args.epochs + 1):
@@ -277,16 +328,25 @@ def main(argv=None):
             fake_labels = torch.randint(0, 10, (len(y),))
             history.append(train_step(G, D, opt_g, opt_d, real, y, z, fake_labels,
                                           fake_aux_weight=fake_class_weight(args.recipe)))
+            if average is not None:
+                average.update(G)
         seconds = time.time() - t0
         samples, drawn = draw(G, 2000, 10, seed=10_000 + epoch)
         row = {"epoch": epoch, **quick_metrics(samples, classifier, real_stats, labels=drawn),
                "reference_n": len(images), "seconds": round(seconds, 1)}
+        sampler = average.sampler() if average is not None else None
+        if sampler is not None:        # the same noise and labels as G's row
+            samples, drawn = draw(sampler, 2000, 10, seed=10_000 + epoch)
+            row.update({f"ema_{key}": value for key, value in
+                        quick_metrics(samples, classifier, real_stats, labels=drawn).items()})
         metrics.append(row)
         print(json.dumps(row), flush=True)
         if epoch in args.save_at:
             samples, drawn = draw(G, 10000, 10, seed=10_000)
             np.save(out / f"samples_{epoch}.npy", samples)
             np.save(out / f"labels_{epoch}.npy", drawn)
+            if sampler is not None:
+                np.save(out / f"samples_{epoch}_average.npy", draw(sampler, 10000, 10, seed=10_000)[0])
     with open(out / "metrics.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
         writer.writeheader()
