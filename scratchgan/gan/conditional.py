@@ -347,10 +347,11 @@ def _recipes():
                     {**dcgan_like, "d_conditioning": "label-channels"}, build_cdcgan, DCGAN_SIZES, CHECKS)
     acgan = Recipe("acgan", "AC-GAN (Odena et al. 2017): cdcgan's G, DCGAN D with a real/fake and a class head",
                    {**dcgan_like, "aux_weight": 1.0, "fake_class_loss": True}, build_acgan, DCGAN_SIZES, CHECKS)
-    cdcgan_plus = Recipe("cdcgan-plus", "cdcgan with a projection discriminator (Miyato & Koyama 2018) and both "
-                         "Adam learning rates doubled (4e-4)",
-                         {**cdcgan.defaults, "d_conditioning": "projection", "lr": 4e-4}, build_cdcgan, DCGAN_SIZES,
-                         CHECKS)
+    cdcgan_plus = Recipe("cdcgan-plus", "cdcgan with a projection discriminator (Miyato & Koyama 2018), both "
+                         "Adam learning rates doubled (4e-4) and samples drawn from a moving average of G's weights "
+                         "(beta 0.999)",
+                         {**cdcgan.defaults, "d_conditioning": "projection", "lr": 4e-4, "ema": 0.999}, build_cdcgan,
+                         DCGAN_SIZES, CHECKS)
     acgan_plus = Recipe("acgan-plus", "acgan whose D classifies real images only (the fake-class term dropped)",
                         {**acgan.defaults, "fake_class_loss": False}, build_acgan, DCGAN_SIZES, CHECKS)
     return [cgan, cdcgan, cdcgan_plus, acgan, acgan_plus]
