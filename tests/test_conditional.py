@@ -422,3 +422,23 @@ def test_a_conditional_run_with_an_average_evaluates_both_generators(tmp_path, c
     assert not np.array_equal(metrics["frechet_distance"], metrics["ema_frechet_distance"])
     evaluation = json.loads((tmp_path / "run/evaluation.json").read_text())
     assert evaluation["generator"] == "average" and "conditional_accuracy" in evaluation
+
+
+def test_a_run_recorded_before_the_average_existed_samples_and_resumes_as_it_ran(tmp_path):
+    """cdcgan-plus gained --ema 0.999 as a default: a checkpoint without the option is rebuilt without an average."""
+    conditional_run(tmp_path, "cdcgan-plus", "old", epochs=1, final_outputs=False, ema=0.0)
+    path = tmp_path / "old/checkpoint.npz"
+    with np.load(path) as archive:
+        arrays = dict(archive)
+    meta = json.loads(str(arrays["meta"]))
+    del meta["options"]["ema"], meta["options"]["ema_bn"]            # as written before the option existed
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(path, **arrays)
+    assert "ema" not in Checkpoint(path).meta["options"]
+    auto, labels = sample_with_labels(path, 6)                          # no average: G itself
+    assert np.array_equal(auto, sample_with_labels(path, 6, generator="raw")[0]) and labels.tolist() == [0, 1, 2] * 2
+    images, labels = labelled_digits()
+    train_run(None, tmp_path / "old", images, labels=labels, epochs=2, resume=True, quiet=True, evaluate=False,
+              final_outputs=False)
+    resumed = Checkpoint(path)
+    assert resumed.meta["options"]["ema"] == 0.0 and not any(k.startswith("ext/") for k in resumed.arrays)

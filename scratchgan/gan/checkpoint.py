@@ -24,6 +24,12 @@ from ..layers import Layer
 
 FORMAT_VERSION = 1
 
+#: options a recipe gained after runs had been recorded without them, with the value those runs
+#: trained with, so a recorded run is rebuilt as it ran whatever the recipe's default is now
+#: (cdcgan-plus samples from a weight average since ``ema`` became a conditional option; its
+#: earlier runs kept none)
+OPTIONS_ADDED_LATER = {"ema": 0.0}
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, unreadable, or does not fit the model."""
@@ -74,6 +80,13 @@ class Checkpoint:
             raise CheckpointError(f"{path} is not a scratchgan checkpoint (an .npz archive without its 'meta' "
                                   f"entry: {', '.join(sorted(self.arrays)[:5]) or 'empty'})")
         self.meta = _parse_meta(path, self.arrays.pop("meta"))
+
+    def options(self, defaults):
+        """The options the run trained with: the recorded ones, and for each option of ``defaults``
+        (its recipe's) gained since it was recorded, the value it had then (OPTIONS_ADDED_LATER)."""
+        recorded = self.meta["options"]
+        added = {k: v for k, v in OPTIONS_ADDED_LATER.items() if k in defaults and k not in recorded}
+        return {**added, **recorded}
 
     def part(self, prefix):
         return {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}

@@ -444,10 +444,10 @@ def _resumed_options(checkpoint, recipe, options, epochs):
         raise RunError(f"{checkpoint.path} is a {meta['recipe']!r} run, not {recipe!r}")
     options = dict(options)
     g_steps = options.pop("g_steps", None)   # like --epochs, a new total for the run
-    changed = {k: v for k, v in options.items() if v is not None and meta["options"].get(k) != v}
+    saved = checkpoint.options(get_recipe(meta["recipe"]).defaults)
+    changed = {k: v for k, v in options.items() if v is not None and saved.get(k) != v}
     if changed:
         raise RunError(f"cannot change options when resuming (asked {changed}); start a new run instead")
-    saved = dict(meta["options"])
     if epochs is not None:
         _check_resume_epochs(checkpoint, epochs)
     done = meta.get("trainer", {}).get("g_steps", 0)   # generator updates made so far

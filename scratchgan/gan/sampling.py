@@ -61,7 +61,7 @@ def rebuild_setup(checkpoint):
     meta = checkpoint.meta
     try:
         recipe = get_recipe(meta["recipe"])
-        return recipe.setup(recipe.options(**meta["options"]), tuple(meta["image_shape"]))
+        return recipe.setup(recipe.options(**checkpoint.options(recipe.defaults)), tuple(meta["image_shape"]))
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint {checkpoint.path} cannot be rebuilt: {e}") from None
 
