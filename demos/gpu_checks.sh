@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check in one pass (about 10 minutes on one H100):
+# Every GPU check in one pass (estimated 5-10 minutes on one H100; not yet timed on one):
 #   1. the GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step);
 #   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32 (docs/performance.md);
 #   3. a short run of each model family on the GPU, with its seconds per epoch and its final scores.
