@@ -121,7 +121,7 @@ def test_the_weight_average_matches_pytorch_in_float64():
                            bn_batch_size=ref.REESTIMATE_BATCH)
         average = ref.WeightAverage(G_t, beta=0.9)
         rng = np.random.default_rng(2)
-        for step in range(5):                   # G moves (weights and BatchNorm statistics); both average it
+        for _ in range(5):                      # G moves (weights and BatchNorm statistics); both average it
             for _, layer, key, param in pairs(G, G_t):
                 layer.params[key] = layer.params[key] + 0.05 * rng.standard_normal(layer.params[key].shape)
             copy_weights(G, G_t)

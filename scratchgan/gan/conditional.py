@@ -31,8 +31,8 @@ from ..data import transforms
 from ..init import uniform
 from ..layers.activations import sigmoid
 from ..optim import SGD, Adam
-from .averaging import GeneratorEMA
 from .dcgan_plus import CHECKS as DCGAN_PLUS_CHECKS
+from .dcgan_plus import weight_average
 from .objectives import G_LOSSES, d_accuracy, d_targets, get_head
 # recipes.py imports this module at its end, once these names exist
 from .recipes import (COMMON, DCGAN_SIZES, Recipe, Setup, _config, _flat_unit, _integer, _number,
@@ -300,10 +300,8 @@ def _adam_pair(G, D, o):
 
 
 def _weight_average(G, o):
-    """[the moving average of G's weights] if ``o["ema"]`` asks for one, else []."""
-    if not o["ema"]:
-        return []
-    return [GeneratorEMA(G, o["ema"], bn=o["ema_bn"], noise_dims=(o["z_dim"], 1, 1), num_classes=o["num_classes"])]
+    """dcgan's weight average of G (``--ema``), its BatchNorm re-estimated with the classes in turn."""
+    return weight_average(o, G, (o["z_dim"], 1, 1), num_classes=o["num_classes"])
 
 
 def build_cdcgan(o, image_shape):

@@ -60,11 +60,17 @@ def improve_discriminator(D, o):
     return L.Chain(*layers)
 
 
+def weight_average(o, G, noise_dims, num_classes=0):
+    """[the moving average of G's weights] if ``o["ema"]`` asks for one, else [] (also the conditional
+    recipes': ``num_classes`` > 0)."""
+    if not o["ema"]:
+        return []
+    return [GeneratorEMA(G, o["ema"], bn=o["ema_bn"], noise_dims=noise_dims, num_classes=num_classes)]
+
+
 def extensions(o, G, noise_dims):
     """The trainer extensions ``o`` asks for: the weight average of G, the learning-rate schedule."""
-    found = []
-    if o["ema"]:
-        found.append(GeneratorEMA(G, o["ema"], bn=o["ema_bn"], noise_dims=noise_dims))
+    found = weight_average(o, G, noise_dims)
     if o["lr_schedule"] != "constant":
         found.append(LRSchedule(o["lr_schedule"], o["epochs"]))
     return found

@@ -393,13 +393,11 @@ def _write_epoch_metrics(out, epoch_metrics, quiet):
               "classifier_score": "classifier score, higher is better (10 at most)",
               "classes_covered": "classes holding >= 2% of samples",
               "coverage_kl": "coverage: KL(class histogram || uniform)"}
+    if "conditional_accuracy" in columns:
+        titles["conditional_accuracy"] = "conditional accuracy: the classifier names the class asked for"
     averaged = "ema_frechet_distance" in columns   # a run keeping an average of G's weights (averaging.py)
     panels = {title: ({"G": columns[key], "averaged G": columns[f"ema_{key}"]} if averaged
                       else {"samples": columns[key]}) for key, title in titles.items()}
-    if "conditional_accuracy" in columns:
-        panels["conditional accuracy: the classifier names the class asked for"] = (
-            {"G": columns["conditional_accuracy"], "averaged G": columns["ema_conditional_accuracy"]} if averaged
-            else {"samples": columns["conditional_accuracy"]})
     plots.save_curve_panels(out / "metrics.png", panels, x=columns["epoch"], xlabel="epoch",
                             title=f"Per-epoch evaluation: {columns['n'][-1]} samples against "
                                   f"{columns.get('reference_n', ['all'])[-1]} training images (compare epochs, "
