@@ -107,6 +107,77 @@ def test_conv2d_backward_equals_conv_transpose_forward(shape, out, k, s, p):
     np.testing.assert_allclose(dx, convt.forward(dy, train=False), rtol=1e-12, atol=1e-12)
 
 
+THROUGH_TRANSPOSE_CONFIGS = [  # stride 1, padding below the kernel: (x shape, out channels, kernel, padding)
+    ((2, 4, 7, 6), 1, 5, 2),             # "same" padding, one output channel (an image-producing last layer)
+    ((1, 5, 6, 5), 2, (3, 2), (2, 0)),   # batch 1, uneven kernel and padding
+    ((3, 3, 5, 5), 3, 3, 0),             # valid: the output is smaller than the input
+    ((2, 6, 4, 7), 2, 4, 3),             # padding k - 1: the transpose's own padding is 0
+    ((2, 3, 6, 6), 5, 1, 0),             # 1x1 kernel, more output than input channels (forced)
+]
+
+
+def _both_ways(shape, out, k, p, bias=True):
+    """The same float64 Conv2d computed through im2col and through the transpose, on one input."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape)
+    layers = []
+    for through in (False, True):
+        layer = f64(L.Conv2d(shape[1], out, k, 1, p, bias=bias, rng=RNG(0)))
+        if bias:
+            layer.params["bias"][...] = np.random.default_rng(2).standard_normal(out)
+        layer.through_transpose = through
+        layers.append(layer)
+    return layers, x
+
+
+@pytest.mark.parametrize("shape,out,k,p", THROUGH_TRANSPOSE_CONFIGS)
+def test_conv2d_through_the_transpose_matches_im2col_and_scipy(shape, out, k, p):
+    (plain, flipped), x = _both_ways(shape, out, k, p)
+    y_plain, y_flipped = plain.forward(x), flipped.forward(x)
+    assert flipped._cache[0][2] and not plain._cache[0][2]    # each took the path it was given
+    expected = scipy_conv2d(x, plain.params["weight"], plain.params["bias"], (1, 1), plain.padding)
+    np.testing.assert_allclose(y_flipped, expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(y_flipped, y_plain, rtol=1e-12, atol=1e-12)
+    dy = np.random.default_rng(4).standard_normal(y_plain.shape)
+    np.testing.assert_allclose(flipped.backward(dy), plain.backward(dy), rtol=1e-12, atol=1e-12)
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(flipped.grads[name], plain.grads[name], rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_through_the_transpose_parameter_only_backward_and_repeated_calls():
+    """input_grad=False (D's first layer) and a second forward/backward adding into the same gradient."""
+    (plain, flipped), x = _both_ways((2, 4, 7, 6), 1, 5, 2)
+    for layer in (plain, flipped):
+        for seed in (5, 6):
+            y = layer.forward(x * seed)
+            assert layer.backward(np.random.default_rng(seed).standard_normal(y.shape), input_grad=False) is None
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(flipped.grads[name], plain.grads[name], rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_picks_the_smaller_column_matrix():
+    """Through the transpose when O*H*W < C*Ho*Wo at stride 1 (SRResNet's and CycleGAN's last
+    layers); im2col otherwise (DCGAN's strided layers, equal channels, a kernel as large as the image)."""
+    cases = [
+        (L.Conv2d(64, 1, 9, padding=4), (2, 64, 28, 28), True),     # SRResNet's last layer
+        (L.Conv2d(64, 3, 7), (2, 64, 38, 38), True),                 # CycleGAN's last, after reflection padding
+        (L.Conv2d(64, 64, 3, padding=1), (2, 64, 7, 7), False),     # equal channels: equal matrices
+        (L.Conv2d(64, 128, 4, 2, 1), (2, 64, 14, 14), False),       # stride 2
+        (L.Conv2d(128, 1, 7), (2, 128, 7, 7), False),               # DCGAN's last D layer: a reshape already
+        (L.Conv2d(8, 2, 3, padding=3), (2, 8, 5, 5), False),        # padding k: no transpose padding
+    ]
+    for layer, shape, expected in cases:
+        layer.forward(np.zeros(shape, np.float32))
+        assert layer._cache[0][2] is expected, layer
+
+
+def test_forcing_an_impossible_transpose_names_the_layer():
+    layer = L.Conv2d(4, 1, 3, stride=2, padding=1)
+    layer.through_transpose = True
+    with pytest.raises(ValueError, match=r"Conv2d\(4, 1.*stride-1"):
+        layer.forward(np.zeros((1, 4, 6, 6), np.float32))
+
+
 def test_im2col_and_col2im_are_adjoint():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 9, 8))

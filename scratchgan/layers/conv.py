@@ -20,7 +20,7 @@ unchanged: the strided slices read it as it is, and a reshape that needs a copy 
 Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy.
 """
 from .. import backend
-from ..fastpath import add_matmul_to_grad, matmul_into, reuse_buffer
+from ..fastpath import add_matmul_to_grad, matmul_into, matmul_tall, reuse_buffer
 from .base import Layer, as_count, as_pair
 
 
@@ -165,7 +165,21 @@ class Conv2d(Layer):
         ddy = W U                  the convolution of u without bias (the JVP)
         dW += dY U^T               the weight gradient of a convolution of u with upstream dy
         no x-cotangent
+
+    Through the transpose. A stride-1 cross-correlation with padding p is the transposed
+    convolution with the flipped kernel V[c, o, i, j] = W[o, c, kh-1-i, kw-1-j] and padding
+    q = k-1-p (each output pixel y[h] = sum_i W[i] x[h+i-p]; substitute i = k-1-i'). Its
+    matrices have O*kh*kw rows where im2col's have C*kh*kw, so when O*H*W < C*Ho*Wo (fewer output
+    than input channels, as in an image-producing last layer: SRResNet's 64 -> 1 9x9 convolution
+    forms 81 rows instead of 5,184) the layer computes ConvTranspose2d's passes with V:
+
+        y = col2im(V^T X) + b,   dV = X dY^T,   dX = V dY,   dY = im2col(dy) (padding q)
+
+    and dW is dV flipped back. ``through_transpose``: None (default) picks the smaller of the two;
+    True or False forces one (the tests compare them).
     """
+
+    through_transpose = None
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  init="glorot_uniform", rng=None):
@@ -185,14 +199,18 @@ class Conv2d(Layer):
         out_shape = self.output_shape(x.shape)
         if min(out_shape[2:]) < 1:
             raise ValueError(f"{self}: input {tuple(x.shape)} is smaller than the (padded) kernel")
+        if self._goes_through_transpose(x.shape, out_shape):
+            return self._forward_through_transpose(x, out_shape)
         X = im2col(x, self.kernel_size, self.stride, out_shape[2:], self.padding)   # (C*kh*kw, Ho*Wo*N)
         Y = self._weight_matrix() @ X                  # Y = W X, C-ordered: the output's own memory
         if "bias" in self.params:
             Y += self.params["bias"].reshape(-1, 1)
-        return as_nchw(Y, out_shape), (X, x.shape)
+        return as_nchw(Y, out_shape), (X, x.shape, False)
 
     def _backward(self, dy, cache):
-        X, x_shape = cache
+        X, x_shape, transposed = cache
+        if transposed:
+            return self._backward_through_transpose(dy, X, x_shape)
         dY = as_matrix(dy)                             # (O, Ho*Wo*N)
         self._add_param_grads(dY, X)                   # dW += dY X^T, db += sum of dy
         dX = reuse_buffer(self._scratch, "dX", X.shape, dy)
@@ -200,13 +218,72 @@ class Conv2d(Layer):
         return col2im(dX, x_shape, self.kernel_size, self.stride, dy.shape[2:], self.padding)
 
     def _param_backward(self, dy, cache):
-        X, _ = cache
-        self._add_param_grads(as_matrix(dy), X)
+        X, x_shape, transposed = cache
+        if transposed:
+            self._add_flipped_grads(X, self._im2col_dy(dy, x_shape), dy)
+        else:
+            self._add_param_grads(as_matrix(dy), X)
+
+    def _goes_through_transpose(self, x_shape, out_shape):
+        """Whether to compute this call as the flipped kernel's transposed convolution (see the
+        class docstring): stride 1, padding below the kernel size, and a smaller column matrix."""
+        possible = (self.stride == (1, 1) and all(p < k for p, k in zip(self.padding, self.kernel_size))
+                    and not _kernel_is_the_image(self.kernel_size, self.padding, x_shape[2:], out_shape[2:]))
+        if self.through_transpose is not None:
+            if self.through_transpose and not possible:
+                raise ValueError(f"{self}: only a stride-1 convolution with padding below the kernel size "
+                                 f"(and a kernel smaller than the image) goes through the transpose")
+            return self.through_transpose
+        (_, c, h, w), (_, o, ho, wo) = x_shape, out_shape
+        return possible and o * h * w < c * ho * wo
+
+    def _forward_through_transpose(self, x, out_shape):
+        """y = col2im(V^T X) + b: ConvTranspose2d's forward pass with the flipped kernel V."""
+        X = as_matrix(x)                               # (C, H*W*N)
+        V = self._flipped_weight_matrix()              # (C, O*kh*kw)
+        Y_cols = reuse_buffer(self._scratch, "Y_cols", (V.shape[1], X.shape[1]), x)
+        matmul_into(V.T, X, out=Y_cols)                # V^T X
+        y = col2im(Y_cols, out_shape, self.kernel_size, (1, 1), x.shape[2:], self._flipped_padding())
+        if "bias" in self.params:
+            y += self.params["bias"].reshape(1, -1, 1, 1)   # y is ours: add in place
+        return y, (X, x.shape, True)
+
+    def _backward_through_transpose(self, dy, X, x_shape):
+        """dV = X dY^T (dW its flip), db = sum of dy, dX = V dY, with dY = im2col(dy) (padding q)."""
+        dY = self._im2col_dy(dy, x_shape)              # (O*kh*kw, H*W*N)
+        self._add_flipped_grads(X, dY, dy)
+        dX = self._flipped_weight_matrix() @ dY        # V dY: (C, H*W*N)
+        return as_nchw(dX, x_shape)
+
+    def _im2col_dy(self, dy, x_shape):
+        """im2col(dy) with the flipped padding, one window per input pixel, into a reused buffer."""
+        (kh, kw), (n, _, h, w) = self.kernel_size, x_shape
+        shape = (self.out_channels * kh * kw, h * w * n)
+        return im2col(dy, self.kernel_size, (1, 1), (h, w), self._flipped_padding(),
+                      out=reuse_buffer(self._scratch, "dY", shape, dy))
+
+    def _add_flipped_grads(self, X, dY, dy):
+        """dW += flip(X dY^T) and db += the sum of dy over n, h, w, when parameter gradients are on."""
+        if self.requires_grad:
+            dV = matmul_tall(X, dY.T).reshape(self.in_channels, self.out_channels, *self.kernel_size)
+            self.grads["weight"] += dV[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            if "bias" in self.params:
+                self.grads["bias"] += dy.sum(axis=(0, 2, 3))
+
+    def _flipped_weight_matrix(self):
+        """V[c, o, i, j] = W[o, c, kh-1-i, kw-1-j] as a (C, O*kh*kw) matrix (a small copy)."""
+        return self.params["weight"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3).reshape(self.in_channels, -1)
+
+    def _flipped_padding(self):
+        """The transposed convolution's padding q = k - 1 - p."""
+        return tuple(k - 1 - p for k, p in zip(self.kernel_size, self.padding))
 
     def _double_backward(self, ddx, cache, dy):
         out_shape = tuple(dy.shape)
+        (kh, kw), (n, _, ho, wo) = self.kernel_size, out_shape
+        cols_shape = (self.in_channels * kh * kw, ho * wo * n)
         U = im2col(ddx, self.kernel_size, self.stride, out_shape[2:], self.padding,
-                   out=reuse_buffer(self._scratch, "U", cache[0].shape, ddx))   # the windows of u
+                   out=reuse_buffer(self._scratch, "U", cols_shape, ddx))   # the windows of u
         if self.requires_grad:
             add_matmul_to_grad(self.grads["weight"], as_matrix(dy), U.T)   # dW += dY U^T
         return as_nchw(self._weight_matrix() @ U, out_shape), None         # ddy = W U
