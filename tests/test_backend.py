@@ -64,9 +64,11 @@ def test_default_dtype_float64_builds_float64_layers():
 
 
 def _parity_model():
+    """Every kind of matrix the layers form: a transposed convolution, a strided one through im2col,
+    a stride-1 one with fewer output channels through the transpose, dense products."""
     return L.Chain(L.ConvTranspose2d(4, 6, 4, 2, 1, bias=False), L.BatchNorm(6), L.ReLU(),
-                   L.Conv2d(6, 5, 3, 2, 1), L.BatchNorm(5), L.LeakyReLU(0.2), L.Flatten(),
-                   L.Dense(5 * 4 * 4, 8, "tanh"), L.Maxout(8, 4, 3), L.Dense(4, 3, "sigmoid"))
+                   L.Conv2d(6, 5, 3, 2, 1), L.BatchNorm(5), L.LeakyReLU(0.2), L.Conv2d(5, 2, 3, padding=1),
+                   L.Flatten(), L.Dense(2 * 4 * 4, 8, "tanh"), L.Maxout(8, 4, 3), L.Dense(4, 3, "sigmoid"))
 
 
 def _gradients_without_signal(model):
