@@ -3,6 +3,7 @@
 The end-to-end runs are marked slow: ``python -m pytest -m slow`` runs them (CI does)."""
 import importlib.util
 import json
+import re
 import os
 import subprocess
 import sys
@@ -202,3 +203,12 @@ def test_label_interpolation_starts_and_ends_at_the_two_classes():
         np.testing.assert_allclose(walk[0], rows[3][1], atol=1e-6)
         np.testing.assert_allclose(walk[-1], rows[8][1], atol=1e-6)
         assert not np.allclose(walk[2], walk[0])
+
+
+# -- demos/step_time.py --------------------------------------------------------------------------------------
+def test_step_time_times_each_recipes_training_step():
+    out = run_demo("step_time.py", "srresnet", "cyclegan", "mlp", "--steps", "1")
+    times = re.findall(r"^(\w+): ([0-9.]+) ms CPU per step \(median of 1; scratchgan from (.*)\)$", out, re.M)
+    assert [name for name, _, _ in times] == ["srresnet", "cyclegan", "mlp"], out
+    assert all(float(ms) > 0 for _, ms, _ in times)
+    assert all(Path(path).parent.parent == DEMOS.parent for _, _, path in times)   # this checkout's code
