@@ -181,6 +181,38 @@ def test_quiz_mixes_real_data_and_fresh_fakes_reproducibly(runs):
     assert all(bytes(im) in real_set for im in quiz.images[~quiz.is_fake])
 
 
+@pytest.mark.parametrize("recipe,options", [
+    ("lapgan", dict(z_dim=4, ngf=2, ndf=2, batch_size=8, seed=1)),
+    ("progan", dict(z_dim=4, width=2, batch_size=8, group_size=4, phase_images=16, seed=1)),
+])
+def test_quiz_of_a_multiscale_run_draws_its_samples(runs, tmp_path, recipe, options):
+    """ProGAN and LAPGAN sample from noise like any GAN (their run classes are families, as the
+    image-to-image ones are): the quiz's fakes are the checkpoint's samples."""
+    images = load_images("mnist", data_dir=runs["data"])
+    train_run(recipe, tmp_path / recipe, images, epochs=1, quiet=True, dataset="mnist", evaluate=False, **options)
+    quiz = draw_quiz(read_run(tmp_path / recipe), 6, seed=2, data_dir=runs["data"])
+    fakes = sample_from_checkpoint(str(tmp_path / recipe / "checkpoint.npz"), 2, seed=2)
+    assert quiz.images.shape == (6, *fakes.shape[1:]) and quiz.is_fake.sum() == 2
+    assert sorted(map(bytes, quiz.images[quiz.is_fake])) == sorted(map(bytes, fakes.astype(np.float32)))
+    if recipe == "progan":   # one tiny epoch stops at 16x16 of 32: the reals are shown at that stage too
+        from scratchgan.gan.checkpoint import Checkpoint
+        from scratchgan.gan.progan import ProGANRun
+        from scratchgan.gan.sampling import rebuild_setup
+        checkpoint = Checkpoint(str(tmp_path / recipe / "checkpoint.npz"))
+        setup = rebuild_setup(checkpoint)
+        assert fakes.shape[-1] == 16 and setup.image_shape[-1] == 32
+        reals = setup.to_unit(ProGANRun.reals_at_sampling_stage(setup.preprocess(images), checkpoint))
+        assert {bytes(im) for im in quiz.images[~quiz.is_fake]} <= {bytes(r) for r in reals.astype(np.float32)}
+
+
+def test_quiz_of_an_image_to_image_run_says_why_there_is_none(tmp_path):
+    from scratchgan.report.quiz import QuizUnavailable
+    from test_cyclegan import tiny_run
+    tiny_run(tmp_path, "cyc", 1, final_outputs=False)
+    with pytest.raises(QuizUnavailable, match="cyclegan run maps images to images"):
+        draw_quiz(read_run(tmp_path / "cyc"), 6)
+
+
 def test_missing_data_in_progress_runs_and_bad_directories(runs, tmp_path, capsys):
     # no data: the page still builds, without the quiz, and says why
     text, page = build(tmp_path, [runs["a"]], data_dir=None)

@@ -257,9 +257,7 @@ class ProGANRun(GANRun):
     def set_sampling_stage(G, checkpoint, resolution=None):
         """Set a progan generator rebuilt from ``checkpoint`` to the stage it trained at last (alpha as
         trained), or to ``resolution`` (alpha 1), which must be one the run has reached."""
-        images = (checkpoint.meta.get("loader") or {}).get("stage_images", 0)
-        schedule = GrowthSchedule(G.resolutions[-1], checkpoint.meta["options"]["phase_images"])
-        _, reached, alpha = schedule.stage(int(images))
+        reached, alpha = stage_trained(checkpoint, G.resolutions[-1])
         if resolution is None:
             G.set_stage(reached, alpha)
         elif resolution not in G.resolutions or resolution > reached:
@@ -267,6 +265,21 @@ class ProGANRun(GANRun):
                              f"{', '.join(str(r) for r in G.resolutions if r <= reached)}")
         else:
             G.set_stage(resolution, 1.0)
+
+
+    @staticmethod
+    def reals_at_sampling_stage(reals, checkpoint):
+        """Real images (N, C, final, final), preprocessed, as the models see them at the stage
+        ``set_sampling_stage`` sets by default: the report's quiz sets them beside that stage's samples,
+        as spot_the_fake.png does."""
+        return reals_at(reals, *stage_trained(checkpoint, reals.shape[-1]))
+
+
+def stage_trained(checkpoint, final):
+    """(resolution, alpha) of the stage a progan run's ``checkpoint`` trained at last."""
+    images = (checkpoint.meta.get("loader") or {}).get("stage_images", 0)
+    _, resolution, alpha = GrowthSchedule(final, checkpoint.meta["options"]["phase_images"]).stage(int(images))
+    return resolution, alpha
 
 
 def save_growth_loss_plot(path, history, schedule, batch_size):

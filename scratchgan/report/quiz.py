@@ -34,7 +34,8 @@ def draw_quiz(run, tiles, seed=0, data_dir=None, images=None):
     them (``scratchgan train``); otherwise they are loaded from ``data_dir``, $SCRATCHGAN_DATA
     or the cache, never downloaded.
     """
-    from ..gan.checkpoint import CheckpointError
+    from ..gan.checkpoint import Checkpoint, CheckpointError
+    from ..gan.image_to_image import ImageToImageRun
     from ..gan.recipes import get_recipe
     from ..gan.sampling import sample_from_checkpoint
     from ..plots import spot_the_fake
@@ -43,7 +44,7 @@ def draw_quiz(run, tiles, seed=0, data_dir=None, images=None):
     n_fake = round(tiles * FAKE_FRACTION)
     try:
         recipe = get_recipe(run.info["recipe"])
-        if recipe.family is not None:   # image-to-image runs (issue 20) translate images, they draw no samples
+        if recipe.family is not None and issubclass(recipe.family, ImageToImageRun):   # they draw no samples
             raise QuizUnavailable(f"a {recipe.name} run maps images to images: there are no samples from noise to quiz on")
         options = recipe.options(**run.options)
         setup = recipe.setup(options, tuple(run.info["image_shape"]))
@@ -57,7 +58,11 @@ def draw_quiz(run, tiles, seed=0, data_dir=None, images=None):
         raise QuizUnavailable(f"the data has {len(images)} images, the quiz needs {tiles - n_fake} real ones")
     rng = np.random.default_rng(seed)
     picked = images[np.sort(rng.choice(len(images), tiles - n_fake, replace=False))]
-    reals = backend.asnumpy(setup.to_unit(setup.preprocess(picked))).astype(np.float32)
+    reals = setup.preprocess(picked)
+    at_stage = getattr(recipe.family, "reals_at_sampling_stage", None)   # progan: a run may stop before its last stage
+    if at_stage is not None:
+        reals = at_stage(reals, Checkpoint(str(run.checkpoint)))
+    reals = backend.asnumpy(setup.to_unit(reals)).astype(np.float32)
     mixed, is_fake = spot_the_fake(reals, fakes, n=tiles, fake_fraction=n_fake / tiles, rng=rng)
     return Quiz(mixed, is_fake, seed)
 
