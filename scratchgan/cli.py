@@ -54,7 +54,7 @@ def cmd_train(args):
         train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
                   data_dir=args.data_dir, data_identity=identity,
                   labels=labels if "num_classes" in recipe.defaults else None, **run_args, **options)
-        if not args.no_report and recipe.family is None:   # the report reads noise-to-image runs
+        if not args.no_report and recipe.draws_samples:   # the report is on noise-to-image runs
             from .report import write_run_report
             write_run_report(out, data_dir=args.data_dir, images=images, quiet=args.quiet)
     except Interrupted as e:

@@ -213,6 +213,18 @@ def test_quiz_of_an_image_to_image_run_says_why_there_is_none(tmp_path):
         draw_quiz(read_run(tmp_path / "cyc"), 6)
 
 
+def test_train_ends_with_the_report_for_multiscale_runs_not_image_to_image_ones(tmp_path):
+    data = write_mnist(tmp_path / "data", n_train=60)
+    common = ["--data-dir", str(data), "--epochs", "1", "--batch-size", "8", "--no-evaluate", "--quiet"]
+    assert main(["train", "lapgan", "--out", str(tmp_path / "lap"), "--z-dim", "4", "--ngf", "2", "--ndf", "2",
+                 *common]) == 0
+    page = Page((tmp_path / "lap" / "report.html").read_text(encoding="utf-8"))
+    assert len(page.data()["quizzes"]["run0-quiz"]) == QUIZ_TILES
+    assert main(["train", "srresnet", "--out", str(tmp_path / "sr"), "--n-blocks", "0", "--width", "2",
+                 *common]) == 0
+    assert (tmp_path / "sr" / "checkpoint.npz").is_file() and not (tmp_path / "sr" / "report.html").exists()
+
+
 def test_missing_data_in_progress_runs_and_bad_directories(runs, tmp_path, capsys):
     # no data: the page still builds, without the quiz, and says why
     text, page = build(tmp_path, [runs["a"]], data_dir=None)

@@ -87,6 +87,7 @@ class ImageToImageRun:
 
     files = ()
     class_progress = ()   # no class grids
+    draws_samples = False   # G maps images to images: no samples from noise (no quiz, no report at the end)
     networks: dict
     optimizers: dict
 

@@ -56,6 +56,11 @@ class Recipe:
     check_together: Callable = None  # options -> None, or ValueError for options that do not go together
     family: Callable = None  # how a run trains it (run.py's protocol); None: a noise-to-image GAN (run.GANRun)
 
+    @property
+    def draws_samples(self):
+        """Whether its generator samples images from noise (False for the image-to-image families)."""
+        return self.family is None or self.family.draws_samples
+
     def check_image_size(self, size):
         """ValueError unless this recipe can train on size x size images (checked before loading data)."""
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:

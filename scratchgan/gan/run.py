@@ -190,6 +190,7 @@ class GANRun:
 
     files = ()
     trainer_class = GANTrainer   # a family with its own step subclasses it (lapgan.py)
+    draws_samples = True         # G maps noise to images (the image-to-image families: False)
 
     def __init__(self, recipe, options, images, device, labels=None, class_names=None):
         """``labels`` (one class per image) and ``class_names`` for a conditional recipe."""

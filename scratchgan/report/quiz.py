@@ -35,7 +35,6 @@ def draw_quiz(run, tiles, seed=0, data_dir=None, images=None):
     or the cache, never downloaded.
     """
     from ..gan.checkpoint import Checkpoint, CheckpointError
-    from ..gan.image_to_image import ImageToImageRun
     from ..gan.recipes import get_recipe
     from ..gan.sampling import sample_from_checkpoint
     from ..plots import spot_the_fake
@@ -44,7 +43,7 @@ def draw_quiz(run, tiles, seed=0, data_dir=None, images=None):
     n_fake = round(tiles * FAKE_FRACTION)
     try:
         recipe = get_recipe(run.info["recipe"])
-        if recipe.family is not None and issubclass(recipe.family, ImageToImageRun):   # they draw no samples
+        if not recipe.draws_samples:
             raise QuizUnavailable(f"a {recipe.name} run maps images to images: there are no samples from noise to quiz on")
         options = recipe.options(**run.options)
         setup = recipe.setup(options, tuple(run.info["image_shape"]))
