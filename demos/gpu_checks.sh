@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one pass (estimated 5-10 minutes on one H100; not yet timed on one):
 #   1. the GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step);
-#   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32 (docs/performance.md);
+#   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32 (docs/performance.md),
+#      and dcgan once more with im2col/col2im as the CPU's loops instead of the GPU's gathers;
 #   3. a short run of each model family on the GPU, with its seconds per epoch and its final scores.
 #
 # usage: demos/gpu_checks.sh DATA_DIR [OUT_DIR]
@@ -47,6 +48,9 @@ for precision in strict tf32; do
     step "bench-$precision-1024" sg bench --device "$device" --workload dcgan --batch 1024 --precision "$precision" \
         --compare-torch "$py" --rounds 3 --json "${quick[@]}"
 done
+# im2col/col2im gather by index on the GPU (fastpath.uses_gather); the same step with the CPU's loops
+step "bench-strict-loops" env SCRATCHGAN_IM2COL=loops "$py" -m scratchgan.cli bench --device "$device" \
+    --workload dcgan --precision strict --compare-torch "$py" --rounds 2 --json "${quick[@]}"
 grep -h '^{' "$log" > "$out/bench.jsonl"
 
 train() {   # train NAME RECIPE [options...]: a short GPU run in a scratch folder

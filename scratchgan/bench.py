@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
+from .fastpath import uses_gather
 
 SPEC_BATCH = {"mlp": 200, "dcgan": 128}
 SPEC_GFLOP = {"mlp": 1.9, "dcgan": 36.0}   # per step at the SPEC batch (docs/performance.md)
@@ -129,6 +130,7 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
         "peak_memory_mib": round(memory.peak_bytes() / 2**20, 1), "memory_kind": memory.kind,
         "spec_conditions": batch == SPEC_BATCH[workload] and steps >= SPEC_STEPS and warmup >= SPEC_WARMUP,
         "dtype": "float32", "precision": precision,
+        "im2col": "gather" if uses_gather(xp) else "loops",   # fastpath.uses_gather: SCRATCHGAN_IM2COL
     }
 
 

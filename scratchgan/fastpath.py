@@ -9,10 +9,15 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
   that is still all zeros after ``zero_grad`` (CPU only);
 - ``matmul_into(a, b, out)``: ``a @ b`` into ``out``, an outer product as a broadcast multiply;
 - ``reuse_buffer(store, name, shape, like)``: an uninitialized array allocated once and
-  reused every call, for large temporaries that never leave the call that fills them.
+  reused every call, for large temporaries that never leave the call that fills them;
+- ``im2col_by_gather`` / ``col2im_by_gather``: layers/conv.py's im2col and col2im as one indexed
+  gather each (a few kernels in all) instead of a loop of strided copies per kernel position:
+  the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python.
 
 Everything goes through ``xp`` (NumPy or CuPy); the one CPU-only shortcut says so.
 """
+import os
+
 import numpy as np
 
 from .backend import get_xp
@@ -72,3 +77,89 @@ def reuse_buffer(store, name, shape, like):
             or get_xp(buffer) is not get_xp(like)):
         buffer = store[name] = get_xp(like).empty(shape, dtype=like.dtype)
     return buffer
+
+
+# -- im2col and col2im as gathers (the GPU's way) ------------------------------------------------------
+IM2COL_METHODS = ("auto", "loops", "gather")
+
+
+def uses_gather(xp):
+    """Whether im2col/col2im gather by index on this backend: on the GPU ("auto", the default), where a
+    loop of strided copies costs a kernel launch each; on the CPU the loop is faster (runs of N
+    contiguous floats per copy). ``SCRATCHGAN_IM2COL=loops`` or ``gather`` forces one everywhere
+    (for measuring them against each other)."""
+    method = os.environ.get("SCRATCHGAN_IM2COL", "auto")
+    if method not in IM2COL_METHODS:
+        raise ValueError(f"SCRATCHGAN_IM2COL must be one of {', '.join(IM2COL_METHODS)}, got {method!r}")
+    return method == "gather" or (method == "auto" and xp is not np)
+
+
+_INDEX_CACHE = {}
+
+
+def _window_index(kernel, stride, out_size, padded_size, xp):
+    """For each (i, j, h, w) of im2col's rows and columns, the flat index of pixel
+    (h*sh + i, w*sw + j) of the padded image: an int array of kh*kw*Ho*Wo entries, on xp's device."""
+    key = ("windows", kernel, stride, out_size, padded_size, xp.__name__)
+    if key not in _INDEX_CACHE:
+        (kh, kw), (sh, sw), (ho, wo), (_, wp) = kernel, stride, out_size, padded_size
+        i, j, h, w = np.ogrid[:kh, :kw, :ho, :wo]
+        _INDEX_CACHE[key] = xp.asarray(((h * sh + i) * wp + (w * sw + j)).reshape(-1))
+    return _INDEX_CACHE[key]
+
+
+def _pixel_sources(kernel, stride, out_size, padding, image_size, xp, dtype):
+    """The adjoint's table: for each pixel p of the unpadded image, the (at most ceil(kh/sh)
+    ceil(kw/sw)) im2col positions k = (i, j, h, w) that read it, as (sources (H*W, m) ints, mask
+    (1, H*W, m, 1) of ``dtype``: 1 where a source is real, 0 where it pads the row; those point at 0)."""
+    key = ("pixels", kernel, stride, out_size, padding, image_size, xp.__name__, np.dtype(dtype).str)
+    if key not in _INDEX_CACHE:
+        (ph, pw), (h, w) = padding, image_size
+        padded = (h + 2 * ph, w + 2 * pw)
+        flat = _window_index(kernel, stride, out_size, padded, np)
+        rows, cols = np.divmod(flat, padded[1])
+        inside = (rows >= ph) & (rows < ph + h) & (cols >= pw) & (cols < pw + w)
+        pixel = np.where(inside, (rows - ph) * w + (cols - pw), h * w)        # h*w: dropped (padding)
+        order = np.argsort(pixel, kind="stable")
+        counts = np.bincount(pixel, minlength=h * w + 1)[:h * w]
+        m = max(1, int(counts.max(initial=0)))
+        sources, mask = np.zeros((h * w, m), np.int64), np.zeros((h * w, m))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        for slot in range(m):
+            has = counts > slot
+            sources[has, slot] = order[starts[has] + slot]
+            mask[has, slot] = 1
+        _INDEX_CACHE[key] = (xp.asarray(sources), xp.asarray(mask.reshape(1, h * w, m, 1), dtype=dtype))
+    return _INDEX_CACHE[key]
+
+
+def im2col_by_gather(x, kernel, stride, out_size, padding, out=None):
+    """im2col (layers/conv.py) as one gather: pad the (C, H, W, N) image once, then take every
+    window's pixels by a precomputed index. Same result, bit for bit."""
+    xp = get_xp(x)
+    (ph, pw), (n, c, h, w) = padding, x.shape
+    image = x.transpose(1, 2, 3, 0)                      # (C, H, W, N), a view of a channel-major x
+    if ph or pw:
+        padded = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
+        padded[:, ph:ph + h, pw:pw + w] = image
+        image = padded
+    flat = image.reshape(c, -1, n)                       # (C, Hp*Wp, N)
+    index = _window_index(tuple(kernel), tuple(stride), tuple(out_size), image.shape[1:3], xp)
+    shape = (c * kernel[0] * kernel[1], out_size[0] * out_size[1] * n)
+    if out is None:
+        return xp.take(flat, index, axis=1).reshape(shape)
+    xp.take(flat, index, axis=1, out=out.reshape(c, index.size, n))
+    return out
+
+
+def col2im_by_gather(cols, x_shape, kernel, stride, out_size, padding):
+    """col2im (layers/conv.py) as one gather and one sum: each pixel gathers the im2col positions
+    that read it (a precomputed table, padded with zero weights) and adds them up. The same sums,
+    possibly in another order. Returns the (N, C, H, W) view of a (C, H, W, N) array."""
+    xp = get_xp(cols)
+    n, c, h, w = x_shape
+    sources, mask = _pixel_sources(tuple(kernel), tuple(stride), tuple(out_size), tuple(padding), (h, w), xp,
+                                   cols.dtype)
+    gathered = xp.take(cols.reshape(c, -1, n), sources, axis=1)               # (C, H*W, m, N)
+    gathered *= mask
+    return gathered.sum(axis=2).reshape(c, h, w, n).transpose(3, 0, 1, 2)

@@ -23,7 +23,12 @@ def test_run_benchmark_smoke(workload):
     # gflop_per_s is rounded to 2 decimals: on a loaded machine a tiny step's figure is ~0.3
     assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / (r["median_ms"] / 1e3), rel=1e-2, abs=0.005)
     assert r["peak_memory_mib"] > 0 and r["memory_kind"].startswith("rss")
-    assert r["spec_conditions"] is False and r["dtype"] == "float32"
+    assert r["spec_conditions"] is False and r["dtype"] == "float32" and r["im2col"] == "loops"
+
+
+def test_benchmark_records_a_forced_im2col_method(monkeypatch):
+    monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
+    assert bench.run_benchmark("dcgan", "cpu", batch=2, steps=1, warmup=0)["im2col"] == "gather"
 
 
 @pytest.mark.gpu

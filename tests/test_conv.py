@@ -178,6 +178,72 @@ def test_forcing_an_impossible_transpose_names_the_layer():
         layer.forward(np.zeros((1, 4, 6, 6), np.float32))
 
 
+GATHER_CONFIGS = [  # (x shape, kernel, stride, padding): the conv configurations, and a transposed one's dy
+    *[(shape, k, s, p) for shape, _, k, s, p in CONV_CONFIGS],
+    ((2, 2, 6, 10), (3, 2), (2, 3), (1, 0)),
+    ((1, 3, 14, 14), 4, 2, 1),
+]
+
+
+@pytest.mark.parametrize("shape,k,s,p", GATHER_CONFIGS)
+@pytest.mark.parametrize("channel_major", [False, True])
+def test_im2col_and_col2im_by_gather_equal_the_loops(monkeypatch, shape, k, s, p, channel_major):
+    """The GPU's way (fastpath.im2col_by_gather / col2im_by_gather) against the strided loops, forced
+    on the CPU: im2col bit for bit (also into a dirty buffer), col2im to rounding (another order)."""
+    kernel, stride, padding = ((v, v) if isinstance(v, int) else v for v in (k, s, p))
+    out_size = tuple(conv_output_size(*a) for a in zip(shape[2:], kernel, stride, padding))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape)
+    if channel_major:
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    results = {}
+    for method in ("loops", "gather"):
+        monkeypatch.setenv("SCRATCHGAN_IM2COL", method)
+        cols = im2col(x, kernel, stride, out_size, padding)
+        dirty = np.full(cols.shape, np.nan)
+        into = im2col(x, kernel, stride, out_size, padding, out=dirty)
+        image = col2im(np.random.default_rng(1).standard_normal(cols.shape), x.shape, kernel, stride, out_size, padding)
+        results[method] = cols, into, image
+    (cols, into, image), (g_cols, g_into, g_image) = results["loops"], results["gather"]
+    assert np.array_equal(g_cols, cols) and np.array_equal(g_into, cols) and np.array_equal(into, cols)
+    assert g_image.shape == image.shape == x.shape
+    np.testing.assert_allclose(g_image, image, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("build,channels", [
+    (lambda: L.Conv2d(3, 4, 4, 2, 1), 3),
+    (lambda: L.Conv2d(5, 2, 3, padding=1), 5),                 # through the transpose
+    (lambda: L.ConvTranspose2d(3, 2, 4, 2, 1), 3),
+    (lambda: L.Conv2d(3, 2, (3, 2), (1, 2), (2, 0)), 3),
+])
+def test_layers_by_gather_equal_the_loops(monkeypatch, build, channels):
+    """Whole forward and backward passes (input and parameter gradients) with im2col and col2im
+    gathering, as on the GPU, against the loops, in float64 on the CPU."""
+    x = np.random.default_rng(0).standard_normal((2, channels, 7, 6))
+    outs = {}
+    for method in ("loops", "gather"):
+        monkeypatch.setenv("SCRATCHGAN_IM2COL", method)
+        net = f64(build().load_state_dict(state)) if method == "gather" else f64(build())
+        state = net.state_dict()
+        y = net.forward(x)
+        dx = net.backward(np.random.default_rng(1).standard_normal(y.shape))
+        outs[method] = y, dx, {k: v.copy() for k, v in net.grads.items()}
+    (y, dx, grads), (gy, gdx, ggrads) = outs["loops"], outs["gather"]
+    np.testing.assert_allclose(gy, y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gdx, dx, rtol=1e-12, atol=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(ggrads[name], grads[name], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_im2col_method_is_checked_and_the_cpu_default_is_the_loops(monkeypatch):
+    from scratchgan.fastpath import uses_gather
+    monkeypatch.delenv("SCRATCHGAN_IM2COL", raising=False)
+    assert not uses_gather(np)
+    monkeypatch.setenv("SCRATCHGAN_IM2COL", "fast")
+    with pytest.raises(ValueError, match="SCRATCHGAN_IM2COL must be one of auto, loops, gather, got 'fast'"):
+        im2col(np.zeros((1, 1, 4, 4)), (2, 2), (2, 2), (2, 2))
+
+
 def test_im2col_and_col2im_are_adjoint():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 9, 8))
@@ -347,3 +413,26 @@ def test_numpy_integer_geometry_builds_the_same_layer():
     assert repr(a) == repr(b) and a.kernel_size == (4, 4) and type(a.stride[0]) is int
     x = np.random.default_rng(0).standard_normal((2, 2, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(a.forward(x), b.forward(x))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("build,channels", [
+    (lambda: L.Conv2d(3, 4, 4, 2, 1), 3),
+    (lambda: L.Conv2d(5, 2, 3, padding=1), 5),
+    (lambda: L.ConvTranspose2d(3, 2, 4, 2, 1), 3),
+    (lambda: L.Conv2d(3, 2, (3, 2), (1, 2), (2, 0)), 3),
+])
+def test_gpu_layers_gather_and_match_the_cpu_loops(cupy, monkeypatch, build, channels):
+    """On the GPU im2col and col2im gather by default; forward and backward match the CPU's loops."""
+    from scratchgan.fastpath import uses_gather
+    monkeypatch.delenv("SCRATCHGAN_IM2COL", raising=False)
+    assert uses_gather(cupy) and not uses_gather(np)
+    cpu = f64(build())
+    gpu = f64(build().load_state_dict(cpu.state_dict())).to("gpu")
+    x = np.random.default_rng(0).standard_normal((2, channels, 7, 6))
+    dy = np.random.default_rng(1).standard_normal(cpu.forward(x).shape)
+    np.testing.assert_allclose(cupy.asnumpy(gpu.forward(cupy.asarray(x))), cpu.forward(x, keep_cache=False),
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(cupy.asnumpy(gpu.backward(cupy.asarray(dy))), cpu.backward(dy), rtol=1e-12, atol=1e-12)
+    for name in cpu.grads:
+        np.testing.assert_allclose(cupy.asnumpy(gpu.grads[name]), cpu.grads[name], rtol=1e-12, atol=1e-12)

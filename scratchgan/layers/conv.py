@@ -20,7 +20,8 @@ unchanged: the strided slices read it as it is, and a reshape that needs a copy 
 Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy.
 """
 from .. import backend
-from ..fastpath import add_matmul_to_grad, matmul_into, matmul_tall, reuse_buffer
+from ..fastpath import (add_matmul_to_grad, col2im_by_gather, im2col_by_gather, matmul_into, matmul_tall,
+                        reuse_buffer, uses_gather)
 from .base import Layer, as_count, as_pair
 
 
@@ -88,6 +89,8 @@ def im2col(x, kernel, stride, out_size, padding=(0, 0), out=None):
         out[...] = whole
         return out
     xp = backend.get_xp(x)
+    if uses_gather(xp):                                 # the GPU: one gather instead of a loop (fastpath.py)
+        return im2col_by_gather(x, kernel, stride, out_size, padding, out)
     cols = xp.empty((c, kh, kw, ho, wo, n), dtype=x.dtype) if out is None else out.reshape(c, kh, kw, ho, wo, n)
     image = x.transpose(1, 2, 3, 0)                     # (C, H, W, N): the batch innermost
     for i in range(kh):
@@ -124,6 +127,8 @@ def col2im(cols, x_shape, kernel, stride, out_size, padding=(0, 0)):
     n, c, h, w = x_shape
     if _kernel_is_the_image(kernel, padding, (h, w), out_size):
         return cols.reshape(c, h, w, n).copy().transpose(3, 0, 1, 2)   # a copy: cols may be a reused buffer
+    if uses_gather(backend.get_xp(cols)):               # the GPU: one gather and a sum (fastpath.py)
+        return col2im_by_gather(cols, x_shape, kernel, stride, out_size, padding)
     cols = cols.reshape(c, kh, kw, ho, wo, n)
     image = backend.get_xp(cols).zeros((c, h, w, n), dtype=cols.dtype)
     for i in range(kh):
