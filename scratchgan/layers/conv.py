@@ -17,7 +17,9 @@ but the matrices behind them are channel-major with the batch innermost,
 
 Any other input layout (a C-contiguous NCHW batch from a data loader, say) works
 unchanged: the strided slices read it as it is, and a reshape that needs a copy makes one.
-Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy.
+Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy. On the GPU, where
+each strided copy is a kernel launch, im2col and col2im hand over to one indexed gather each
+(``fastpath.im2col_by_gather``, ``col2im_by_gather``): the same values, far fewer launches.
 """
 from .. import backend
 from ..fastpath import (add_matmul_to_grad, col2im_by_gather, im2col_by_gather, matmul_into, matmul_tall,
