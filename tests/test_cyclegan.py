@@ -14,7 +14,7 @@ from scratchgan.cli import main
 from scratchgan.gan import Checkpoint
 from scratchgan.gan.cyclegan import (CycleGANTrainer, ImagePool, UnpairedLoader, cyclegan_generator, learning_rate,
                                      patch_discriminator, translation_grid)
-from scratchgan.gan.cyclegan_eval import derangement, direction_scores, l1_distances, top_k_rate
+from scratchgan.gan.cyclegan_eval import derangement, direction_scores, format_translation_table, l1_distances, top_k_rate
 from scratchgan.gan.objectives import LeastSquaresGame
 from scratchgan.gan.run import train_run
 from scratchgan.gradcheck import TOLERANCE, check_loss, directional_error
@@ -176,9 +176,24 @@ def test_direction_scores_of_a_perfect_translation():
     assert s["l1"] == 0 and s["top5"] == 1 and s["l1_identity"] == pytest.approx(0.5)
     assert s["l1_random"] == pytest.approx(np.abs(a - b[derangement(30)]).mean())
     assert s["style_target"] == 1.0 and s["style_target_untranslated"] == 0.0
+    assert s["style_target_real"] == 1.0 and s["style_target_vs_real"] == 1.0
     assert s["top5_chance"] == pytest.approx(5 / 30)
     back = direction_scores(b, a, a, brightness_classifier(3 * 8 * 8), to_b=False, seed=1)
     assert back["style_target"] == 1.0 and back["style_target_untranslated"] == 0.0
+
+
+def test_style_share_is_set_against_the_real_target_images():
+    """Half the translations bright enough to be called B, where the classifier calls only 40 % of
+    the real b's B: the share is 0.5 and 1.25 times the real images' (and NaN where no real b is B)."""
+    a = np.full((10, 3, 8, 8), 0.2)
+    b = np.concatenate([np.full((4, 3, 8, 8), 0.8), np.full((6, 3, 8, 8), 0.3)])   # 4 of 10 called B
+    translated = np.concatenate([np.full((5, 3, 8, 8), 0.9), np.full((5, 3, 8, 8), 0.1)])
+    s = direction_scores(a, b, translated, brightness_classifier(3 * 8 * 8), to_b=True)
+    assert s["style_target"] == 0.5 and s["style_target_real"] == 0.4 and s["style_target_vs_real"] == pytest.approx(1.25)
+    none = direction_scores(a, np.full((10, 3, 8, 8), 0.3), translated, brightness_classifier(3 * 8 * 8), to_b=True)
+    assert none["style_target_real"] == 0.0 and np.isnan(none["style_target_vs_real"])
+    row = {"n": 10, "style_classifier_accuracy": 0.7, "style_recall_a": 1.0, "style_recall_b": 0.4, "G": s, "F": s}
+    assert "| 50.0% | 0.0% | 1.25x |" in format_translation_table(row)
 
 
 def test_translation_grid_lays_out_the_six_columns():
