@@ -10,7 +10,7 @@
   held-out images of both styles (so "92% taken for B" can be read against how well it knows B),
   and that fraction relative to the fraction of real b's it calls B. The fraction moves with the
   classifier (77.7-91.1 % for one checkpoint over six classifier seeds, docs/image_to_image.md);
-  the ratio much less (0.99-1.06).
+  the ratio much less (0.99-1.09, both directions).
 
 The style classifier is a small CNN trained with scratchgan on the training split of both domains
 (A = 0, B = 1); ``train_style_classifier`` is deterministic for a seed.

@@ -266,7 +266,6 @@ class ProGANRun(GANRun):
         else:
             G.set_stage(resolution, 1.0)
 
-
     @staticmethod
     def reals_at_sampling_stage(reals, checkpoint):
         """Real images (N, C, final, final), preprocessed, as the models see them at the stage
