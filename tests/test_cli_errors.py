@@ -189,6 +189,20 @@ def test_sample_into_a_missing_folder_fails_before_sampling(capsys, tmp_path, ch
     assert_clean_error(cli(capsys, "sample", checkpoint, "-o", tmp_path / "x.txt"), ".npy or .png")
 
 
+def test_sample_points_image_to_image_runs_to_their_own_command(capsys, tmp_path):
+    """srresnet/srgan and cyclegan checkpoints draw no samples from noise: one line naming the command
+    that takes their images (it was an AttributeError traceback)."""
+    from test_cyclegan import tiny_run
+    train_run("srresnet", tmp_path / "sr", digits(16), epochs=1, quiet=True, evaluate=False, n_blocks=0, width=2,
+              batch_size=8)
+    assert_clean_error(cli(capsys, "sample", tmp_path / "sr" / "checkpoint.npz", "-o", tmp_path / "s.png"),
+                       "is a 'srresnet' run: it maps images to images", "scratchgan upscale")
+    tiny_run(tmp_path, "cyc", 1, final_outputs=False)
+    assert_clean_error(cli(capsys, "sample", tmp_path / "cyc" / "checkpoint.npz", "-o", tmp_path / "s.png"),
+                       "is a 'cyclegan' run", "scratchgan translate")
+    assert not (tmp_path / "s.png").exists()
+
+
 def test_sample_refuses_a_generator_that_outputs_nan(capsys, tmp_path, checkpoint):
     with np.load(checkpoint) as data:
         weight = data["G/0.weight"].copy()

@@ -33,6 +33,11 @@ def _load(path, device, resolution=None, generator="auto"):
     if generator not in GENERATORS:
         raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
     checkpoint = Checkpoint(path)
+    recipe = checkpoint.meta["recipe"]
+    if not get_recipe(recipe).draws_samples:
+        command = "translate" if recipe == "cyclegan" else "upscale"
+        raise CheckpointError(f"{path} is a {recipe!r} run: it maps images to images and draws no samples "
+                              f"from noise; give it images with `scratchgan {command}`")
     setup = rebuild_setup(checkpoint)
     checkpoint.load_generator(setup.G)
     set_stage = getattr(get_recipe(checkpoint.meta["recipe"]).family, "set_sampling_stage", None)
