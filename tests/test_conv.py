@@ -220,11 +220,11 @@ def test_layers_by_gather_equal_the_loops(monkeypatch, build, channels):
     """Whole forward and backward passes (input and parameter gradients) with im2col and col2im
     gathering, as on the GPU, against the loops, in float64 on the CPU."""
     x = np.random.default_rng(0).standard_normal((2, channels, 7, 6))
+    plain = f64(build())
+    nets = {"loops": plain, "gather": f64(build().load_state_dict(plain.state_dict()))}
     outs = {}
-    for method in ("loops", "gather"):
+    for method, net in nets.items():
         monkeypatch.setenv("SCRATCHGAN_IM2COL", method)
-        net = f64(build().load_state_dict(state)) if method == "gather" else f64(build())
-        state = net.state_dict()
         y = net.forward(x)
         dx = net.backward(np.random.default_rng(1).standard_normal(y.shape))
         outs[method] = y, dx, {k: v.copy() for k, v in net.grads.items()}

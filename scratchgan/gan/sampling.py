@@ -33,14 +33,14 @@ def _load(path, device, resolution=None, generator="auto"):
     if generator not in GENERATORS:
         raise ValueError(f"generator must be one of {', '.join(GENERATORS)}, got {generator!r}")
     checkpoint = Checkpoint(path)
-    recipe = checkpoint.meta["recipe"]
-    if not get_recipe(recipe).draws_samples:
-        command = "translate" if recipe == "cyclegan" else "upscale"
-        raise CheckpointError(f"{path} is a {recipe!r} run: it maps images to images and draws no samples "
+    recipe = get_recipe(checkpoint.meta["recipe"])
+    if not recipe.draws_samples:
+        command = "translate" if recipe.name == "cyclegan" else "upscale"
+        raise CheckpointError(f"{path} is a {recipe.name!r} run: it maps images to images and draws no samples "
                               f"from noise; give it images with `scratchgan {command}`")
     setup = rebuild_setup(checkpoint)
     checkpoint.load_generator(setup.G)
-    set_stage = getattr(get_recipe(checkpoint.meta["recipe"]).family, "set_sampling_stage", None)
+    set_stage = getattr(recipe.family, "set_sampling_stage", None)
     if set_stage is not None:
         set_stage(setup.G, checkpoint, resolution)
     elif resolution is not None:

@@ -143,6 +143,26 @@ def col2im(cols, x_shape, kernel, stride, out_size, padding=(0, 0)):
     return image.transpose(3, 0, 1, 2)
 
 
+def _scatter_forward(layer, x, W, out_shape, stride, padding):
+    """ConvTranspose2d's forward pass with the (C_in, C_out*kh*kw) weight matrix W: (y, X) with
+    X = x as a (C_in, H*W*N) matrix and y = col2im(W^T X) + b. Conv2d through the transpose calls it too."""
+    X = as_matrix(x)
+    Y_cols = reuse_buffer(layer._scratch, "Y_cols", (W.shape[1], X.shape[1]), x)
+    matmul_into(W.T, X, out=Y_cols)                    # W^T X
+    y = col2im(Y_cols, out_shape, layer.kernel_size, stride, x.shape[2:], padding)
+    if "bias" in layer.params:
+        y += layer.params["bias"].reshape(1, -1, 1, 1)  # y is ours: add in place
+    return y, X
+
+
+def _windows_of_dy(layer, dy, in_size, stride, padding):
+    """dY = im2col(dy), one window per input pixel: the (C_out*kh*kw, H*W*N) matrix of a transposed
+    convolution's backward, written into a buffer reused every call."""
+    kh, kw = layer.kernel_size
+    shape = (layer.out_channels * kh * kw, in_size[0] * in_size[1] * len(dy))
+    return im2col(dy, layer.kernel_size, stride, in_size, padding, out=reuse_buffer(layer._scratch, "dY", shape, dy))
+
+
 def _set_geometry(layer, in_channels, out_channels, kernel_size, stride, padding):
     """Check and store a convolution's channels, kernel size, stride and padding."""
     name = type(layer).__name__
@@ -246,13 +266,7 @@ class Conv2d(Layer):
 
     def _forward_through_transpose(self, x, out_shape):
         """y = col2im(V^T X) + b: ConvTranspose2d's forward pass with the flipped kernel V."""
-        X = as_matrix(x)                               # (C, H*W*N)
-        V = self._flipped_weight_matrix()              # (C, O*kh*kw)
-        Y_cols = reuse_buffer(self._scratch, "Y_cols", (V.shape[1], X.shape[1]), x)
-        matmul_into(V.T, X, out=Y_cols)                # V^T X
-        y = col2im(Y_cols, out_shape, self.kernel_size, (1, 1), x.shape[2:], self._flipped_padding())
-        if "bias" in self.params:
-            y += self.params["bias"].reshape(1, -1, 1, 1)   # y is ours: add in place
+        y, X = _scatter_forward(self, x, self._flipped_weight_matrix(), out_shape, (1, 1), self._flipped_padding())
         return y, (X, x.shape, True)
 
     def _backward_through_transpose(self, dy, X, x_shape):
@@ -263,11 +277,8 @@ class Conv2d(Layer):
         return as_nchw(dX, x_shape)
 
     def _im2col_dy(self, dy, x_shape):
-        """im2col(dy) with the flipped padding, one window per input pixel, into a reused buffer."""
-        (kh, kw), (n, _, h, w) = self.kernel_size, x_shape
-        shape = (self.out_channels * kh * kw, h * w * n)
-        return im2col(dy, self.kernel_size, (1, 1), (h, w), self._flipped_padding(),
-                      out=reuse_buffer(self._scratch, "dY", shape, dy))
+        """im2col(dy) with the flipped padding, one window per input pixel (a reused buffer)."""
+        return _windows_of_dy(self, dy, x_shape[2:], (1, 1), self._flipped_padding())
 
     def _add_flipped_grads(self, X, dY, dy):
         """dW += flip(X dY^T) and db += the sum of dy over n, h, w, when parameter gradients are on."""
@@ -350,13 +361,8 @@ class ConvTranspose2d(Layer):
         out_shape = self.output_shape(x.shape)
         if min(out_shape[2:]) < 1:
             raise ValueError(f"{self}: padding {self.padding} leaves no output for input {tuple(x.shape)}")
-        X, W = as_matrix(x), self._weight_matrix()    # (C_in, H*W*N), (C_in, C_out*kh*kw)
-        Y_cols = reuse_buffer(self._scratch, "Y_cols", (W.shape[1], X.shape[1]), x)
-        matmul_into(W.T, X, out=Y_cols)                # Y_cols = W^T X
-        y = col2im(Y_cols, out_shape, self.kernel_size, self.stride, x.shape[2:], self.padding)
-        if "bias" in self.params:
-            y += self.params["bias"].reshape(1, -1, 1, 1)   # y is ours: add in place
-        return y, (X, x.shape[2:])
+        y, X = _scatter_forward(self, x, self._weight_matrix(), out_shape, self.stride, self.padding)
+        return y, (X, x.shape[2:])                     # y = col2im(W^T X) + b; X: (C_in, H*W*N)
 
     def _backward(self, dy, cache):
         X, in_size = cache
@@ -372,9 +378,7 @@ class ConvTranspose2d(Layer):
 
     def _im2col_dy(self, dy, in_size):
         """dY = im2col(dy): (C_out*kh*kw, H*W*N), written into a buffer reused every call."""
-        shape = (self._weight_matrix().shape[1], in_size[0] * in_size[1] * len(dy))
-        return im2col(dy, self.kernel_size, self.stride, in_size, self.padding,
-                      out=reuse_buffer(self._scratch, "dY", shape, dy))
+        return _windows_of_dy(self, dy, in_size, self.stride, self.padding)
 
     def _add_param_grads(self, X, dY, dy):
         """dW += X dY^T and db += the sum of dy over n, h, w, when parameter gradients are on."""
