@@ -2,7 +2,8 @@
 # Every GPU check in one pass (estimated 5-10 minutes on one H100; not yet timed on one):
 #   1. the GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step);
 #   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32 (docs/performance.md),
-#      and dcgan once more with im2col/col2im as the CPU's loops instead of the GPU's gathers;
+#      dcgan once more with im2col/col2im as the CPU's loops instead of the GPU's gathers, and both
+#      workloads once more with the optimizers' NumPy-style passes instead of their fused kernels;
 #   3. a short run of each model family on the GPU, with its seconds per epoch and its final scores.
 #
 # usage: demos/gpu_checks.sh DATA_DIR [OUT_DIR]
@@ -51,6 +52,9 @@ done
 # im2col/col2im gather by index on the GPU (fastpath.uses_gather); the same step with the CPU's loops
 step "bench-strict-loops" env SCRATCHGAN_IM2COL=loops "$py" -m scratchgan.cli bench --device "$device" \
     --workload dcgan --precision strict --compare-torch "$py" --rounds 2 --json "${quick[@]}"
+# the optimizers' fused kernels on the GPU (fastpath.uses_fused_kernels); the same step with their NumPy-style passes
+step "bench-strict-unfused" env SCRATCHGAN_FUSED=off "$py" -m scratchgan.cli bench --device "$device" \
+    --workload all --precision strict --compare-torch "$py" --rounds 2 --json "${quick[@]}"
 grep -h '^{' "$log" > "$out/bench.jsonl"
 
 train() {   # train NAME RECIPE [options...]: a short GPU run in a scratch folder

@@ -12,15 +12,21 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
   reused every call, for large temporaries that never leave the call that fills them;
 - ``im2col_by_gather`` / ``col2im_by_gather``: layers/conv.py's im2col and col2im as one indexed
   gather each (a few kernels in all) instead of a loop of strided copies per kernel position:
-  the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python.
+  the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python;
+- ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD`` and
+  ``fused(kernel)``: the optimizers' in-place passes and BatchNorm's element-wise work as CuPy
+  element-wise kernels (``uses_fused_kernels``: the GPU), the same arithmetic in the same order,
+  one launch where the passes issue up to a dozen.
 
-Everything goes through ``xp`` (NumPy or CuPy); the one CPU-only shortcut says so.
+Everything goes through ``xp`` (NumPy or CuPy); the one CPU-only shortcut says so, and the fused
+kernels are CuPy's alone (the plain passes they replace stay the reference, tested against them).
 """
 import os
+from collections import namedtuple
 
 import numpy as np
 
-from .backend import get_xp
+from .backend import cupy_module, get_xp
 
 
 def matmul_tall(a, b, out=None):
@@ -163,3 +169,76 @@ def col2im_by_gather(cols, x_shape, kernel, stride, out_size, padding):
     gathered = xp.take(cols.reshape(c, -1, n), sources, axis=1)               # (C, H*W, m, N)
     gathered *= mask
     return gathered.sum(axis=2).reshape(c, h, w, n).transpose(3, 0, 1, 2)
+
+
+# -- fused element-wise kernels (CuPy only) --------------------------------------------------------
+FUSED_MODES = ("auto", "off")
+
+# An element-wise kernel as CuPy's ElementwiseKernel takes it: typed inputs, outputs (read and written
+# in place when passed), and a loop body in CUDA C++ run once per element. Kept as text so that the tests
+# can compile the very same body for the CPU and compare it with the NumPy passes it replaces.
+ElementwiseKernelSource = namedtuple("ElementwiseKernelSource", "name in_params out_params body")
+
+# optim._adam_in_place in one pass, each operation in the same order (so the same roundings, unless the
+# CUDA compiler contracts a multiply and an add into one fused multiply-add).
+ADAM_UPDATE = ElementwiseKernelSource(
+    "scratchgan_adam",
+    "T grad, T one_minus_b1, T one_minus_b2, T step_size, T eps_hat",
+    "T param, T m, T v",
+    "m += one_minus_b1 * (grad - m);"
+    " v += one_minus_b2 * (grad * grad - v);"
+    " param -= m / (sqrt(v) + eps_hat) * step_size;")
+
+# optim.RMSprop's plain update (not centred, no momentum) in one pass.
+RMSPROP_UPDATE = ElementwiseKernelSource(
+    "scratchgan_rmsprop",
+    "T grad, T one_minus_alpha, T eps, T lr",
+    "T param, T v",
+    "v += one_minus_alpha * (grad * grad - v);"
+    " param -= lr * (grad / (sqrt(v) + eps));")
+
+# layers/norm.py's BatchNorm in training, the per-channel arithmetic of its forward (running statistics,
+# 1/sigma, gamma/sigma: a dozen launches on C-element vectors) in one kernel, with new running arrays
+# as the NumPy passes make; then its affine map y = x_centred (gamma/sigma) + beta in one.
+BN_STATISTICS = ElementwiseKernelSource(
+    "scratchgan_batchnorm_statistics",
+    "T mean, T sum_sq, T weight, T running_mean, T running_var, T momentum, T count, T unbias, T eps",
+    "T new_running_mean, T new_running_var, T inv_std, T scale",
+    "T var = sum_sq / count;"
+    " new_running_mean = (1 - momentum) * running_mean + momentum * mean;"
+    " new_running_var = (1 - momentum) * running_var + momentum * var * unbias;"
+    " inv_std = 1 / sqrt(var + eps);"
+    " scale = weight * inv_std;")
+
+SCALE_SHIFT = ElementwiseKernelSource("scratchgan_scale_shift", "T x, T scale, T shift", "T y",
+                                      "y = x * scale + shift;")
+
+# BatchNorm's input gradient in training, dx = (gamma / sigma)(dy - dbeta / M - x_hat dgamma / M), in one
+# kernel (six launches as passes); the per-channel factors broadcast from (C, 1) columns.
+BN_INPUT_GRAD = ElementwiseKernelSource(
+    "scratchgan_batchnorm_input_grad",
+    "T dy, T x_hat, T weight, T inv_std, T dbeta, T dgamma, T count",
+    "T dx",
+    "dx = weight * inv_std * (dy - dbeta / count - x_hat * (dgamma / count));")
+
+
+def uses_fused_kernels(xp):
+    """Whether the optimizers and BatchNorm run their fused kernels (``fused``) instead of their
+    NumPy-style passes: on the GPU ("auto", the default), where each pass is a kernel launch issued
+    from Python; never on the CPU, where NumPy has no such kernels. ``SCRATCHGAN_FUSED=off`` keeps the
+    passes on the GPU too (for measuring one against the other)."""
+    mode = os.environ.get("SCRATCHGAN_FUSED", "auto")
+    if mode not in FUSED_MODES:
+        raise ValueError(f"SCRATCHGAN_FUSED must be one of {', '.join(FUSED_MODES)}, got {mode!r}")
+    return mode == "auto" and xp is not np
+
+
+_FUSED = {}
+
+
+def fused(kernel):
+    """The CuPy ElementwiseKernel for an ``ElementwiseKernelSource``, compiled on first use and kept."""
+    if kernel not in _FUSED:
+        _FUSED[kernel] = cupy_module().ElementwiseKernel(kernel.in_params, kernel.out_params, kernel.body,
+                                                         kernel.name)
+    return _FUSED[kernel]

@@ -8,7 +8,7 @@ freezing a network means not stepping its optimizer.
 import numpy as np
 
 from . import backend
-from .fastpath import reuse_buffer
+from .fastpath import ADAM_UPDATE, RMSPROP_UPDATE, fused, reuse_buffer, uses_fused_kernels
 
 
 class Optimizer:
@@ -108,16 +108,20 @@ class Adam(Optimizer):
 
     def _update(self, name, param, grad):
         m, v = self._slot(name, "exp_avg", param), self._slot(name, "exp_avg_sq", param)
-        work = reuse_buffer(self._scratch, name, param.shape, param)
         b1, b2 = self.betas
         c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
         f = param.dtype.type
-        _adam_in_place(param, grad, m, v, work, f(1 - b1), f(1 - b2),
-                       step_size=f(self.lr * c2 ** 0.5 / c1), eps_hat=f(self.eps * c2 ** 0.5))
+        factors = f(1 - b1), f(1 - b2), f(self.lr * c2 ** 0.5 / c1), f(self.eps * c2 ** 0.5)
+        if uses_fused_kernels(backend.get_xp(param)):      # the GPU: the passes below as one kernel
+            fused(ADAM_UPDATE)(grad, *factors, param, m, v)
+            return
+        work = reuse_buffer(self._scratch, name, param.shape, param)
+        _adam_in_place(param, grad, m, v, work, *factors)
 
 
 def _adam_in_place(param, grad, m, v, work, one_minus_b1, one_minus_b2, step_size, eps_hat):
-    """Adam's update of ``param``, ``m`` and ``v`` in place; ``work``: a scratch array of their shape."""
+    """Adam's update of ``param``, ``m`` and ``v`` in place; ``work``: a scratch array of their shape.
+    (On the GPU ``fastpath.ADAM_UPDATE`` does the same in one kernel.)"""
     xp = backend.get_xp(param)
     # m <- b1 m + (1 - b1) g, as m += (1 - b1)(g - m)
     xp.subtract(grad, m, out=work)
@@ -162,6 +166,9 @@ class RMSprop(Optimizer):
     def _update(self, name, param, grad):
         f, xp = param.dtype.type, backend.get_xp(param)
         v = self._slot(name, "square_avg", param)
+        if not self.centered and not self.momentum > 0 and uses_fused_kernels(xp):
+            fused(RMSPROP_UPDATE)(grad, f(1 - self.alpha), f(self.eps), f(self.lr), param, v)   # the GPU: one kernel
+            return
         work = reuse_buffer(self._scratch, name, param.shape, param)
         # v <- alpha v + (1 - alpha) g^2, as v += (1 - alpha)(g^2 - v)
         xp.multiply(grad, grad, out=work)

@@ -24,6 +24,7 @@ def test_run_benchmark_smoke(workload):
     assert r["gflop_per_s"] == pytest.approx(r["gflop_per_step"] / (r["median_ms"] / 1e3), rel=1e-2, abs=0.005)
     assert r["peak_memory_mib"] > 0 and r["memory_kind"].startswith("rss")
     assert r["spec_conditions"] is False and r["dtype"] == "float32" and r["im2col"] == "loops"
+    assert r["fused_kernels"] is False                  # NumPy has none
 
 
 def test_benchmark_records_a_forced_im2col_method(monkeypatch):
@@ -32,9 +33,12 @@ def test_benchmark_records_a_forced_im2col_method(monkeypatch):
 
 
 @pytest.mark.gpu
-def test_run_benchmark_on_the_gpu_synchronizes_and_reports_pool_bytes(cupy):
+def test_run_benchmark_on_the_gpu_synchronizes_and_reports_pool_bytes(cupy, monkeypatch):
+    monkeypatch.delenv("SCRATCHGAN_FUSED", raising=False)
+    monkeypatch.delenv("SCRATCHGAN_IM2COL", raising=False)
     r = bench.run_benchmark("dcgan", "gpu", batch=4, steps=2, warmup=1)
     assert r["device"] == "gpu" and 0 < r["min_ms"] <= r["median_ms"]
+    assert r["im2col"] == "gather" and r["fused_kernels"] is True
     assert r["memory_kind"] == "gpu_pool" and r["peak_memory_mib"] > 0
 
 

@@ -212,3 +212,75 @@ def test_step_time_times_each_recipes_training_step():
     assert [name for name, _, _ in times] == ["srresnet", "cyclegan", "mlp"], out
     assert all(float(ms) > 0 for _, ms, _ in times)
     assert all(Path(path).parent.parent == DEMOS.parent for _, _, path in times)   # this checkout's code
+
+
+# -- demos/op_count.py ---------------------------------------------------------------------------------------
+def test_op_count_counts_what_the_gpu_would_launch():
+    """The counter's rules on known operations: each ufunc call, slice assignment, fill, copy and
+    initialized new array is one; views and uninitialized arrays are none."""
+    op_count = load_demo("op_count.py")
+    a = op_count.counted(np.ones((4, 6), np.float32))
+    b = op_count.counted(np.ones((4, 6), np.float32))
+    op_count.COUNTS.clear()
+    op_count._counting[0] = True
+    try:
+        with op_count.counted_creation():
+            c = a * b                      # 1
+            c += 1                         # 1
+            view = c.T.reshape(4, 6)[1:]   # views: 0 (but this reshape of a transpose copies: 1)
+            view[...] = 0                  # 1
+            c.fill(2)                      # 1
+            np.einsum("ij,ij->i", a, b)    # 1
+            np.empty((3, 3))               # 0
+            np.zeros((3, 3))               # 1
+            np.asarray(a)                  # 0: no copy
+            a.sum(axis=1)                  # 1 (add.reduce)
+    finally:
+        op_count._counting[0] = False
+    ops = [operation for (_, operation), n in op_count.COUNTS.items() for _ in range(n)]
+    assert sorted(ops) == sorted(["multiply", "add", "reshape (a copy)", "setitem", "fill", "einsum", "zeros",
+                                  "add.reduce"])
+    assert isinstance(c, op_count.CountedArray) and np.all(c == 2)
+
+
+@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+def test_op_count_of_a_training_step(workload):
+    op_count = load_demo("op_count.py")
+    gpu = op_count.operations_per_step(workload, batch=4)
+    unfused = op_count.operations_per_step(workload, batch=4, path="gpu-unfused")
+    cpu = op_count.operations_per_step(workload, batch=4, path="cpu")
+    assert op_count.operations_per_step(workload, batch=9) == gpu          # the batch does not matter
+    from scratchgan import bench
+    trainer = bench.build_trainer(workload)
+    n_params = sum(1 for net in (trainer.G, trainer.D) for _ in net.named_parameters())
+    assert sum(n for (_, op), n in gpu.items() if op == "scratchgan_adam") == n_params   # one launch each
+    for passes in (cpu, unfused):
+        assert not any(op.startswith("scratchgan_") for _, op in passes)
+        assert sum(n for (place, _), n in passes.items() if place == "optim.py:_adam_in_place") == 12 * n_params
+    if workload == "dcgan":        # the CPU's im2col/col2im loops issue far more than the GPU's gathers
+        assert sum(n for (place, _), n in cpu.items() if place.startswith("layers/conv.py:im2col")) > 10 * sum(
+            n for (place, _), n in gpu.items() if place.startswith("fastpath.py:im2col_by_gather"))
+    assert sum(gpu.values()) < sum(unfused.values()) <= sum(cpu.values())
+    if workload == "dcgan":        # G's two BatchNorms, D's one: a forward and a backward each (D's three times)
+        assert sum(n for (_, op), n in gpu.items() if op == "scratchgan_batchnorm_input_grad") == 2 + 3
+
+
+def test_op_count_prints_a_breakdown():
+    out = run_demo("op_count.py", "mlp", "--by", "operation", "--top", "3", "--batch", "2")
+    assert re.match(r"mlp: \d+ array operations per training step \(gpu path\)\n(  +\d+  \S+\n){3}$", out), out
+
+
+def test_op_count_stand_ins_compute_what_the_passes_do():
+    """On the counted GPU path each fused kernel's body runs as NumPy passes (op_count.run_body): a training
+    step there must leave the models as the CPU's own step does."""
+    from scratchgan import bench
+    op_count = load_demo("op_count.py")
+    states = []
+    for gpu_path in (True, False):
+        trainer = bench.build_trainer("dcgan")
+        real = bench.real_batch("dcgan", 4)
+        with op_count.the_gpus_choices() if gpu_path else op_count._nothing():
+            trainer.train_step(real)
+        states.append({**trainer.G.state_dict(), **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}})
+    for key, value in states[1].items():
+        np.testing.assert_allclose(states[0][key], value, rtol=1e-5, atol=1e-6, err_msg=key)

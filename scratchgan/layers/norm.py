@@ -1,5 +1,6 @@
 """Batch normalization (Ioffe & Szegedy 2015) for (N, C) and (N, C, H, W) inputs."""
 from .. import backend
+from ..fastpath import BN_INPUT_GRAD, BN_STATISTICS, SCALE_SHIFT, fused, uses_fused_kernels
 from .base import Layer, as_count, format_pattern
 from .conv import as_matrix, as_nchw
 
@@ -17,6 +18,14 @@ def from_channel_matrix(mat, shape):
 def column(per_channel):
     """A (C,) vector as a (C, 1) column, to broadcast along each channel's row of a (C, M) matrix."""
     return per_channel.reshape(-1, 1)
+
+
+def centre(values):
+    """Per row of a (C, M) matrix: the mean, the centred values and their sum of squares (two passes,
+    so the variance is exact however large the mean)."""
+    mean = values.mean(axis=1)
+    centred = values - column(mean)
+    return mean, centred, backend.get_xp(values).einsum("cm,cm->c", centred, centred)   # no temporary
 
 
 class BatchNorm(Layer):
@@ -50,6 +59,8 @@ class BatchNorm(Layer):
 
     which is the one line ``_backward`` computes. Work happens on the (C, M) matrix of each
     channel's values, a view of the channel-major arrays the convolutions produce (see conv.py).
+    On the GPU, training computes the same lines with three fused kernels (``_fused_forward`` and
+    ``fastpath.BN_INPUT_GRAD``), where the passes would issue about twenty launches more.
     """
 
     mixes_batch = True   # training uses the batch's own statistics
@@ -81,6 +92,8 @@ class BatchNorm(Layer):
         if train:
             if values.shape[1] < 2:
                 raise ValueError(f"{self}: training needs more than one value per channel, got input {tuple(x.shape)}")
+            if uses_fused_kernels(backend.get_xp(x)):
+                return self._fused_forward(x, values)
             centred, var = self._batch_stats(values)
         else:
             centred = values - column(self.buffers["running_mean"])
@@ -92,18 +105,29 @@ class BatchNorm(Layer):
         return from_channel_matrix(y, x.shape), (centred, inv_std, train)
 
     def _batch_stats(self, values):
-        """The centred values and the biased variance per row of (C, M) ``values`` (two passes:
-        the variance of the centred values, exact however large the mean); updates the running stats."""
-        count = values.shape[1]
-        xp, f = backend.get_xp(values), values.dtype.type
-        mean = values.mean(axis=1)
-        centred = values - column(mean)
-        var = xp.einsum("cm,cm->c", centred, centred) / f(count)   # sum of squares without a temporary
+        """The centred values and the biased variance per row of (C, M) ``values``; updates the running stats."""
+        count, f = values.shape[1], values.dtype.type
+        mean, centred, sum_sq = centre(values)
+        var = sum_sq / f(count)
         m = f(self.momentum)
         self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mean
         self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var * f(count / (count - 1))
         self.buffers["num_batches_tracked"] += 1
         return centred, var
+
+    def _fused_forward(self, x, values):
+        """``_forward`` in training as on the GPU: the mean, the centred values and their sum of squares as
+        above, then everything per channel (var, the running statistics, 1/sigma, gamma/sigma) in one
+        kernel and y = centred (gamma/sigma) + beta in another (fastpath.BN_STATISTICS, SCALE_SHIFT)."""
+        count, f = values.shape[1], values.dtype.type
+        mean, centred, sum_sq = centre(values)
+        running_mean, running_var, inv_std, scale = fused(BN_STATISTICS)(
+            mean, sum_sq, self.params["weight"], self.buffers["running_mean"], self.buffers["running_var"],
+            f(self.momentum), f(count), f(count / (count - 1)), f(self.eps))
+        self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
+        self.buffers["num_batches_tracked"] += 1
+        y = fused(SCALE_SHIFT)(centred, column(scale), column(self.params["bias"]))
+        return from_channel_matrix(y, x.shape), (centred, inv_std, True)
 
     def _backward(self, dy, cache):
         centred, inv_std, train = cache
@@ -114,10 +138,14 @@ class BatchNorm(Layer):
         if self.requires_grad:
             self.grads["weight"] += dgamma
             self.grads["bias"] += dbeta
+        m = dy.dtype.type(dy_rows.shape[1])
+        if train and uses_fused_kernels(backend.get_xp(dy)):           # the GPU: the line below as one kernel
+            dx = fused(BN_INPUT_GRAD)(dy_rows, x_hat, column(self.params["weight"]), column(inv_std),
+                                      column(dbeta), column(dgamma), m)
+            return from_channel_matrix(dx, dy.shape)
         gamma_over_sigma = column(self.params["weight"] * inv_std)
         if not train:                                                  # mu and sigma are constants
             return from_channel_matrix(gamma_over_sigma * dy_rows, dy.shape)
-        m = dy.dtype.type(dy_rows.shape[1])
         dx = gamma_over_sigma * (dy_rows - column(dbeta / m) - x_hat * column(dgamma / m))
         return from_channel_matrix(dx, dy.shape)
 

@@ -1,0 +1,294 @@
+"""The fused CuPy kernels of fastpath.py (one launch per parameter for Adam and RMSprop, three for a
+BatchNorm's training forward and backward) against the NumPy passes they replace.
+
+No GPU is needed for the main check: the kernels' own source text (``ElementwiseKernelSource.body``)
+is compiled for the CPU with the host's C++ compiler, wrapped the way CuPy's ElementwiseKernel wraps
+it (inputs by value, outputs by reference, one loop iteration per element), and put in place of
+``fastpath.fused``. The optimizers and BatchNorm then take their fused branch on NumPy arrays, and
+must agree bit for bit with their NumPy passes: the same operations in the same order, with ``-ffp-contract=off``
+so the compiler rounds every step as NumPy does. That checks the body's arithmetic and the order of
+the arguments the library passes. The same text compiled for a device by ``nvcc`` (where installed)
+checks that it is valid CUDA. On a GPU (skipped without CuPy) the real kernels are compared with the
+passes, through CuPy.
+"""
+import ctypes
+import hashlib
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from scratchgan import Adam, BatchNorm, Chain, Dense, RMSprop, fastpath
+from scratchgan import optim as optim_module
+from scratchgan.layers import norm as norm_module
+
+KERNELS = [fastpath.ADAM_UPDATE, fastpath.RMSPROP_UPDATE, fastpath.BN_STATISTICS, fastpath.SCALE_SHIFT,
+           fastpath.BN_INPUT_GRAD]
+SCALARS = {"one_minus_b1", "one_minus_b2", "step_size", "eps_hat", "one_minus_alpha", "eps", "lr", "momentum", "count",
+           "unbias"}      # the parameters the library passes as scalars (all others: arrays)
+CTYPES = {np.dtype(np.float32): ("float", ctypes.c_float), np.dtype(np.float64): ("double", ctypes.c_double)}
+
+
+def parameters(kernel):
+    """[(name, is_output)] in the order the kernel is called with: inputs, then outputs."""
+    def names(declarations):
+        out = []
+        for declaration in declarations.split(","):
+            kind, name = declaration.split()
+            assert kind == "T", f"{kernel.name}: the host wrapper knows only the type placeholder T, got {kind}"
+            out.append(name)
+        return out
+    return [(name, False) for name in names(kernel.in_params)] + [(name, True) for name in names(kernel.out_params)]
+
+
+def wrapper_source(kernel, ctype, is_array, device=False):
+    """C++ (or CUDA, ``device``) that runs the kernel's body once per element, as ElementwiseKernel does."""
+    signature, bindings = ["long n"], []
+    for (name, is_output), array in zip(parameters(kernel), is_array):
+        if not array:
+            signature.append(f"T {name}")
+        elif is_output:
+            signature.append(f"T* {name}_")
+            bindings.append(f"T& {name} = {name}_[i];")
+        else:
+            signature.append(f"const T* {name}_")
+            bindings.append(f"const T {name} = {name}_[i];")
+    loop = ("for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)"
+            if device else "for (long i = 0; i < n; ++i)")
+    head = '#include <cmath>\n' + ("" if device else "using std::sqrt;\n")   # float overloads, as CUDA has
+    qualifier = '__global__' if device else ''
+    return (f'{head}typedef {ctype} T;\nextern "C" {qualifier} void run({", ".join(signature)}) {{\n'
+            f'    {loop} {{\n        {" ".join(bindings)}\n        {kernel.body}\n    }}\n}}\n')
+
+
+class HostKernel:
+    """A kernel's body compiled for the CPU, called like the CuPy ElementwiseKernel (NumPy arrays, same order)."""
+
+    def __init__(self, kernel, folder):
+        self.kernel, self.folder, self.libraries = kernel, folder, {}
+
+    def __call__(self, *args):
+        """Inputs broadcast against each other; outputs passed (full-size, C-contiguous: updated in place)
+        or, when left out, made and returned, as ElementwiseKernel does."""
+        params = parameters(self.kernel)
+        n_inputs = sum(not is_output for _, is_output in params)
+        inputs, outputs = list(args[:n_inputs]), list(args[n_inputs:])
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        dtype, shape = arrays[0].dtype, np.broadcast_shapes(*(a.shape for a in arrays))
+        assert all(a.dtype == dtype for a in arrays), [a.dtype for a in arrays]
+        if not outputs:
+            outputs = [np.empty(shape, dtype) for _ in range(len(params) - n_inputs)]
+        assert len(outputs) == len(params) - n_inputs
+        assert all(o.shape == shape and o.flags.c_contiguous for o in outputs)
+        inputs = [np.ascontiguousarray(np.broadcast_to(a, shape)) if isinstance(a, np.ndarray) else a for a in inputs]
+        ctype, scalar = CTYPES[dtype]
+        values = inputs + outputs
+        run = self._compiled(ctype, tuple(isinstance(a, np.ndarray) for a in values))
+        run(ctypes.c_long(int(np.prod(shape))), *[a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray)
+                                                 else scalar(a) for a in values])
+        return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+    def _compiled(self, ctype, is_array):
+        key = (ctype, is_array)
+        if key not in self.libraries:
+            source = wrapper_source(self.kernel, ctype, is_array)
+            stem = self.folder / f"{self.kernel.name}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
+            stem.with_suffix(".cpp").write_text(source)
+            subprocess.run(["g++", "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-o", str(stem.with_suffix(".so")),
+                            str(stem.with_suffix(".cpp"))], check=True, capture_output=True, text=True)
+            self.libraries[key] = ctypes.CDLL(str(stem.with_suffix(".so"))).run
+        return self.libraries[key]
+
+
+needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler (g++)")
+
+
+def make_model(dtype, seed=0):
+    from scratchgan import backend
+    backend.set_default_dtype(dtype)
+    backend.manual_seed(seed)
+    return Chain(Dense(5, 7, "tanh"), Dense(7, 3))
+
+
+def take_steps(model, opt, dtype, steps=4):
+    """``steps`` optimizer steps with fixed random gradients (odd and even parameter sizes)."""
+    rng = np.random.default_rng(1)
+    for _ in range(steps):
+        opt.zero_grad()
+        for _, layer, key in model.named_parameters():
+            layer.grads[key] += rng.standard_normal(layer.grads[key].shape).astype(dtype)
+        opt.step()
+
+
+OPTIMIZERS = {
+    "adam": lambda m: Adam(m, lr=2e-3, betas=(0.5, 0.999)),
+    "adam-weight-decay": lambda m: Adam(m, lr=1e-3, weight_decay=0.1),
+    "rmsprop": lambda m: RMSprop(m, lr=5e-3),
+}
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_fused_update_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypatch, name, dtype):
+    plain_model, fused_model = make_model(dtype), make_model(dtype)
+    plain, fusing = OPTIMIZERS[name](plain_model), OPTIMIZERS[name](fused_model)
+    take_steps(plain_model, plain, dtype)
+
+    host = {kernel: HostKernel(kernel, tmp_path) for kernel in KERNELS}
+    calls = []
+    monkeypatch.setattr(optim_module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(optim_module, "fused", lambda kernel: calls.append(kernel.name) or host[kernel])
+    take_steps(fused_model, fusing, dtype)
+
+    assert calls and len(calls) == 4 * len(list(fused_model.named_parameters()))   # every parameter, every step
+    for (key, p), (_, q) in zip(plain_model.state_dict().items(), fused_model.state_dict().items()):
+        np.testing.assert_array_equal(q, p, err_msg=key)
+    for key, value in plain.state_dict().items():
+        np.testing.assert_array_equal(fusing.state_dict()[key], value, err_msg=key)
+
+
+@needs_gxx
+def test_a_wrong_body_would_be_caught(tmp_path, monkeypatch):
+    """The check above can fail: a body with the bias correction's step size applied twice differs."""
+    wrong = fastpath.ADAM_UPDATE._replace(name="wrong_adam", body=fastpath.ADAM_UPDATE.body.replace(
+        "* step_size;", "* step_size * step_size;"))
+    plain_model, fused_model = make_model(np.float64), make_model(np.float64)
+    take_steps(plain_model, Adam(plain_model, lr=2e-3), np.float64)
+    monkeypatch.setattr(optim_module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(optim_module, "fused", lambda kernel: HostKernel(wrong, tmp_path))
+    take_steps(fused_model, Adam(fused_model, lr=2e-3), np.float64)
+    differs = [not np.array_equal(p, q) for p, q in zip(plain_model.state_dict().values(),
+                                                        fused_model.state_dict().values())]
+    assert any(differs)
+
+
+def host_fused(folder, calls=None):
+    """A stand-in for fastpath.fused: each kernel's body compiled for the CPU (``calls`` records the names)."""
+    host = {kernel: HostKernel(kernel, folder) for kernel in KERNELS}
+
+    def fused(kernel):
+        if calls is not None:
+            calls.append(kernel.name)
+        return host[kernel]
+    return fused
+
+
+def batchnorm_pass(layer, x, dy):
+    y = layer.forward(x, train=True)
+    dx = layer.backward(dy)
+    from scratchgan.backend import asnumpy
+    return [np.array(asnumpy(a)) for a in (y, dx, layer.grads["weight"], layer.grads["bias"], *layer.buffers.values())]
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (1, 2, 3, 3), (7, 5), (2, 4)], ids=str)
+def test_fused_batchnorm_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypatch, shape, dtype):
+    """Training forward and backward, twice (running statistics move), conv-shaped and Dense-shaped inputs,
+    batch 1 of an image (M = H W values per channel), a channel-major input as the convolutions make."""
+    from scratchgan import backend
+    backend.set_default_dtype(dtype)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    if len(shape) == 4:                     # the memory layout conv layers produce (see conv.py)
+        x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    dy = rng.standard_normal(shape).astype(dtype)
+    plain, fusing = BatchNorm(shape[1], init="normal_1_0.02"), BatchNorm(shape[1])
+    fusing.load_state_dict(plain.state_dict())
+    expected = [batchnorm_pass(plain, x, dy), batchnorm_pass(plain, x * 2, dy)]
+    calls = []
+    monkeypatch.setattr(norm_module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(norm_module, "fused", host_fused(tmp_path, calls))
+    got = [batchnorm_pass(fusing, x, dy), batchnorm_pass(fusing, x * 2, dy)]
+    assert calls == ["scratchgan_batchnorm_statistics", "scratchgan_scale_shift", "scratchgan_batchnorm_input_grad"] * 2
+    names = ["y", "dx", "dgamma", "dbeta", *plain.buffers]
+    for step in range(2):
+        for name, a, b in zip(names, expected[step], got[step]):
+            assert a.dtype == b.dtype and a.shape == b.shape, name
+            np.testing.assert_array_equal(b, a, err_msg=f"step {step}: {name}")
+
+
+@needs_gxx
+def test_fused_batchnorm_in_eval_mode_keeps_the_passes(tmp_path, monkeypatch):
+    layer = BatchNorm(3)
+    calls = []
+    monkeypatch.setattr(norm_module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(norm_module, "fused", host_fused(tmp_path, calls))
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    layer.forward(x, train=False, keep_cache=True)
+    layer.backward(np.ones_like(x))
+    assert calls == []
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (the CUDA toolkit)")
+@pytest.mark.parametrize("ctype", ["float", "double"])
+@pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
+def test_kernel_source_compiles_for_a_gpu(tmp_path, kernel, ctype):
+    """The same body, wrapped as a __global__ function, is valid CUDA (nvcc to PTX; no device needed)."""
+    is_array = tuple(name not in SCALARS for name, _ in parameters(kernel))
+    source = tmp_path / "kernel.cu"
+    source.write_text(wrapper_source(kernel, ctype, is_array, device=True))
+    result = subprocess.run(["nvcc", "--ptx", "-o", str(tmp_path / "kernel.ptx"), str(source)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "run" in (tmp_path / "kernel.ptx").read_text()
+
+
+def test_fused_mode_is_checked(monkeypatch):
+    monkeypatch.setenv("SCRATCHGAN_FUSED", "on")
+    with pytest.raises(ValueError, match="SCRATCHGAN_FUSED must be one of auto, off, got 'on'"):
+        fastpath.uses_fused_kernels(np)
+    monkeypatch.setenv("SCRATCHGAN_FUSED", "off")
+    assert not fastpath.uses_fused_kernels(np)
+    monkeypatch.delenv("SCRATCHGAN_FUSED")
+    assert not fastpath.uses_fused_kernels(np)        # NumPy has no fused kernels: never on the CPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_gpu_fused_update_matches_the_passes(cupy, monkeypatch, name, dtype):
+    """On the GPU the real ElementwiseKernels against the same optimizer with SCRATCHGAN_FUSED=off
+    (CUDA may contract a multiply and an add into one rounding, hence a tolerance of a few ulps)."""
+    models = {}
+    for mode in ("auto", "off"):
+        monkeypatch.setenv("SCRATCHGAN_FUSED", mode)
+        model = make_model(dtype).to("gpu")
+        take_steps_gpu(model, OPTIMIZERS[name](model), dtype, cupy)
+        models[mode] = model.to("cpu").state_dict()
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for key, value in models["off"].items():
+        np.testing.assert_allclose(models["auto"][key], value, rtol=tolerance, atol=tolerance, err_msg=key)
+    assert fastpath.fused(fastpath.ADAM_UPDATE) is fastpath.fused(fastpath.ADAM_UPDATE)    # compiled once, kept
+
+
+def take_steps_gpu(model, opt, dtype, cupy, steps=4):
+    rng = np.random.default_rng(1)
+    for _ in range(steps):
+        opt.zero_grad()
+        for _, layer, key in model.named_parameters():
+            layer.grads[key] += cupy.asarray(rng.standard_normal(layer.grads[key].shape).astype(dtype))
+        opt.step()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(4, 3, 5, 6), (7, 5)], ids=str)
+def test_gpu_fused_batchnorm_matches_the_passes(cupy, monkeypatch, shape, dtype):
+    """The real kernels against SCRATCHGAN_FUSED=off on the GPU: two training passes, every output,
+    gradient and running statistic (a few ulps apart at most, for CUDA's fused multiply-adds)."""
+    from scratchgan import backend
+    backend.set_default_dtype(dtype)
+    rng = np.random.default_rng(0)
+    x, dy = (cupy.asarray(rng.standard_normal(shape).astype(dtype)) for _ in range(2))
+    results = {}
+    for mode in ("auto", "off"):
+        monkeypatch.setenv("SCRATCHGAN_FUSED", mode)
+        backend.manual_seed(0)
+        layer = BatchNorm(shape[1], init="normal_1_0.02").to("gpu")
+        results[mode] = batchnorm_pass(layer, x, dy) + batchnorm_pass(layer, x * 2, dy)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12
+    for fused_value, plain_value in zip(results["auto"], results["off"]):
+        np.testing.assert_allclose(fused_value, plain_value, rtol=tolerance, atol=tolerance)
