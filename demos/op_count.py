@@ -17,6 +17,7 @@ taken: the count does not depend on it.
 """
 import argparse
 import collections
+import re
 import sys
 from contextlib import contextmanager
 
@@ -167,23 +168,30 @@ def the_gpus_choices(fused_kernels=True):
             module.uses_fused_kernels, module.fused = uses, original
 
 
+# The C of the kernels' bodies that differs from Python, and the C functions they call, for ``run_body``.
+C_TO_PYTHON = [(re.compile(r"\(T\)\s*"), ""),                                             # (T)1 -> 1
+               (re.compile(r"\(([^()?:]+)\?([^()?:]+):([^()?:]+)\)"), r"where(\1, \2, \3)")]  # (a ? b : c)
+C_FUNCTIONS = {"sqrt": np.sqrt, "exp": np.exp, "log": np.log, "log1p": np.log1p, "tanh": np.tanh, "fabs": np.abs,
+               "max": np.maximum, "where": np.where}
+STATEMENT = re.compile(r"^(?:T\s+)?(\w+)\s*([-+]?=)\s*(.+)$", re.S)      # [T] target (=|+=|-=) expression
+
+
 def run_body(kernel, *args):
     """What an ElementwiseKernel computes, on NumPy: its C body statement by statement, each over whole
     (broadcast) arrays. Outputs passed are updated in place; outputs left out are made and returned."""
     def names(declarations):
         return [declaration.split()[1] for declaration in declarations.split(",")]
     inputs, outputs = names(kernel.in_params), names(kernel.out_params)
-    scope = {"sqrt": np.sqrt, **dict(zip(inputs + outputs, plain(args)))}
+    scope = {**C_FUNCTIONS, **dict(zip(inputs + outputs, plain(args)))}
     arrays = [a for a in plain(args) if isinstance(a, np.ndarray)]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
     made = [name for name in outputs if name not in scope]
     for name in made:
         scope[name] = np.empty(shape, arrays[0].dtype)
     for statement in filter(None, (s.strip() for s in kernel.body.split(";"))):
-        if statement.startswith("T "):                  # a local variable: "T var = ..."
-            statement = statement[2:]
-        operator = next(op for op in ("+=", "-=", "=") if op in statement)
-        target, expression = (part.strip() for part in statement.split(operator, 1))
+        for pattern, replacement in C_TO_PYTHON:
+            statement = pattern.sub(replacement, statement)
+        target, operator, expression = STATEMENT.match(statement).groups()
         result = eval(expression, {}, scope)
         if operator == "+=":
             scope[target] += result

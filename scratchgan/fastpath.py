@@ -13,8 +13,9 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
 - ``im2col_by_gather`` / ``col2im_by_gather``: layers/conv.py's im2col and col2im as one indexed
   gather each (a few kernels in all) instead of a loop of strided copies per kernel position:
   the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python;
-- ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD`` and
-  ``fused(kernel)``: the optimizers' in-place passes and BatchNorm's element-wise work as CuPy
+- ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD``,
+  ``SIGMOID``, ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY`` and ``fused(kernel)``: the optimizers'
+  in-place passes, BatchNorm's element-wise work, the sigmoid and the GAN losses as CuPy
   element-wise kernels (``uses_fused_kernels``: the GPU), the same arithmetic in the same order,
   one launch where the passes issue up to a dozen.
 
@@ -221,10 +222,37 @@ BN_INPUT_GRAD = ElementwiseKernelSource(
     "T dx",
     "dx = weight * inv_std * (dy - dbeta / count - x_hat * (dgamma / count));")
 
+# layers/activations.py's sigmoid: e = exp(-|x|), y = (1 if x >= 0 else e) / (1 + e), one pass instead of seven.
+SIGMOID = ElementwiseKernelSource("scratchgan_sigmoid", "T x", "T y",
+                                  "T e = exp(-fabs(x));"
+                                  " y = (x >= 0 ? (T)1 : e) / (e + 1);")
+
+# losses.py's bce_with_logits: each element's loss term softplus(z) - t z and its gradient (sigmoid(z) - t) / n,
+# the sigmoid as tanh(z / 2) / 2 + 1 / 2; the mean of the terms is one reduction after it.
+BCE_WITH_LOGITS = ElementwiseKernelSource(
+    "scratchgan_bce_with_logits",
+    "T z, T t, T half, T inv_n",
+    "T term, T grad",
+    "T softplus = max(z, (T)0) + log1p(exp(-fabs(z)));"
+    " term = softplus - t * z;"
+    " grad = (tanh(z * half) * half + half - t) * inv_n;")
+
+# losses.py's two_class_cross_entropy: per sample the loss term t log p0 + (1 - t) log p1 (each log clamped)
+# and both units' gradients, written into the two columns of one (N, 2) gradient.
+TWO_CLASS_CROSS_ENTROPY = ElementwiseKernelSource(
+    "scratchgan_two_class_cross_entropy",
+    "T p0, T p1, T t, T tiny, T floor, T scale",
+    "T term, T grad0, T grad1",
+    "T p_pos = max(p0, tiny);"
+    " T p_neg = max(p1, tiny);"
+    " term = t * max(log(p_pos), floor) + (1 - t) * max(log(p_neg), floor);"
+    " grad0 = t / p_pos * scale;"
+    " grad1 = (1 - t) / p_neg * scale;")
+
 
 def uses_fused_kernels(xp):
-    """Whether the optimizers and BatchNorm run their fused kernels (``fused``) instead of their
-    NumPy-style passes: on the GPU ("auto", the default), where each pass is a kernel launch issued
+    """Whether the optimizers, BatchNorm, the sigmoid and the GAN losses run their fused kernels
+    (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where each pass is a kernel launch issued
     from Python; never on the CPU, where NumPy has no such kernels. ``SCRATCHGAN_FUSED=off`` keeps the
     passes on the GPU too (for measuring one against the other)."""
     mode = os.environ.get("SCRATCHGAN_FUSED", "auto")

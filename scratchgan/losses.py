@@ -7,6 +7,7 @@ of class indices, which reads one boolean back).
 import numpy as np
 
 from . import backend
+from .fastpath import BCE_WITH_LOGITS, TWO_CLASS_CROSS_ENTROPY, fused, uses_fused_kernels
 
 
 def _prepare(name, pred, target):
@@ -53,6 +54,7 @@ def two_class_cross_entropy(probs, target):
     smallest normal number). Through the softmax backward, dz = p * (dp - <dp, p>), this
     becomes dz0 = p0 - t, dz1 = t - p0 (over n): bounded however confident the softmax is.
     Using p1 instead of 1 - p0 matters in float32, where 1 - p0 rounds to 0 long before p1 does.
+    (On the GPU the element-wise part is one kernel, fastpath.TWO_CLASS_CROSS_ENTROPY.)
     """
     if probs.ndim != 2 or probs.shape[1] != 2:
         raise ValueError(f"two_class_cross_entropy: expected probabilities of shape (N, 2), "
@@ -60,9 +62,13 @@ def two_class_cross_entropy(probs, target):
     xp, t = _prepare("two_class_cross_entropy", probs[:, 0], target)
     f = probs.dtype.type
     tiny, floor = f(xp.finfo(probs.dtype).tiny), _log_floor(probs.dtype)
+    scale = f(-1 / len(probs))
+    if uses_fused_kernels(xp):
+        terms, grad = xp.empty(len(probs), probs.dtype), xp.empty(probs.shape, probs.dtype)
+        fused(TWO_CLASS_CROSS_ENTROPY)(probs[:, 0], probs[:, 1], t, tiny, floor, scale, terms, grad[:, 0], grad[:, 1])
+        return -terms.mean(), grad
     p_pos, p_neg = xp.maximum(probs[:, 0], tiny), xp.maximum(probs[:, 1], tiny)
     value = -(t * xp.maximum(xp.log(p_pos), floor) + (1 - t) * xp.maximum(xp.log(p_neg), floor)).mean()
-    scale = f(-1 / len(probs))
     grad = xp.stack([t / p_pos * scale, (1 - t) / p_neg * scale], axis=1)
     return value, grad
 
@@ -78,13 +84,17 @@ def bce_with_logits(logits, target):
 
         -[t log p + (1 - t) log(1 - p)] = softplus(z) - t z        (since log p = z - softplus(z))
 
-    Gradient: d/dz = sigmoid(z) - t, divided by n for the mean.
+    Gradient: d/dz = sigmoid(z) - t, divided by n for the mean. (On the GPU the element-wise
+    part is one kernel, fastpath.BCE_WITH_LOGITS.)
     """
     xp, t = _prepare("bce_with_logits", logits, target)
+    half, inv_n = logits.dtype.type(0.5), logits.dtype.type(1 / logits.size)
+    if uses_fused_kernels(xp):
+        terms, grad = fused(BCE_WITH_LOGITS)(logits, t, half, inv_n)
+        return terms.mean(), grad
     value = (softplus(logits) - t * logits).mean()
-    half = logits.dtype.type(0.5)
     prob = xp.tanh(logits * half) * half + half
-    return value, (prob - t) * logits.dtype.type(1 / logits.size)
+    return value, (prob - t) * inv_n
 
 
 def softmax_cross_entropy(logits, target):

@@ -270,15 +270,16 @@ def test_op_count_prints_a_breakdown():
     assert re.match(r"mlp: \d+ array operations per training step \(gpu path\)\n(  +\d+  \S+\n){3}$", out), out
 
 
-def test_op_count_stand_ins_compute_what_the_passes_do():
+@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+def test_op_count_stand_ins_compute_what_the_passes_do(workload):
     """On the counted GPU path each fused kernel's body runs as NumPy passes (op_count.run_body): a training
     step there must leave the models as the CPU's own step does."""
     from scratchgan import bench
     op_count = load_demo("op_count.py")
     states = []
     for gpu_path in (True, False):
-        trainer = bench.build_trainer("dcgan")
-        real = bench.real_batch("dcgan", 4)
+        trainer = bench.build_trainer(workload)
+        real = bench.real_batch(workload, 4)
         with op_count.the_gpus_choices() if gpu_path else op_count._nothing():
             trainer.train_step(real)
         states.append({**trainer.G.state_dict(), **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}})

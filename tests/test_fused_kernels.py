@@ -1,12 +1,14 @@
 """The fused CuPy kernels of fastpath.py (one launch per parameter for Adam and RMSprop, three for a
-BatchNorm's training forward and backward) against the NumPy passes they replace.
+BatchNorm's training forward and backward, one for the sigmoid and for each GAN loss) against the
+NumPy passes they replace.
 
 No GPU is needed for the main check: the kernels' own source text (``ElementwiseKernelSource.body``)
 is compiled for the CPU with the host's C++ compiler, wrapped the way CuPy's ElementwiseKernel wraps
 it (inputs by value, outputs by reference, one loop iteration per element), and put in place of
 ``fastpath.fused``. The optimizers and BatchNorm then take their fused branch on NumPy arrays, and
 must agree bit for bit with their NumPy passes: the same operations in the same order, with ``-ffp-contract=off``
-so the compiler rounds every step as NumPy does. That checks the body's arithmetic and the order of
+so the compiler rounds every step as NumPy does (to a few ulps where a body calls exp, log or tanh,
+which the C library and NumPy's SIMD loops may round differently). That checks the body's arithmetic and the order of
 the arguments the library passes. The same text compiled for a device by ``nvcc`` (where installed)
 checks that it is valid CUDA. On a GPU (skipped without CuPy) the real kernels are compared with the
 passes, through CuPy.
@@ -24,9 +26,9 @@ from scratchgan import optim as optim_module
 from scratchgan.layers import norm as norm_module
 
 KERNELS = [fastpath.ADAM_UPDATE, fastpath.RMSPROP_UPDATE, fastpath.BN_STATISTICS, fastpath.SCALE_SHIFT,
-           fastpath.BN_INPUT_GRAD]
+           fastpath.BN_INPUT_GRAD, fastpath.SIGMOID, fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY]
 SCALARS = {"one_minus_b1", "one_minus_b2", "step_size", "eps_hat", "one_minus_alpha", "eps", "lr", "momentum", "count",
-           "unbias"}      # the parameters the library passes as scalars (all others: arrays)
+           "unbias", "half", "inv_n", "tiny", "floor", "scale"}   # what the library passes as scalars (others: arrays)
 CTYPES = {np.dtype(np.float32): ("float", ctypes.c_float), np.dtype(np.float64): ("double", ctypes.c_double)}
 
 
@@ -56,7 +58,7 @@ def wrapper_source(kernel, ctype, is_array, device=False):
             bindings.append(f"const T {name} = {name}_[i];")
     loop = ("for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)"
             if device else "for (long i = 0; i < n; ++i)")
-    head = '#include <cmath>\n' + ("" if device else "using std::sqrt;\n")   # float overloads, as CUDA has
+    head = '#include <cmath>\n#include <algorithm>\n' + ("" if device else "using namespace std;\n")  # float overloads
     qualifier = '__global__' if device else ''
     return (f'{head}typedef {ctype} T;\nextern "C" {qualifier} void run({", ".join(signature)}) {{\n'
             f'    {loop} {{\n        {" ".join(bindings)}\n        {kernel.body}\n    }}\n}}\n')
@@ -79,14 +81,17 @@ class HostKernel:
         assert all(a.dtype == dtype for a in arrays), [a.dtype for a in arrays]
         if not outputs:
             outputs = [np.empty(shape, dtype) for _ in range(len(params) - n_inputs)]
-        assert len(outputs) == len(params) - n_inputs
-        assert all(o.shape == shape and o.flags.c_contiguous for o in outputs)
+        assert len(outputs) == len(params) - n_inputs and all(o.shape == shape for o in outputs)
         inputs = [np.ascontiguousarray(np.broadcast_to(a, shape)) if isinstance(a, np.ndarray) else a for a in inputs]
+        written = [np.ascontiguousarray(o) for o in outputs]          # strided outputs: through a contiguous copy
         ctype, scalar = CTYPES[dtype]
-        values = inputs + outputs
+        values = inputs + written
         run = self._compiled(ctype, tuple(isinstance(a, np.ndarray) for a in values))
         run(ctypes.c_long(int(np.prod(shape))), *[a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray)
                                                  else scalar(a) for a in values])
+        for output, result in zip(outputs, written):
+            if result is not output:
+                output[...] = result
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def _compiled(self, ctype, is_array):
@@ -222,6 +227,73 @@ def test_fused_batchnorm_in_eval_mode_keeps_the_passes(tmp_path, monkeypatch):
     assert calls == []
 
 
+def assert_within_ulps(got, expected, ulps=8):
+    """Equal to a few units in the last place of the largest value: the kernels call exp, log, log1p or
+    tanh, which the host's C library and NumPy's (SIMD) loops may round differently."""
+    eps = np.finfo(expected.dtype).eps
+    scale = float(np.max(np.abs(expected))) if np.size(expected) else 1.0
+    np.testing.assert_allclose(got, expected, rtol=ulps * eps, atol=ulps * eps * scale)
+
+
+def unfused_and_fused(monkeypatch, tmp_path, module, compute):
+    """``compute()`` with the passes, then with the kernels' bodies compiled for the CPU in ``module``."""
+    expected = compute()
+    calls = []
+    monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(module, "fused", host_fused(tmp_path, calls))
+    got = compute()
+    monkeypatch.undo()
+    assert calls, "the fused branch was not taken"
+    return expected, got, calls
+
+
+EXTREMES = [0.0, -0.0, 1e-3, -1e-3, 0.5, -0.5, 8.0, -8.0, 30.0, -30.0, 50.0, -50.0, 90.0, -90.0, 700.0, -700.0]
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_sigmoid_matches_the_passes(tmp_path, monkeypatch, dtype):
+    from scratchgan.layers import activations
+    x = np.concatenate([np.random.default_rng(0).standard_normal(37) * 6, EXTREMES]).astype(dtype)
+    expected, got, calls = unfused_and_fused(monkeypatch, tmp_path, activations, lambda: activations.sigmoid(x))
+    assert calls == ["scratchgan_sigmoid"] and got.dtype == dtype
+    assert_within_ulps(got, expected)
+    assert got[x == -50.0][0] > 0                      # small values are not rounded to 0
+    np.testing.assert_array_equal(got[x >= 30], expected[x >= 30])
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("target", ["scalar", "array"])
+def test_fused_bce_with_logits_matches_the_passes(tmp_path, monkeypatch, dtype, target):
+    from scratchgan import losses
+    z = np.concatenate([np.random.default_rng(0).standard_normal(21) * 5, EXTREMES]).astype(dtype)
+    t = 1.0 if target == "scalar" else np.random.default_rng(1).uniform(0, 1, z.shape).astype(dtype)
+    (value, grad), (fused_value, fused_grad), calls = unfused_and_fused(
+        monkeypatch, tmp_path, losses, lambda: losses.bce_with_logits(z, t))
+    assert calls == ["scratchgan_bce_with_logits"]
+    assert fused_value.shape == () and fused_grad.shape == z.shape and fused_grad.dtype == dtype
+    assert_within_ulps(fused_value, value)
+    assert_within_ulps(fused_grad, grad)
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("target", ["scalar", "array"])
+def test_fused_two_class_cross_entropy_matches_the_passes(tmp_path, monkeypatch, dtype, target):
+    """Including probabilities of exactly 0 and 1 (floored at the smallest normal number, logs clamped)."""
+    from scratchgan import losses
+    p0 = np.concatenate([np.random.default_rng(0).uniform(0, 1, 20), [0.0, 1.0, 1e-30, 1 - 1e-7, 0.5]])
+    probs = np.stack([p0, 1 - p0], axis=1).astype(dtype)
+    t = 0.0 if target == "scalar" else np.random.default_rng(1).uniform(0, 1, len(p0)).astype(dtype)
+    (value, grad), (fused_value, fused_grad), calls = unfused_and_fused(
+        monkeypatch, tmp_path, losses, lambda: losses.two_class_cross_entropy(probs, t))
+    assert calls == ["scratchgan_two_class_cross_entropy"]
+    assert fused_value.shape == () and fused_grad.shape == probs.shape and fused_grad.dtype == dtype
+    assert_within_ulps(fused_value, value)
+    np.testing.assert_array_equal(fused_grad, grad)     # no transcendental function in the gradient
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="needs nvcc (the CUDA toolkit)")
 @pytest.mark.parametrize("ctype", ["float", "double"])
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
@@ -292,3 +364,24 @@ def test_gpu_fused_batchnorm_matches_the_passes(cupy, monkeypatch, shape, dtype)
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     for fused_value, plain_value in zip(results["auto"], results["off"]):
         np.testing.assert_allclose(fused_value, plain_value, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gpu_fused_sigmoid_and_losses_match_the_passes(cupy, monkeypatch, dtype):
+    """The real kernels against SCRATCHGAN_FUSED=off on the GPU: the sigmoid and both GAN losses."""
+    from scratchgan import losses
+    from scratchgan.layers import activations
+    rng = np.random.default_rng(0)
+    z = cupy.asarray(np.concatenate([rng.standard_normal(30) * 6, EXTREMES]).astype(dtype))
+    t = cupy.asarray(rng.uniform(0, 1, z.shape).astype(dtype))
+    p0 = rng.uniform(0, 1, 25)
+    probs = cupy.asarray(np.stack([p0, 1 - p0], axis=1).astype(dtype))
+    results = {}
+    for mode in ("auto", "off"):
+        monkeypatch.setenv("SCRATCHGAN_FUSED", mode)
+        results[mode] = [cupy.asnumpy(a) for a in (activations.sigmoid(z), *losses.bce_with_logits(z, t),
+                                                   *losses.bce_with_logits(z, 1.0),
+                                                   *losses.two_class_cross_entropy(probs, t[:25]))]
+    for got, expected in zip(results["auto"], results["off"]):
+        assert_within_ulps(got, expected, ulps=16)

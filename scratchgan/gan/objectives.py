@@ -137,8 +137,7 @@ class CrossEntropyGame:
 
     def d_loss(self, out, is_real, labels, rng):
         """BCE of D's output on one batch against its (smoothed, possibly flipped) targets."""
-        prob = self.head.prob_real(out)
-        targets = d_targets(len(prob), is_real, backend.get_xp(prob), prob.dtype.type,
+        targets = d_targets(len(out), is_real, backend.get_xp(out), out.dtype.type,
                             self.label_smoothing, self.flip_prob, rng)
         return self.head.bce(out, targets)
 

@@ -5,6 +5,7 @@ on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the
 matching layer.
 """
 from .. import backend
+from ..fastpath import SIGMOID, fused, uses_fused_kernels
 from .base import Layer, as_count
 
 
@@ -29,9 +30,11 @@ def sigmoid(x):
 
     With e = exp(-|x|) <= 1: sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0,
     so sigmoid(-50) is 2e-22 (not 0) in float32 and the loss behind it keeps its gradient.
-    The numerator, 1 or e, is max(e, [x >= 0]) since e <= 1.
+    The numerator, 1 or e, is max(e, [x >= 0]) since e <= 1. (On the GPU: one kernel, fastpath.SIGMOID.)
     """
     xp = backend.get_xp(x)
+    if uses_fused_kernels(xp):
+        return fused(SIGMOID)(x)
     e = xp.abs(x)
     xp.negative(e, out=e)
     xp.exp(e, out=e)                    # e = exp(-|x|)
