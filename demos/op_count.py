@@ -179,15 +179,17 @@ STATEMENT = re.compile(r"^(?:T\s+)?(\w+)\s*([-+]?=)\s*(.+)$", re.S)      # [T] t
 def run_body(kernel, *args):
     """What an ElementwiseKernel computes, on NumPy: its C body statement by statement, each over whole
     (broadcast) arrays. Outputs passed are updated in place; outputs left out are made and returned."""
-    def names(declarations):
-        return [declaration.split()[1] for declaration in declarations.split(",")]
-    inputs, outputs = names(kernel.in_params), names(kernel.out_params)
-    scope = {**C_FUNCTIONS, **dict(zip(inputs + outputs, plain(args)))}
-    arrays = [a for a in plain(args) if isinstance(a, np.ndarray)]
+    def declared(declarations):
+        return [tuple(declaration.split()) for declaration in declarations.split(",")]   # (type, name)
+    inputs, outputs = declared(kernel.in_params), declared(kernel.out_params)
+    scope = {**C_FUNCTIONS, **{name: value for (_, name), value in zip(inputs + outputs, plain(args))}}
+    arrays = [a for (kind, _), a in zip(inputs + outputs, plain(args)) if isinstance(a, np.ndarray)]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))
-    made = [name for name in outputs if name not in scope]
-    for name in made:
-        scope[name] = np.empty(shape, arrays[0].dtype)
+    t = next(a.dtype for (kind, _), a in zip(inputs, plain(args)) if kind == "T" and isinstance(a, np.ndarray))
+    made = [(kind, name) for kind, name in outputs if name not in scope]
+    for kind, name in made:
+        scope[name] = np.empty(shape, t if kind == "T" else np.dtype(kind))
+    outputs = [name for _, name in outputs]
     for statement in filter(None, (s.strip() for s in kernel.body.split(";"))):
         for pattern, replacement in C_TO_PYTHON:
             statement = pattern.sub(replacement, statement)
@@ -201,7 +203,7 @@ def run_body(kernel, *args):
             scope[target][...] = result
         else:
             scope[target] = result
-    results = [counted(scope[name]) for name in made]
+    results = [counted(scope[name]) for _, name in made]
     return None if not results else results[0] if len(results) == 1 else tuple(results)
 
 

@@ -14,8 +14,9 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
   gather each (a few kernels in all) instead of a loop of strided copies per kernel position:
   the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python;
 - ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD``,
-  ``SIGMOID``, ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY`` and ``fused(kernel)``: the optimizers'
-  in-place passes, BatchNorm's element-wise work, the sigmoid and the GAN losses as CuPy
+  ``LEAKY_RELU``, ``LEAKY_RELU_GRAD``, ``SIGMOID``, ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY``
+  and ``fused(kernel)``: the optimizers' in-place passes, BatchNorm's element-wise work, LeakyReLU,
+  the sigmoid and the GAN losses as CuPy
   element-wise kernels (``uses_fused_kernels``: the GPU), the same arithmetic in the same order,
   one launch where the passes issue up to a dozen.
 
@@ -222,6 +223,15 @@ BN_INPUT_GRAD = ElementwiseKernelSource(
     "T dx",
     "dx = weight * inv_std * (dy - dbeta / count - x_hat * (dgamma / count));")
 
+# layers/activations.py's LeakyReLU (alpha <= 1): y = max(x, alpha x) and the mask [x > 0] that its backward keeps,
+# in one pass instead of three; its backward dx = ([x > 0] (1 - alpha) + alpha) dy in one instead of three.
+LEAKY_RELU = ElementwiseKernelSource("scratchgan_leaky_relu", "T x, T alpha", "T y, bool positive",
+                                     "T scaled = x * alpha;"
+                                     " y = max(x, scaled);"
+                                     " positive = x > 0;")
+LEAKY_RELU_GRAD = ElementwiseKernelSource("scratchgan_leaky_relu_grad", "bool positive, T dy, T one_minus_alpha, T alpha",
+                                          "T dx", "dx = (positive * one_minus_alpha + alpha) * dy;")
+
 # layers/activations.py's sigmoid: e = exp(-|x|), y = (1 if x >= 0 else e) / (1 + e), one pass instead of seven.
 SIGMOID = ElementwiseKernelSource("scratchgan_sigmoid", "T x", "T y",
                                   "T e = exp(-fabs(x));"
@@ -251,8 +261,8 @@ TWO_CLASS_CROSS_ENTROPY = ElementwiseKernelSource(
 
 
 def uses_fused_kernels(xp):
-    """Whether the optimizers, BatchNorm, the sigmoid and the GAN losses run their fused kernels
-    (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where each pass is a kernel launch issued
+    """Whether the optimizers, BatchNorm, LeakyReLU, the sigmoid and the GAN losses run their fused
+    kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where each pass is a kernel launch issued
     from Python; never on the CPU, where NumPy has no such kernels. ``SCRATCHGAN_FUSED=off`` keeps the
     passes on the GPU too (for measuring one against the other)."""
     mode = os.environ.get("SCRATCHGAN_FUSED", "auto")

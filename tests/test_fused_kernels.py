@@ -26,36 +26,38 @@ from scratchgan import optim as optim_module
 from scratchgan.layers import norm as norm_module
 
 KERNELS = [fastpath.ADAM_UPDATE, fastpath.RMSPROP_UPDATE, fastpath.BN_STATISTICS, fastpath.SCALE_SHIFT,
-           fastpath.BN_INPUT_GRAD, fastpath.SIGMOID, fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY]
+           fastpath.BN_INPUT_GRAD, fastpath.LEAKY_RELU, fastpath.LEAKY_RELU_GRAD, fastpath.SIGMOID,
+           fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY]
 SCALARS = {"one_minus_b1", "one_minus_b2", "step_size", "eps_hat", "one_minus_alpha", "eps", "lr", "momentum", "count",
            "unbias", "half", "inv_n", "tiny", "floor", "scale"}   # what the library passes as scalars (others: arrays)
 CTYPES = {np.dtype(np.float32): ("float", ctypes.c_float), np.dtype(np.float64): ("double", ctypes.c_double)}
 
 
 def parameters(kernel):
-    """[(name, is_output)] in the order the kernel is called with: inputs, then outputs."""
-    def names(declarations):
+    """[(name, type, is_output)] in the order the kernel is called with: inputs, then outputs."""
+    def declared(declarations):
         out = []
         for declaration in declarations.split(","):
             kind, name = declaration.split()
-            assert kind == "T", f"{kernel.name}: the host wrapper knows only the type placeholder T, got {kind}"
-            out.append(name)
+            assert kind in ("T", "bool"), f"{kernel.name}: the host wrapper knows T and bool, got {kind}"
+            out.append((name, kind))
         return out
-    return [(name, False) for name in names(kernel.in_params)] + [(name, True) for name in names(kernel.out_params)]
+    return ([(name, kind, False) for name, kind in declared(kernel.in_params)]
+            + [(name, kind, True) for name, kind in declared(kernel.out_params)])
 
 
 def wrapper_source(kernel, ctype, is_array, device=False):
     """C++ (or CUDA, ``device``) that runs the kernel's body once per element, as ElementwiseKernel does."""
     signature, bindings = ["long n"], []
-    for (name, is_output), array in zip(parameters(kernel), is_array):
+    for (name, kind, is_output), array in zip(parameters(kernel), is_array):
         if not array:
-            signature.append(f"T {name}")
+            signature.append(f"{kind} {name}")
         elif is_output:
-            signature.append(f"T* {name}_")
-            bindings.append(f"T& {name} = {name}_[i];")
+            signature.append(f"{kind}* {name}_")
+            bindings.append(f"{kind}& {name} = {name}_[i];")
         else:
-            signature.append(f"const T* {name}_")
-            bindings.append(f"const T {name} = {name}_[i];")
+            signature.append(f"const {kind}* {name}_")
+            bindings.append(f"const {kind} {name} = {name}_[i];")
     loop = ("for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)"
             if device else "for (long i = 0; i < n; ++i)")
     head = '#include <cmath>\n#include <algorithm>\n' + ("" if device else "using namespace std;\n")  # float overloads
@@ -71,16 +73,20 @@ class HostKernel:
         self.kernel, self.folder, self.libraries = kernel, folder, {}
 
     def __call__(self, *args):
-        """Inputs broadcast against each other; outputs passed (full-size, C-contiguous: updated in place)
-        or, when left out, made and returned, as ElementwiseKernel does."""
+        """Inputs broadcast against each other; outputs passed (updated in place, whatever their strides)
+        or, when left out, made and returned, as ElementwiseKernel does. T is the type of the T arrays."""
         params = parameters(self.kernel)
-        n_inputs = sum(not is_output for _, is_output in params)
+        n_inputs = sum(not is_output for _, _, is_output in params)
         inputs, outputs = list(args[:n_inputs]), list(args[n_inputs:])
+        kinds = [kind for _, kind, _ in params]
         arrays = [a for a in args if isinstance(a, np.ndarray)]
-        dtype, shape = arrays[0].dtype, np.broadcast_shapes(*(a.shape for a in arrays))
-        assert all(a.dtype == dtype for a in arrays), [a.dtype for a in arrays]
+        dtype = next(a.dtype for a, kind in zip(args, kinds) if kind == "T" and isinstance(a, np.ndarray))
+        shape = np.broadcast_shapes(*(a.shape for a in arrays))
+        for a, kind in zip(args, kinds):
+            if isinstance(a, np.ndarray):
+                assert a.dtype == (dtype if kind == "T" else np.dtype(kind)), (kind, a.dtype)
         if not outputs:
-            outputs = [np.empty(shape, dtype) for _ in range(len(params) - n_inputs)]
+            outputs = [np.empty(shape, dtype if kind == "T" else np.dtype(kind)) for kind in kinds[n_inputs:]]
         assert len(outputs) == len(params) - n_inputs and all(o.shape == shape for o in outputs)
         inputs = [np.ascontiguousarray(np.broadcast_to(a, shape)) if isinstance(a, np.ndarray) else a for a in inputs]
         written = [np.ascontiguousarray(o) for o in outputs]          # strided outputs: through a contiguous copy
@@ -181,10 +187,13 @@ def host_fused(folder, calls=None):
 
 
 def batchnorm_pass(layer, x, dy):
+    """Output, input gradient, parameter gradients and buffers after a training forward and backward,
+    as NumPy arrays in their own memory layout."""
+    from scratchgan.backend import asnumpy
     y = layer.forward(x, train=True)
     dx = layer.backward(dy)
-    from scratchgan.backend import asnumpy
-    return [np.array(asnumpy(a)) for a in (y, dx, layer.grads["weight"], layer.grads["bias"], *layer.buffers.values())]
+    return [asnumpy(a).copy(order="K") for a in (y, dx, layer.grads["weight"], layer.grads["bias"],
+                                                 *layer.buffers.values())]
 
 
 @needs_gxx
@@ -211,7 +220,7 @@ def test_fused_batchnorm_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypa
     names = ["y", "dx", "dgamma", "dbeta", *plain.buffers]
     for step in range(2):
         for name, a, b in zip(names, expected[step], got[step]):
-            assert a.dtype == b.dtype and a.shape == b.shape, name
+            assert a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides, name   # the same layout
             np.testing.assert_array_equal(b, a, err_msg=f"step {step}: {name}")
 
 
@@ -252,11 +261,42 @@ EXTREMES = [0.0, -0.0, 1e-3, -1e-3, 0.5, -0.5, 8.0, -8.0, 30.0, -30.0, 50.0, -50
 
 @needs_gxx
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("alpha", [0.2, 0.0, 1.0, 1.5])
+def test_fused_leaky_relu_matches_the_passes_bit_for_bit(tmp_path, monkeypatch, dtype, alpha):
+    """Forward (output and the kept mask) and backward, on a channel-major input as the convolutions make:
+    the same bits and the same memory layout. alpha > 1 (a minimum, not a maximum) keeps the passes."""
+    from scratchgan import LeakyReLU
+    from scratchgan.layers import activations
+    rng = np.random.default_rng(0)
+    x = np.ascontiguousarray(rng.standard_normal((3, 4, 5, 2)).astype(dtype)).transpose(3, 0, 1, 2)
+    x[0, 0, 0, :2] = 0.0, -0.0
+    dy = rng.standard_normal(x.shape).astype(dtype)
+
+    def run():
+        layer = LeakyReLU(alpha)
+        y = layer.forward(x, train=True)
+        positive = layer._cache[0]
+        return y, positive, layer.backward(dy)
+
+    expected = run()
+    calls = []
+    monkeypatch.setattr(activations, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(activations, "fused", host_fused(tmp_path, calls))
+    got = run()
+    assert calls == ([] if alpha > 1 else ["scratchgan_leaky_relu"]) + ["scratchgan_leaky_relu_grad"]
+    for name, a, b in zip(["y", "mask", "dx"], expected, got):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides, name
+        np.testing.assert_array_equal(b, a, err_msg=name)
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_sigmoid_matches_the_passes(tmp_path, monkeypatch, dtype):
     from scratchgan.layers import activations
-    x = np.concatenate([np.random.default_rng(0).standard_normal(37) * 6, EXTREMES]).astype(dtype)
+    x = np.concatenate([np.random.default_rng(0).standard_normal(36) * 6, EXTREMES]).astype(dtype)
+    x = np.ascontiguousarray(x.reshape(4, 13).T).T                     # an F-ordered input keeps its layout
     expected, got, calls = unfused_and_fused(monkeypatch, tmp_path, activations, lambda: activations.sigmoid(x))
-    assert calls == ["scratchgan_sigmoid"] and got.dtype == dtype
+    assert calls == ["scratchgan_sigmoid"] and got.dtype == dtype and got.strides == expected.strides
     assert_within_ulps(got, expected)
     assert got[x == -50.0][0] > 0                      # small values are not rounded to 0
     np.testing.assert_array_equal(got[x >= 30], expected[x >= 30])
@@ -299,7 +339,7 @@ def test_fused_two_class_cross_entropy_matches_the_passes(tmp_path, monkeypatch,
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
 def test_kernel_source_compiles_for_a_gpu(tmp_path, kernel, ctype):
     """The same body, wrapped as a __global__ function, is valid CUDA (nvcc to PTX; no device needed)."""
-    is_array = tuple(name not in SCALARS for name, _ in parameters(kernel))
+    is_array = tuple(name not in SCALARS for name, _, _ in parameters(kernel))
     source = tmp_path / "kernel.cu"
     source.write_text(wrapper_source(kernel, ctype, is_array, device=True))
     result = subprocess.run(["nvcc", "--ptx", "-o", str(tmp_path / "kernel.ptx"), str(source)],
@@ -368,8 +408,8 @@ def test_gpu_fused_batchnorm_matches_the_passes(cupy, monkeypatch, shape, dtype)
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gpu_fused_sigmoid_and_losses_match_the_passes(cupy, monkeypatch, dtype):
-    """The real kernels against SCRATCHGAN_FUSED=off on the GPU: the sigmoid and both GAN losses."""
+def test_gpu_fused_activations_and_losses_match_the_passes(cupy, monkeypatch, dtype):
+    """The real kernels against SCRATCHGAN_FUSED=off on the GPU: the sigmoid, LeakyReLU and both GAN losses."""
     from scratchgan import losses
     from scratchgan.layers import activations
     rng = np.random.default_rng(0)
@@ -377,11 +417,15 @@ def test_gpu_fused_sigmoid_and_losses_match_the_passes(cupy, monkeypatch, dtype)
     t = cupy.asarray(rng.uniform(0, 1, z.shape).astype(dtype))
     p0 = rng.uniform(0, 1, 25)
     probs = cupy.asarray(np.stack([p0, 1 - p0], axis=1).astype(dtype))
+    x = cupy.asarray(rng.standard_normal((3, 4, 5, 2)).astype(dtype)).transpose(3, 0, 1, 2)   # channel-major
+    dy = cupy.asarray(rng.standard_normal(x.shape).astype(dtype))
     results = {}
     for mode in ("auto", "off"):
         monkeypatch.setenv("SCRATCHGAN_FUSED", mode)
+        leaky = activations.LeakyReLU(0.2)
         results[mode] = [cupy.asnumpy(a) for a in (activations.sigmoid(z), *losses.bce_with_logits(z, t),
                                                    *losses.bce_with_logits(z, 1.0),
-                                                   *losses.two_class_cross_entropy(probs, t[:25]))]
+                                                   *losses.two_class_cross_entropy(probs, t[:25]),
+                                                   leaky.forward(x, train=True), leaky.backward(dy))]
     for got, expected in zip(results["auto"], results["off"]):
         assert_within_ulps(got, expected, ulps=16)

@@ -5,7 +5,7 @@ on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the
 matching layer.
 """
 from .. import backend
-from ..fastpath import SIGMOID, fused, uses_fused_kernels
+from ..fastpath import LEAKY_RELU, LEAKY_RELU_GRAD, SIGMOID, fused, uses_fused_kernels
 from .base import Layer, as_count
 
 
@@ -34,7 +34,9 @@ def sigmoid(x):
     """
     xp = backend.get_xp(x)
     if uses_fused_kernels(xp):
-        return fused(SIGMOID)(x)
+        y = xp.empty_like(x)                            # x's memory layout, as the passes keep it
+        fused(SIGMOID)(x, y)
+        return y
     e = xp.abs(x)
     xp.negative(e, out=e)
     xp.exp(e, out=e)                    # e = exp(-|x|)
@@ -82,11 +84,21 @@ class LeakyReLU(Layer):
         self.alpha = alpha
 
     def _forward(self, x, train):
+        xp = backend.get_xp(x)
+        if self.alpha <= 1 and uses_fused_kernels(xp):     # the GPU: both in one kernel, kept in x's layout
+            y, positive = xp.empty_like(x), xp.empty_like(x, dtype=bool)
+            fused(LEAKY_RELU)(x, x.dtype.type(self.alpha), y, positive)
+            return y, positive
         return leakyrelu(x, self.alpha), x > 0
 
     def _backward(self, dy, positive):
         # dy * (alpha + (1 - alpha) [x > 0]): elementwise passes that keep dy's layout
         f = dy.dtype.type
+        xp = backend.get_xp(dy)
+        if uses_fused_kernels(xp):                         # the GPU: one kernel, dx in x's layout (as below)
+            dx = xp.empty_like(positive, dtype=dy.dtype)
+            fused(LEAKY_RELU_GRAD)(positive, dy, f(1 - self.alpha), f(self.alpha), dx)
+            return dx
         dx = positive * f(1 - self.alpha)
         dx += f(self.alpha)
         dx *= dy
