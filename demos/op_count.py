@@ -143,9 +143,11 @@ def the_gpus_choices(fused_kernels=True):
     os.environ["SCRATCHGAN_IM2COL"] = "gather"
     users = [m for name, m in sys.modules.items() if name.startswith("scratchgan.") and hasattr(m, "fused")
              and hasattr(m, "uses_fused_kernels") and not name.endswith("fastpath")]
-    saved = [(m, m.uses_fused_kernels, m.fused) for m in users]
+    saved = [(m, m.uses_fused_kernels) for m in users]
+    from scratchgan import fastpath
+    saved_compiled = fastpath.compiled
 
-    def fused(kernel):
+    def compiled(kernel):
         def launch(*args):
             count(kernel.name)
             was_counting, _counting[0] = _counting[0], False
@@ -155,8 +157,10 @@ def the_gpus_choices(fused_kernels=True):
                 _counting[0] = was_counting
         return launch
 
-    for module in users if fused_kernels else ():
-        module.uses_fused_kernels, module.fused = (lambda xp: True), fused
+    if fused_kernels:
+        fastpath.compiled = compiled
+        for module in users:
+            module.uses_fused_kernels = lambda xp: True
     try:
         yield
     finally:
@@ -164,8 +168,9 @@ def the_gpus_choices(fused_kernels=True):
             os.environ.pop("SCRATCHGAN_IM2COL")
         else:
             os.environ["SCRATCHGAN_IM2COL"] = saved_method
-        for module, uses, original in saved:
-            module.uses_fused_kernels, module.fused = uses, original
+        fastpath.compiled = saved_compiled
+        for module, uses in saved:
+            module.uses_fused_kernels = uses
 
 
 # The C of the kernels' bodies that differs from Python, and the C functions they call, for ``run_body``.

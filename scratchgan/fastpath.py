@@ -16,9 +16,9 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
 - ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD``,
   ``LEAKY_RELU``, ``LEAKY_RELU_GRAD``, ``SIGMOID``, ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY``
   and ``fused(kernel)``: the optimizers' in-place passes, BatchNorm's element-wise work, LeakyReLU,
-  the sigmoid and the GAN losses as CuPy
-  element-wise kernels (``uses_fused_kernels``: the GPU), the same arithmetic in the same order,
-  one launch where the passes issue up to a dozen.
+  the sigmoid and the GAN losses as CuPy element-wise kernels (``uses_fused_kernels``: the GPU),
+  the same arithmetic in the same order, one launch where the passes issue up to a dozen, run
+  over the arrays in their memory order (``in_memory_order``).
 
 Everything goes through ``xp`` (NumPy or CuPy); the one CPU-only shortcut says so, and the fused
 kernels are CuPy's alone (the plain passes they replace stay the reference, tested against them).
@@ -271,12 +271,50 @@ def uses_fused_kernels(xp):
     return mode == "auto" and xp is not np
 
 
-_FUSED = {}
+_COMPILED = {}
 
 
 def fused(kernel):
+    """An ``ElementwiseKernelSource`` as a function called like CuPy's ElementwiseKernel (inputs, then
+    either no outputs, to have them made and returned, or all of them, to write into): it runs the
+    compiled kernel (``compiled``) over the arguments in their memory order (``in_memory_order``)."""
+    def launch(*args):
+        args, restore = in_memory_order(args)
+        return restore(compiled(kernel)(*args))
+    return launch
+
+
+def compiled(kernel):
     """The CuPy ElementwiseKernel for an ``ElementwiseKernelSource``, compiled on first use and kept."""
-    if kernel not in _FUSED:
-        _FUSED[kernel] = cupy_module().ElementwiseKernel(kernel.in_params, kernel.out_params, kernel.body,
-                                                         kernel.name)
-    return _FUSED[kernel]
+    if kernel not in _COMPILED:
+        _COMPILED[kernel] = cupy_module().ElementwiseKernel(kernel.in_params, kernel.out_params, kernel.body,
+                                                            kernel.name)
+    return _COMPILED[kernel]
+
+
+def in_memory_order(args):
+    """A kernel's arguments with the axes of its arrays permuted (views, no copy) into the memory order of
+    the last array, when all arrays have one shape; and the function that permutes results back.
+
+    CuPy's element-wise kernels run through their arrays in logical order: adjacent axes are merged,
+    never sorted by stride (unlike NumPy's iterator). A convolution's activation, an NCHW view of
+    channel-major memory (layers/conv.py), would have consecutive threads touch floats N apart; in
+    memory order they touch neighbours. Nothing to do when the order is already the logical one."""
+    arrays = [a for a in args if hasattr(a, "ndim") and a.ndim > 1]
+    if not arrays or any(a.shape != arrays[0].shape for a in arrays):
+        return args, _unchanged
+    strides = arrays[-1].strides
+    order = tuple(sorted(range(len(strides)), key=lambda axis: -abs(strides[axis])))
+    if order == tuple(range(len(order))):
+        return args, _unchanged
+    back = tuple(int(axis) for axis in np.argsort(order))
+
+    def restore(result):
+        if isinstance(result, tuple):
+            return tuple(r.transpose(back) for r in result)
+        return None if result is None else result.transpose(back)
+    return [a.transpose(order) if hasattr(a, "ndim") and a.ndim > 1 else a for a in args], restore
+
+
+def _unchanged(result):
+    return result

@@ -1,17 +1,18 @@
 """The fused CuPy kernels of fastpath.py (one launch per parameter for Adam and RMSprop, three for a
-BatchNorm's training forward and backward, one for the sigmoid and for each GAN loss) against the
-NumPy passes they replace.
+BatchNorm's training forward and backward, one for LeakyReLU's forward, its backward, the sigmoid and
+each GAN loss) against the NumPy passes they replace.
 
 No GPU is needed for the main check: the kernels' own source text (``ElementwiseKernelSource.body``)
 is compiled for the CPU with the host's C++ compiler, wrapped the way CuPy's ElementwiseKernel wraps
 it (inputs by value, outputs by reference, one loop iteration per element), and put in place of
-``fastpath.fused``. The optimizers and BatchNorm then take their fused branch on NumPy arrays, and
-must agree bit for bit with their NumPy passes: the same operations in the same order, with ``-ffp-contract=off``
-so the compiler rounds every step as NumPy does (to a few ulps where a body calls exp, log or tanh,
-which the C library and NumPy's SIMD loops may round differently). That checks the body's arithmetic and the order of
-the arguments the library passes. The same text compiled for a device by ``nvcc`` (where installed)
-checks that it is valid CUDA. On a GPU (skipped without CuPy) the real kernels are compared with the
-passes, through CuPy.
+``fastpath.compiled``, behind the real ``fastpath.fused`` (which runs it over the arrays in memory
+order). The optimizers, BatchNorm, LeakyReLU, the sigmoid and the losses then take their fused
+branches on NumPy arrays, and must agree with their NumPy passes bit for bit: the same operations in
+the same order, with ``-ffp-contract=off`` so the compiler rounds every step as NumPy does (to a few
+ulps where a body calls exp, log or tanh, which the C library and NumPy's SIMD loops may round
+differently). That checks the bodies' arithmetic and the order of the arguments the library passes.
+The same text compiled for a device by ``nvcc`` (where installed) checks that it is valid CUDA. On a
+GPU (skipped without CuPy) the real kernels are compared with the passes, through CuPy.
 """
 import ctypes
 import hashlib
@@ -150,7 +151,7 @@ def test_fused_update_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypatch
     host = {kernel: HostKernel(kernel, tmp_path) for kernel in KERNELS}
     calls = []
     monkeypatch.setattr(optim_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(optim_module, "fused", lambda kernel: calls.append(kernel.name) or host[kernel])
+    monkeypatch.setattr(fastpath, "compiled", lambda kernel: calls.append(kernel.name) or host[kernel])
     take_steps(fused_model, fusing, dtype)
 
     assert calls and len(calls) == 4 * len(list(fused_model.named_parameters()))   # every parameter, every step
@@ -168,22 +169,22 @@ def test_a_wrong_body_would_be_caught(tmp_path, monkeypatch):
     plain_model, fused_model = make_model(np.float64), make_model(np.float64)
     take_steps(plain_model, Adam(plain_model, lr=2e-3), np.float64)
     monkeypatch.setattr(optim_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(optim_module, "fused", lambda kernel: HostKernel(wrong, tmp_path))
+    monkeypatch.setattr(fastpath, "compiled", lambda kernel: HostKernel(wrong, tmp_path))
     take_steps(fused_model, Adam(fused_model, lr=2e-3), np.float64)
     differs = [not np.array_equal(p, q) for p, q in zip(plain_model.state_dict().values(),
                                                         fused_model.state_dict().values())]
     assert any(differs)
 
 
-def host_fused(folder, calls=None):
-    """A stand-in for fastpath.fused: each kernel's body compiled for the CPU (``calls`` records the names)."""
+def host_compiled(folder, calls=None):
+    """A stand-in for fastpath.compiled: each kernel's body compiled for the CPU (``calls`` records the names)."""
     host = {kernel: HostKernel(kernel, folder) for kernel in KERNELS}
 
-    def fused(kernel):
+    def compiled(kernel):
         if calls is not None:
             calls.append(kernel.name)
         return host[kernel]
-    return fused
+    return compiled
 
 
 def batchnorm_pass(layer, x, dy):
@@ -214,7 +215,7 @@ def test_fused_batchnorm_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypa
     expected = [batchnorm_pass(plain, x, dy), batchnorm_pass(plain, x * 2, dy)]
     calls = []
     monkeypatch.setattr(norm_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(norm_module, "fused", host_fused(tmp_path, calls))
+    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
     got = [batchnorm_pass(fusing, x, dy), batchnorm_pass(fusing, x * 2, dy)]
     assert calls == ["scratchgan_batchnorm_statistics", "scratchgan_scale_shift", "scratchgan_batchnorm_input_grad"] * 2
     names = ["y", "dx", "dgamma", "dbeta", *plain.buffers]
@@ -229,7 +230,7 @@ def test_fused_batchnorm_in_eval_mode_keeps_the_passes(tmp_path, monkeypatch):
     layer = BatchNorm(3)
     calls = []
     monkeypatch.setattr(norm_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(norm_module, "fused", host_fused(tmp_path, calls))
+    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
     x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     layer.forward(x, train=False, keep_cache=True)
     layer.backward(np.ones_like(x))
@@ -249,7 +250,7 @@ def unfused_and_fused(monkeypatch, tmp_path, module, compute):
     expected = compute()
     calls = []
     monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(module, "fused", host_fused(tmp_path, calls))
+    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
     got = compute()
     monkeypatch.undo()
     assert calls, "the fused branch was not taken"
@@ -281,7 +282,7 @@ def test_fused_leaky_relu_matches_the_passes_bit_for_bit(tmp_path, monkeypatch, 
     expected = run()
     calls = []
     monkeypatch.setattr(activations, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(activations, "fused", host_fused(tmp_path, calls))
+    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
     got = run()
     assert calls == ([] if alpha > 1 else ["scratchgan_leaky_relu"]) + ["scratchgan_leaky_relu_grad"]
     for name, a, b in zip(["y", "mask", "dx"], expected, got):
@@ -346,6 +347,34 @@ def test_kernel_source_compiles_for_a_gpu(tmp_path, kernel, ctype):
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "run" in (tmp_path / "kernel.ptx").read_text()
+
+
+def test_fused_kernels_run_over_arrays_in_memory_order(monkeypatch):
+    """An NCHW view of channel-major memory reaches the kernel as the C-contiguous array its memory holds
+    (the GPU's threads then touch neighbouring floats); outputs made by the kernel come back in the
+    logical shape; arguments that broadcast are passed as they are."""
+    seen = []
+
+    def compiled(kernel):
+        def run(x, y=None):                         # SIGMOID's signature: x, then optionally its output y
+            seen.append([(a.shape, a.flags.c_contiguous) for a in (x, y) if a is not None])
+            if y is None:
+                return x * 2
+            y[...] = x * 2
+        return run
+    monkeypatch.setattr(fastpath, "compiled", compiled)
+    x = np.ascontiguousarray(np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5, 2)).transpose(3, 0, 1, 2)
+    y = np.empty_like(x)                                                # the same layout as x
+    assert fastpath.fused(fastpath.SIGMOID)(x, y) is None
+    np.testing.assert_array_equal(y, x * 2)
+    made = fastpath.fused(fastpath.SIGMOID)(x)
+    np.testing.assert_array_equal(made, x * 2)                          # the logical shape, permuted back
+    c_order = np.ones((2, 3), np.float32)
+    fastpath.fused(fastpath.SIGMOID)(c_order, np.empty_like(c_order))
+    assert seen == [[((3, 4, 5, 2), True)] * 2, [((3, 4, 5, 2), True)], [((2, 3), True)] * 2]
+    column = np.ones((3, 1, 1), np.float32)
+    args, restore = fastpath.in_memory_order([x, column, 1.5])        # shapes differ: nothing moves
+    assert args[0] is x and args[1] is column and restore(x) is x
 
 
 def test_fused_mode_is_checked(monkeypatch):
