@@ -178,7 +178,9 @@ FUSED_MODES = ("auto", "off")
 
 # An element-wise kernel as CuPy's ElementwiseKernel takes it: typed inputs, outputs (read and written
 # in place when passed), and a loop body in CUDA C++ run once per element. Kept as text so that the tests
-# can compile the very same body for the CPU and compare it with the NumPy passes it replaces.
+# can compile the very same body for the CPU and compare it with the NumPy passes it replaces. The bodies
+# write numpy.maximum(a, c) as (a < c ? c : a), never CUDA's max: for a NaN, max returns the other
+# argument, which would hide a diverged run's NaN; the comparison passes it on, as NumPy does.
 ElementwiseKernelSource = namedtuple("ElementwiseKernelSource", "name in_params out_params body")
 
 # optim._adam_in_place in one pass, each operation in the same order (so the same roundings, unless the
@@ -227,7 +229,7 @@ BN_INPUT_GRAD = ElementwiseKernelSource(
 # in one pass instead of three; its backward dx = ([x > 0] (1 - alpha) + alpha) dy in one instead of three.
 LEAKY_RELU = ElementwiseKernelSource("scratchgan_leaky_relu", "T x, T alpha", "T y, bool positive",
                                      "T scaled = x * alpha;"
-                                     " y = max(x, scaled);"
+                                     " y = (x < scaled ? scaled : x);"
                                      " positive = x > 0;")
 LEAKY_RELU_GRAD = ElementwiseKernelSource("scratchgan_leaky_relu_grad", "bool positive, T dy, T one_minus_alpha, T alpha",
                                           "T dx", "dx = (positive * one_minus_alpha + alpha) * dy;")
@@ -243,7 +245,7 @@ BCE_WITH_LOGITS = ElementwiseKernelSource(
     "scratchgan_bce_with_logits",
     "T z, T t, T half, T inv_n",
     "T term, T grad",
-    "T softplus = max(z, (T)0) + log1p(exp(-fabs(z)));"
+    "T softplus = (z < 0 ? (T)0 : z) + log1p(exp(-fabs(z)));"
     " term = softplus - t * z;"
     " grad = (tanh(z * half) * half + half - t) * inv_n;")
 
@@ -253,9 +255,11 @@ TWO_CLASS_CROSS_ENTROPY = ElementwiseKernelSource(
     "scratchgan_two_class_cross_entropy",
     "T p0, T p1, T t, T tiny, T floor, T scale",
     "T term, T grad0, T grad1",
-    "T p_pos = max(p0, tiny);"
-    " T p_neg = max(p1, tiny);"
-    " term = t * max(log(p_pos), floor) + (1 - t) * max(log(p_neg), floor);"
+    "T p_pos = (p0 < tiny ? tiny : p0);"
+    " T p_neg = (p1 < tiny ? tiny : p1);"
+    " T log_pos = log(p_pos);"
+    " T log_neg = log(p_neg);"
+    " term = t * (log_pos < floor ? floor : log_pos) + (1 - t) * (log_neg < floor ? floor : log_neg);"
     " grad0 = t / p_pos * scale;"
     " grad1 = (1 - t) / p_neg * scale;")
 

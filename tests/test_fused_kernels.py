@@ -349,6 +349,38 @@ def test_kernel_source_compiles_for_a_gpu(tmp_path, kernel, ctype):
     assert "run" in (tmp_path / "kernel.ptx").read_text()
 
 
+@needs_gxx
+def test_fused_kernels_pass_a_nan_on_as_the_passes_do(tmp_path, monkeypatch):
+    """A diverged run's NaN must reach the loss (the trainer stops on it): the kernels compare instead of
+    calling CUDA's max, which returns the other argument of a NaN."""
+    from scratchgan import LeakyReLU, losses
+    from scratchgan.layers import activations
+    nan = np.float32("nan")
+    z = np.array([nan, 1.0, -2.0, nan], np.float32)
+    p0 = np.array([nan, 0.3, 0.0, 1.0], np.float32)
+    probs = np.stack([p0, 1 - p0], axis=1)
+
+    def compute():
+        leaky = LeakyReLU(0.2)
+        return [activations.sigmoid(z), *losses.bce_with_logits(z, 1.0), *losses.two_class_cross_entropy(probs, 1.0),
+                leaky.forward(z, train=True), leaky.backward(np.ones_like(z))]
+    expected = compute()
+    for module in (activations, losses):
+        monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path))
+    got = compute()
+    for a, b in zip(expected, got):
+        np.testing.assert_array_equal(np.isnan(b), np.isnan(a))
+    assert np.isnan(got[1]) and np.isnan(got[3])               # both losses' values are NaN
+
+
+def test_kernel_bodies_never_call_max_or_min():
+    """CUDA's max/min return the other argument of a NaN (NumPy's maximum returns the NaN), and the host
+    tests, compiled with the C++ library's, could not tell: the bodies compare instead."""
+    for kernel in KERNELS:
+        assert "max(" not in kernel.body and "min(" not in kernel.body, kernel.name
+
+
 def test_fused_kernels_run_over_arrays_in_memory_order(monkeypatch):
     """An NCHW view of channel-major memory reaches the kernel as the C-contiguous array its memory holds
     (the GPU's threads then touch neighbouring floats); outputs made by the kernel come back in the
