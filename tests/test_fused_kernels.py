@@ -490,3 +490,40 @@ def test_gpu_fused_activations_and_losses_match_the_passes(cupy, monkeypatch, dt
                                                    leaky.forward(x, train=True), leaky.backward(dy))]
     for got, expected in zip(results["auto"], results["off"]):
         assert_within_ulps(got, expected, ulps=16)
+
+
+@needs_gxx
+@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, workload):
+    """The whole GPU code path but CuPy itself, on the CPU: the benchmark's models in float64, three
+    training steps with every kernel compiled for the host (behind the real ``fused``, in memory order)
+    and im2col/col2im by gather, against the same steps with the passes and the loops. float64 keeps
+    Adam's first steps, which normalize each gradient, from magnifying last-place differences."""
+    import sys
+    from scratchgan import backend, bench
+
+    def train():
+        backend.set_default_dtype(np.float64)
+        trainer = bench.build_trainer(workload, batch=6)
+        real = bench.real_batch(workload, 6).astype(np.float64)
+        for _ in range(3):
+            trainer.train_step(real)
+        trainer.flush()
+        return {**trainer.G.state_dict(), **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}}
+
+    expected = train()
+    calls = []
+    users = [m for name, m in sys.modules.items() if name.startswith("scratchgan.") and hasattr(m, "uses_fused_kernels")
+             and hasattr(m, "fused") and m is not fastpath]
+    for module in users:
+        monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
+    got = train()
+    kernels = {"dcgan": {"scratchgan_adam", "scratchgan_batchnorm_statistics", "scratchgan_scale_shift",
+                         "scratchgan_batchnorm_input_grad", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad",
+                         "scratchgan_sigmoid", "scratchgan_bce_with_logits"},
+               "mlp": {"scratchgan_adam", "scratchgan_sigmoid", "scratchgan_two_class_cross_entropy"}}[workload]
+    assert set(calls) == kernels
+    for key, value in expected.items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
