@@ -71,7 +71,7 @@ class HostKernel:
     """A kernel's body compiled for the CPU, called like the CuPy ElementwiseKernel (NumPy arrays, same order)."""
 
     def __init__(self, kernel, folder):
-        self.kernel, self.folder, self.libraries = kernel, folder, {}
+        self.kernel, self.folder = kernel, folder
 
     def __call__(self, *args):
         """Inputs broadcast against each other; outputs passed (updated in place, whatever their strides)
@@ -102,15 +102,17 @@ class HostKernel:
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
     def _compiled(self, ctype, is_array):
-        key = (ctype, is_array)
-        if key not in self.libraries:
-            source = wrapper_source(self.kernel, ctype, is_array)
+        source = wrapper_source(self.kernel, ctype, is_array)
+        if source not in _HOST_LIBRARIES:                  # compiled once per source in the whole run
             stem = self.folder / f"{self.kernel.name}_{hashlib.sha1(source.encode()).hexdigest()[:12]}"
             stem.with_suffix(".cpp").write_text(source)
             subprocess.run(["g++", "-O2", "-shared", "-fPIC", "-ffp-contract=off", "-o", str(stem.with_suffix(".so")),
                             str(stem.with_suffix(".cpp"))], check=True, capture_output=True, text=True)
-            self.libraries[key] = ctypes.CDLL(str(stem.with_suffix(".so"))).run
-        return self.libraries[key]
+            _HOST_LIBRARIES[source] = ctypes.CDLL(str(stem.with_suffix(".so"))).run
+        return _HOST_LIBRARIES[source]
+
+
+_HOST_LIBRARIES = {}
 
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="needs a C++ compiler (g++)")
