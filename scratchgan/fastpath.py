@@ -225,22 +225,24 @@ BN_INPUT_GRAD = ElementwiseKernelSource(
     "T dx",
     "dx = weight * inv_std * (dy - dbeta / count - x_hat * (dgamma / count));")
 
-# layers/activations.py's LeakyReLU (alpha <= 1): y = max(x, alpha x) and the mask [x > 0] that its backward keeps,
-# in one pass instead of three; its backward dx = ([x > 0] (1 - alpha) + alpha) dy in one instead of three.
+# layers/activations.py's LeakyReLU (alpha <= 1): y = max(x, alpha x) and the mask [x > 0] that its
+# backward keeps, in one pass instead of three; its backward dx = ([x > 0] (1 - alpha) + alpha) dy in one
+# instead of three.
 LEAKY_RELU = ElementwiseKernelSource("scratchgan_leaky_relu", "T x, T alpha", "T y, bool positive",
                                      "T scaled = x * alpha;"
                                      " y = (x < scaled ? scaled : x);"
                                      " positive = x > 0;")
-LEAKY_RELU_GRAD = ElementwiseKernelSource("scratchgan_leaky_relu_grad", "bool positive, T dy, T one_minus_alpha, T alpha",
-                                          "T dx", "dx = (positive * one_minus_alpha + alpha) * dy;")
+LEAKY_RELU_GRAD = ElementwiseKernelSource("scratchgan_leaky_relu_grad",
+                                          "bool positive, T dy, T one_minus_alpha, T alpha", "T dx",
+                                          "dx = (positive * one_minus_alpha + alpha) * dy;")
 
-# layers/activations.py's sigmoid: e = exp(-|x|), y = (1 if x >= 0 else e) / (1 + e), one pass instead of seven.
+# layers/activations.py's sigmoid: e = exp(-|x|), y = (1 if x >= 0 else e) / (1 + e), one pass, not seven.
 SIGMOID = ElementwiseKernelSource("scratchgan_sigmoid", "T x", "T y",
                                   "T e = exp(-fabs(x));"
                                   " y = (x >= 0 ? (T)1 : e) / (e + 1);")
 
-# losses.py's bce_with_logits: each element's loss term softplus(z) - t z and its gradient (sigmoid(z) - t) / n,
-# the sigmoid as tanh(z / 2) / 2 + 1 / 2; the mean of the terms is one reduction after it.
+# losses.py's bce_with_logits: each element's loss term softplus(z) - t z and its gradient
+# (sigmoid(z) - t) / n, the sigmoid as tanh(z / 2) / 2 + 1 / 2; the mean of the terms is one reduction after.
 BCE_WITH_LOGITS = ElementwiseKernelSource(
     "scratchgan_bce_with_logits",
     "T z, T t, T half, T inv_n",
@@ -266,9 +268,9 @@ TWO_CLASS_CROSS_ENTROPY = ElementwiseKernelSource(
 
 def uses_fused_kernels(xp):
     """Whether the optimizers, BatchNorm, LeakyReLU, the sigmoid and the GAN losses run their fused
-    kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where each pass is a kernel launch issued
-    from Python; never on the CPU, where NumPy has no such kernels. ``SCRATCHGAN_FUSED=off`` keeps the
-    passes on the GPU too (for measuring one against the other)."""
+    kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where
+    each pass is a kernel launch issued from Python; never on the CPU, where NumPy has no such
+    kernels. ``SCRATCHGAN_FUSED=off`` keeps the passes on the GPU too (to measure one against the other)."""
     mode = os.environ.get("SCRATCHGAN_FUSED", "auto")
     if mode not in FUSED_MODES:
         raise ValueError(f"SCRATCHGAN_FUSED must be one of {', '.join(FUSED_MODES)}, got {mode!r}")

@@ -65,7 +65,8 @@ def two_class_cross_entropy(probs, target):
     scale = f(-1 / len(probs))
     if uses_fused_kernels(xp):
         terms, grad = xp.empty(len(probs), probs.dtype), xp.empty(probs.shape, probs.dtype)
-        fused(TWO_CLASS_CROSS_ENTROPY)(probs[:, 0], probs[:, 1], t, tiny, floor, scale, terms, grad[:, 0], grad[:, 1])
+        fused(TWO_CLASS_CROSS_ENTROPY)(probs[:, 0], probs[:, 1], t, tiny, floor, scale,
+                                       terms, grad[:, 0], grad[:, 1])
         return -terms.mean(), grad
     p_pos, p_neg = xp.maximum(probs[:, 0], tiny), xp.maximum(probs[:, 1], tiny)
     value = -(t * xp.maximum(xp.log(p_pos), floor) + (1 - t) * xp.maximum(xp.log(p_neg), floor)).mean()

@@ -92,7 +92,7 @@ class LeakyReLU(Layer):
         return leakyrelu(x, self.alpha), x > 0
 
     def _backward(self, dy, positive):
-        # dy * (alpha + (1 - alpha) [x > 0]): elementwise passes that keep dy's layout
+        # dy * (alpha + (1 - alpha) [x > 0]): elementwise passes that keep x's layout (the mask's)
         f = dy.dtype.type
         xp = backend.get_xp(dy)
         if uses_fused_kernels(xp):                         # the GPU: one kernel, dx in x's layout (as below)
