@@ -14,9 +14,10 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
   gather each (a few kernels in all) instead of a loop of strided copies per kernel position:
   the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python;
 - ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD``,
-  ``LEAKY_RELU``, ``LEAKY_RELU_GRAD``, ``SIGMOID``, ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY``
-  and ``fused(kernel)``: the optimizers' in-place passes, BatchNorm's element-wise work, LeakyReLU,
-  the sigmoid and the GAN losses as CuPy element-wise kernels (``uses_fused_kernels``: the GPU),
+  ``LEAKY_RELU``, ``LEAKY_RELU_GRAD``, ``RELU``, ``TANH_GRAD``, ``SIGMOID``, ``SIGMOID_GRAD``,
+  ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY`` and ``fused(kernel)``: the optimizers' in-place
+  passes, BatchNorm's element-wise work, the activations' passes and the GAN losses as CuPy
+  element-wise kernels (``uses_fused_kernels``: the GPU),
   the same arithmetic in the same order, one launch where the passes issue up to a dozen, run
   over the arrays in their memory order (``in_memory_order``).
 
@@ -236,6 +237,14 @@ LEAKY_RELU_GRAD = ElementwiseKernelSource("scratchgan_leaky_relu_grad",
                                           "bool positive, T dy, T one_minus_alpha, T alpha", "T dx",
                                           "dx = (positive * one_minus_alpha + alpha) * dy;")
 
+# layers/activations.py's ReLU: y = max(x, 0) and its mask [x > 0] in one pass; Tanh's and Sigmoid's backward
+# from their outputs, dx = dy (1 - y^2) and dx = dy y (1 - y), in one pass each instead of three.
+RELU = ElementwiseKernelSource("scratchgan_relu", "T x", "T y, bool positive",
+                               "y = (x < 0 ? (T)0 : x);"
+                               " positive = x > 0;")
+TANH_GRAD = ElementwiseKernelSource("scratchgan_tanh_grad", "T dy, T y", "T dx", "dx = dy * (1 - y * y);")
+SIGMOID_GRAD = ElementwiseKernelSource("scratchgan_sigmoid_grad", "T dy, T y", "T dx", "dx = dy * y * (1 - y);")
+
 # layers/activations.py's sigmoid: e = exp(-|x|), y = (1 if x >= 0 else e) / (1 + e), one pass, not seven.
 SIGMOID = ElementwiseKernelSource("scratchgan_sigmoid", "T x", "T y",
                                   "T e = exp(-fabs(x));"
@@ -267,7 +276,7 @@ TWO_CLASS_CROSS_ENTROPY = ElementwiseKernelSource(
 
 
 def uses_fused_kernels(xp):
-    """Whether the optimizers, BatchNorm, LeakyReLU, the sigmoid and the GAN losses run their fused
+    """Whether the optimizers, BatchNorm, the activations and the GAN losses run their fused
     kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where
     each pass is a kernel launch issued from Python; never on the CPU, where NumPy has no such
     kernels. ``SCRATCHGAN_FUSED=off`` keeps the passes on the GPU too (to measure one against the other)."""

@@ -27,8 +27,8 @@ from scratchgan import optim as optim_module
 from scratchgan.layers import norm as norm_module
 
 KERNELS = [fastpath.ADAM_UPDATE, fastpath.RMSPROP_UPDATE, fastpath.BN_STATISTICS, fastpath.SCALE_SHIFT,
-           fastpath.BN_INPUT_GRAD, fastpath.LEAKY_RELU, fastpath.LEAKY_RELU_GRAD, fastpath.SIGMOID,
-           fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY]
+           fastpath.BN_INPUT_GRAD, fastpath.LEAKY_RELU, fastpath.LEAKY_RELU_GRAD, fastpath.RELU, fastpath.TANH_GRAD,
+           fastpath.SIGMOID, fastpath.SIGMOID_GRAD, fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY]
 SCALARS = {"one_minus_b1", "one_minus_b2", "step_size", "eps_hat", "one_minus_alpha", "eps", "lr", "momentum", "count",
            "unbias", "half", "inv_n", "tiny", "floor", "scale"}   # what the library passes as scalars (others: arrays)
 CTYPES = {np.dtype(np.float32): ("float", ctypes.c_float), np.dtype(np.float64): ("double", ctypes.c_double)}
@@ -294,6 +294,36 @@ def test_fused_leaky_relu_matches_the_passes_bit_for_bit(tmp_path, monkeypatch, 
 
 @needs_gxx
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["ReLU", "Tanh", "Sigmoid"])
+def test_fused_activation_layers_match_the_passes(tmp_path, monkeypatch, name, dtype):
+    """ReLU's forward (output and mask, one kernel), Tanh's and Sigmoid's backward from their output:
+    the same bits (Sigmoid: a few ulps, its forward calls exp) and the same memory layout, on a
+    channel-major input as the convolutions make."""
+    from scratchgan.layers import activations
+    rng = np.random.default_rng(0)
+    x = np.ascontiguousarray(rng.standard_normal((3, 4, 5, 2)).astype(dtype) * 3).transpose(3, 0, 1, 2)
+    x[0, 0, 0, :2] = 0.0, -0.0
+    dy = np.ascontiguousarray(rng.standard_normal((3, 4, 5, 2)).astype(dtype)).transpose(3, 0, 1, 2)
+
+    def run():
+        layer = getattr(activations, name)()
+        y = layer.forward(x, train=True)
+        cache = layer._cache[0]
+        return y, cache, layer.backward(dy)
+
+    expected, got, calls = unfused_and_fused(monkeypatch, tmp_path, activations, run)
+    assert calls == {"ReLU": ["scratchgan_relu"], "Tanh": ["scratchgan_tanh_grad"],
+                     "Sigmoid": ["scratchgan_sigmoid", "scratchgan_sigmoid_grad"]}[name]
+    for what, a, b in zip(["y", "cache", "dx"], expected, got):
+        assert a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides, what
+        if name == "Sigmoid":
+            assert_within_ulps(b, a)
+        else:
+            np.testing.assert_array_equal(b, a, err_msg=what)
+
+
+@needs_gxx
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_sigmoid_matches_the_passes(tmp_path, monkeypatch, dtype):
     from scratchgan.layers import activations
     x = np.concatenate([np.random.default_rng(0).standard_normal(36) * 6, EXTREMES]).astype(dtype)
@@ -472,7 +502,7 @@ def test_gpu_fused_batchnorm_matches_the_passes(cupy, monkeypatch, shape, dtype)
 @pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gpu_fused_activations_and_losses_match_the_passes(cupy, monkeypatch, dtype):
-    """The real kernels against SCRATCHGAN_FUSED=off on the GPU: the sigmoid, LeakyReLU and both GAN losses."""
+    """The real kernels against SCRATCHGAN_FUSED=off on the GPU: the activations and both GAN losses."""
     from scratchgan import losses
     from scratchgan.layers import activations
     rng = np.random.default_rng(0)
@@ -485,11 +515,12 @@ def test_gpu_fused_activations_and_losses_match_the_passes(cupy, monkeypatch, dt
     results = {}
     for mode in ("auto", "off"):
         monkeypatch.setenv("SCRATCHGAN_FUSED", mode)
-        leaky = activations.LeakyReLU(0.2)
+        layers = [activations.LeakyReLU(0.2), activations.ReLU(), activations.Tanh(), activations.Sigmoid()]
+        passes = [(layer.forward(x, train=True), layer.backward(dy)) for layer in layers]
         results[mode] = [cupy.asnumpy(a) for a in (activations.sigmoid(z), *losses.bce_with_logits(z, t),
                                                    *losses.bce_with_logits(z, 1.0),
                                                    *losses.two_class_cross_entropy(probs, t[:25]),
-                                                   leaky.forward(x, train=True), leaky.backward(dy))]
+                                                   *(a for pair in passes for a in pair))]
     for got, expected in zip(results["auto"], results["off"]):
         assert_within_ulps(got, expected, ulps=16)
 
@@ -524,8 +555,9 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
     got = train()
     kernels = {"dcgan": {"scratchgan_adam", "scratchgan_batchnorm_statistics", "scratchgan_scale_shift",
                          "scratchgan_batchnorm_input_grad", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad",
-                         "scratchgan_sigmoid", "scratchgan_bce_with_logits"},
-               "mlp": {"scratchgan_adam", "scratchgan_sigmoid", "scratchgan_two_class_cross_entropy"}}[workload]
+                         "scratchgan_relu", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_bce_with_logits"},
+               "mlp": {"scratchgan_adam", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_sigmoid_grad",
+                       "scratchgan_two_class_cross_entropy"}}[workload]
     assert set(calls) == kernels
     for key, value in expected.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)

@@ -5,7 +5,8 @@ on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the
 matching layer.
 """
 from .. import backend
-from ..fastpath import LEAKY_RELU, LEAKY_RELU_GRAD, SIGMOID, fused, uses_fused_kernels
+from ..fastpath import (LEAKY_RELU, LEAKY_RELU_GRAD, RELU, SIGMOID, SIGMOID_GRAD, TANH_GRAD, fused,
+                        uses_fused_kernels)
 from .base import Layer, as_count
 
 
@@ -45,6 +46,13 @@ def sigmoid(x):
     return xp.divide(y, e, out=y)
 
 
+def _from_output(kernel, dy, y):
+    """The GPU's one-kernel backward of an activation from its output y, into an array in y's layout."""
+    dx = backend.get_xp(y).empty_like(y, dtype=dy.dtype)
+    fused(kernel)(dy, y, dx)
+    return dx
+
+
 class ReLU(Layer):
     """y = max(x, 0).
 
@@ -56,6 +64,11 @@ class ReLU(Layer):
     """
 
     def _forward(self, x, train):
+        xp = backend.get_xp(x)
+        if uses_fused_kernels(xp):                         # the GPU: both in one kernel, kept in x's layout
+            y, positive = xp.empty_like(x), xp.empty_like(x, dtype=bool)
+            fused(RELU)(x, y, positive)
+            return y, positive
         return relu(x), x > 0
 
     def _backward(self, dy, positive):
@@ -125,7 +138,7 @@ class Tanh(Layer):
         return y, y
 
     def _backward(self, dy, y):
-        return dy * (1 - y * y)
+        return _from_output(TANH_GRAD, dy, y) if uses_fused_kernels(backend.get_xp(dy)) else dy * (1 - y * y)
 
     def _double_backward(self, ddx, y, dy):
         slope = 1 - y * y
@@ -149,7 +162,7 @@ class Sigmoid(Layer):
         return y, y
 
     def _backward(self, dy, y):
-        return dy * y * (1 - y)
+        return _from_output(SIGMOID_GRAD, dy, y) if uses_fused_kernels(backend.get_xp(dy)) else dy * y * (1 - y)
 
     def _double_backward(self, ddx, y, dy):
         slope = y * (1 - y)
