@@ -526,21 +526,28 @@ def test_gpu_fused_activations_and_losses_match_the_passes(cupy, monkeypatch, dt
 
 
 @needs_gxx
-@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+@pytest.mark.parametrize("workload", ["dcgan", "mlp", "wgan-gp", "cdcgan-plus", "acgan", "goodfellow2014"])
 def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, workload):
-    """The whole GPU code path but CuPy itself, on the CPU: the benchmark's models in float64, three
+    """The whole GPU code path but CuPy itself, on the CPU: the benchmark's models and four more recipes
+    (WGAN-GP's double backward, the conditional models, Maxout and dropout with SGD) in float64, three
     training steps with every kernel compiled for the host (behind the real ``fused``, in memory order)
     and im2col/col2im by gather, against the same steps with the passes and the loops. float64 keeps
     Adam's first steps, which normalize each gradient, from magnifying last-place differences."""
     import sys
-    from scratchgan import backend, bench
+    from scratchgan import backend
+    from scratchgan.gan.recipes import get_recipe
+    from scratchgan.gan.trainer import GANTrainer
 
     def train():
         backend.set_default_dtype(np.float64)
-        trainer = bench.build_trainer(workload, batch=6)
-        real = bench.real_batch(workload, 6).astype(np.float64)
+        backend.manual_seed(0)
+        setup = get_recipe(workload).setup(get_recipe(workload).options(batch_size=6), (1, 28, 28))
+        trainer = GANTrainer.from_setup(setup)
+        images = np.random.default_rng(0).integers(0, 256, (6, 1, 28, 28), dtype=np.uint8)
+        real = setup.preprocess(images).astype(np.float64)
+        batch = (real, np.arange(6) % 10) if trainer.conditional else real
         for _ in range(3):
-            trainer.train_step(real)
+            trainer.train_step(batch)
         trainer.flush()
         return {**trainer.G.state_dict(), **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}}
 
@@ -557,7 +564,59 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
                          "scratchgan_batchnorm_input_grad", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad",
                          "scratchgan_relu", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_bce_with_logits"},
                "mlp": {"scratchgan_adam", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_sigmoid_grad",
-                       "scratchgan_two_class_cross_entropy"}}[workload]
-    assert set(calls) == kernels
+                       "scratchgan_two_class_cross_entropy"}}.get(workload)
+    if kernels is not None:
+        assert set(calls) == kernels
+    assert "scratchgan_adam" in calls or "scratchgan_rmsprop" in calls or workload == "goodfellow2014"
     for key, value in expected.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def image_to_image_step(name):
+    """A float64 CycleGAN or SRGAN trainer at batch 2 and its fixed batch (as demos/step_time.py builds them)."""
+    from scratchgan import backend
+    from scratchgan.gan.cyclegan import CycleGANTrainer
+    from scratchgan.gan.recipes import get_recipe
+    from scratchgan.gan.srgan import SuperResolutionTrainer, downscale
+    backend.set_default_dtype(np.float64)
+    backend.manual_seed(0)
+    recipe = get_recipe(name)
+    options = recipe.options(batch_size=2)
+    rng = np.random.default_rng(0)
+    if name == "cyclegan":
+        s = recipe.setup(options, (3, 32, 32))
+        trainer = CycleGANTrainer(s.G, s.F, s.D_A, s.D_B, *s.optimizers.values(),
+                                  lambda_cycle=options["lambda_cycle"], lambda_identity=options["lambda_identity"])
+        return trainer, tuple(rng.uniform(-1, 1, (2, 3, 32, 32)) for _ in range(2)), [s.G, s.F, s.D_A, s.D_B]
+    s = recipe.setup(options, (1, 28, 28))
+    high = rng.uniform(-1, 1, (2, 1, 28, 28))
+    return SuperResolutionTrainer(s.G, s.opt_g, s.content, s.D, s.opt_d, s.adversarial_weight), \
+        (downscale(high), high), [s.G, s.D]
+
+
+@needs_gxx
+@pytest.mark.parametrize("name", ["cyclegan", "srgan"])
+def test_image_to_image_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, name):
+    """CycleGAN (InstanceNorm, ReLU, LeakyReLU, Tanh, LSGAN) and SRGAN (BatchNorm, PReLU, the feature loss,
+    a LeakyReLU/BCE discriminator) take the fused kernels where they have them: two float64 steps on
+    the GPU's code path leave their models as the CPU's passes do."""
+    import sys
+
+    def train():
+        trainer, batch, models = image_to_image_step(name)
+        for _ in range(2):
+            trainer.train_step(batch)
+        return [dict(model.state_dict()) for model in models]
+
+    expected = train()
+    calls = []
+    for module in [m for n, m in sys.modules.items() if n.startswith("scratchgan.") and hasattr(m, "uses_fused_kernels")
+                   and hasattr(m, "fused") and m is not fastpath]:
+        monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
+    got = train()
+    assert {"scratchgan_adam", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad"} <= set(calls)
+    for model_expected, model_got in zip(expected, got):
+        for key, value in model_expected.items():
+            np.testing.assert_allclose(model_got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
