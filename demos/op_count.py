@@ -141,8 +141,8 @@ def the_gpus_choices(fused_kernels=True):
     import os
     saved_method = os.environ.get("SCRATCHGAN_IM2COL")
     os.environ["SCRATCHGAN_IM2COL"] = "gather"
-    users = [m for name, m in sys.modules.items() if name.startswith("scratchgan.") and hasattr(m, "fused")
-             and hasattr(m, "uses_fused_kernels") and not name.endswith("fastpath")]
+    users = [module for name, module in sys.modules.items()
+             if name.startswith("scratchgan.") and hasattr(module, "uses_fused_kernels")]
     saved = [(m, m.uses_fused_kernels) for m in users]
     from scratchgan import fastpath
     saved_compiled = fastpath.compiled
@@ -152,7 +152,8 @@ def the_gpus_choices(fused_kernels=True):
             count(kernel.name)
             was_counting, _counting[0] = _counting[0], False
             try:
-                return run_body(kernel, *args)
+                return GATHER_STAND_INS[kernel.name](*plain(args)) if kernel.name in GATHER_STAND_INS \
+                    else run_body(kernel, *args)
             finally:
                 _counting[0] = was_counting
         return launch
@@ -172,6 +173,22 @@ def the_gpus_choices(fused_kernels=True):
         for module, uses in saved:
             module.uses_fused_kernels = uses
 
+
+def im2col_stand_in(image, pixel, positions, pixels, batch, cols):
+    """fastpath.IM2COL_GATHER on NumPy: pixel[k] of each channel and sample, 0 where pixel[k] is -1."""
+    channels = image.shape[0]
+    flat = np.concatenate([image.reshape(channels, pixels, batch), np.zeros((channels, 1, batch), image.dtype)], 1)
+    cols[...] = np.take(flat, np.where(pixel < 0, pixels, pixel), axis=1)
+
+
+def col2im_stand_in(cols, sources, weight, slots, positions, pixels, batch, image):
+    """fastpath.COL2IM_GATHER on NumPy: each pixel's weighted sources, summed in slot order."""
+    gathered = np.take(cols.reshape(-1, positions, batch), sources, axis=1)       # (C, pixels, slots, N)
+    image[...] = (gathered * weight.reshape(1, pixels, slots, 1)).sum(axis=2)
+
+
+GATHER_STAND_INS = {"scratchgan_im2col": im2col_stand_in, "scratchgan_col2im": col2im_stand_in}  # raw indexing:
+# their bodies are C loops, which run_body does not translate
 
 # The C of the kernels' bodies that differs from Python, and the C functions they call, for ``run_body``.
 C_TO_PYTHON = [(re.compile(r"\(T\)\s*"), ""),                                             # (T)1 -> 1

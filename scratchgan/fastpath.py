@@ -15,11 +15,11 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
   the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python;
 - ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD``,
   ``LEAKY_RELU``, ``LEAKY_RELU_GRAD``, ``RELU``, ``TANH_GRAD``, ``SIGMOID``, ``SIGMOID_GRAD``,
-  ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY`` and ``fused(kernel)``: the optimizers' in-place
-  passes, BatchNorm's element-wise work, the activations' passes and the GAN losses as CuPy
-  element-wise kernels (``uses_fused_kernels``: the GPU),
-  the same arithmetic in the same order, one launch where the passes issue up to a dozen, run
-  over the arrays in their memory order (``in_memory_order``).
+  ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY``, ``IM2COL_GATHER``, ``COL2IM_GATHER`` and
+  ``fused(kernel)``: the optimizers' in-place passes, BatchNorm's element-wise work, the
+  activations' passes, the GAN losses and the two gathers as CuPy element-wise kernels
+  (``uses_fused_kernels``: the GPU), the same arithmetic in the same order, one launch where the
+  passes issue up to a dozen, run over the arrays in their memory order (``in_memory_order``).
 
 Everything goes through ``xp`` (NumPy or CuPy); the one CPU-only shortcut says so, and the fused
 kernels are CuPy's alone (the plain passes they replace stay the reference, tested against them).
@@ -142,12 +142,32 @@ def _pixel_sources(kernel, stride, out_size, padding, image_size, xp, dtype):
     return _INDEX_CACHE[key]
 
 
+def _window_pixels(kernel, stride, out_size, padding, image_size, xp):
+    """``_window_index`` in the unpadded image: for each (i, j, h, w), the flat index of the pixel read,
+    or -1 where it lies in the padding; an int64 array on xp's device."""
+    key = ("window pixels", kernel, stride, out_size, padding, image_size, xp.__name__)
+    if key not in _INDEX_CACHE:
+        (ph, pw), (h, w) = padding, image_size
+        padded = (h + 2 * ph, w + 2 * pw)
+        rows, cols = np.divmod(_window_index(kernel, stride, out_size, padded, np), padded[1])
+        inside = (rows >= ph) & (rows < ph + h) & (cols >= pw) & (cols < pw + w)
+        _INDEX_CACHE[key] = xp.asarray(np.where(inside, (rows - ph) * w + (cols - pw), -1).astype(np.int64))
+    return _INDEX_CACHE[key]
+
+
 def im2col_by_gather(x, kernel, stride, out_size, padding, out=None):
     """im2col (layers/conv.py) as one gather: pad the (C, H, W, N) image once, then take every
-    window's pixels by a precomputed index. Same result, bit for bit."""
+    window's pixels by a precomputed index. Same result, bit for bit. (With the fused kernels, one
+    kernel reads the unpadded image instead: fastpath.IM2COL_GATHER.)"""
     xp = get_xp(x)
     (ph, pw), (n, c, h, w) = padding, x.shape
     image = x.transpose(1, 2, 3, 0)                      # (C, H, W, N), a view of a channel-major x
+    if uses_fused_kernels(xp):
+        pixel = _window_pixels(tuple(kernel), tuple(stride), tuple(out_size), tuple(padding), (h, w), xp)
+        cols = xp.empty((c * kernel[0] * kernel[1], out_size[0] * out_size[1] * n), x.dtype) if out is None else out
+        fused(IM2COL_GATHER)(xp.ascontiguousarray(image), pixel, pixel.size, h * w, n,
+                             cols.reshape(c, pixel.size, n))
+        return cols
     if ph or pw:
         padded = xp.zeros((c, h + 2 * ph, w + 2 * pw, n), dtype=x.dtype)
         padded[:, ph:ph + h, pw:pw + w] = image
@@ -164,11 +184,17 @@ def im2col_by_gather(x, kernel, stride, out_size, padding, out=None):
 def col2im_by_gather(cols, x_shape, kernel, stride, out_size, padding):
     """col2im (layers/conv.py) as one gather and one sum: each pixel gathers the im2col positions
     that read it (a precomputed table, padded with zero weights) and adds them up. The same sums,
-    possibly in another order. Returns the (N, C, H, W) view of a (C, H, W, N) array."""
+    possibly in another order. Returns the (N, C, H, W) view of a (C, H, W, N) array. (With the
+    fused kernels, gather, weights and sum are one kernel: fastpath.COL2IM_GATHER.)"""
     xp = get_xp(cols)
     n, c, h, w = x_shape
     sources, mask = _pixel_sources(tuple(kernel), tuple(stride), tuple(out_size), tuple(padding), (h, w), xp,
                                    cols.dtype)
+    if uses_fused_kernels(xp):                           # one kernel, no (C, H*W, m, N) intermediate
+        image = xp.empty((c, h * w, n), cols.dtype)
+        fused(COL2IM_GATHER)(xp.ascontiguousarray(cols), sources, mask, sources.shape[1], cols.size // (c * n),
+                             h * w, n, image)
+        return image.reshape(c, h, w, n).transpose(3, 0, 1, 2)
     gathered = xp.take(cols.reshape(c, -1, n), sources, axis=1)               # (C, H*W, m, N)
     gathered *= mask
     return gathered.sum(axis=2).reshape(c, h, w, n).transpose(3, 0, 1, 2)
@@ -274,10 +300,36 @@ TWO_CLASS_CROSS_ENTROPY = ElementwiseKernelSource(
     " grad0 = t / p_pos * scale;"
     " grad1 = (1 - t) / p_neg * scale;")
 
+# im2col_by_gather in one kernel: element (c, k, b) of the (C, kh kw Ho Wo, N) columns is pixel[k] of channel c
+# of sample b of the unpadded (C, H W, N) image, or 0 where pixel[k] is -1 (the padding). No padded copy.
+IM2COL_GATHER = ElementwiseKernelSource(
+    "scratchgan_im2col",
+    "raw T image, raw int64 pixel, int64 positions, int64 pixels, int64 batch",
+    "T cols",
+    "long long b = i % batch;"
+    " long long k = (i / batch) % positions;"
+    " long long c = i / (batch * positions);"
+    " long long p = pixel[k];"
+    " cols = p < 0 ? (T)0 : image[(c * pixels + p) * batch + b];")
+
+# col2im_by_gather in one kernel: pixel p of channel c of sample b sums its m sources' columns, each times its
+# weight (1, or 0 for a slot that pads the table), in slot order as the gather-then-sum does.
+COL2IM_GATHER = ElementwiseKernelSource(
+    "scratchgan_col2im",
+    "raw T cols, raw int64 sources, raw T weight, int64 slots, int64 positions, int64 pixels, int64 batch",
+    "T image",
+    "long long b = i % batch;"
+    " long long p = (i / batch) % pixels;"
+    " long long c = i / (batch * pixels);"
+    " T sum = cols[(c * positions + sources[p * slots]) * batch + b] * weight[p * slots];"
+    " for (long long j = 1; j < slots; ++j)"
+    " sum += cols[(c * positions + sources[p * slots + j]) * batch + b] * weight[p * slots + j];"
+    " image = sum;")
+
 
 def uses_fused_kernels(xp):
-    """Whether the optimizers, BatchNorm, the activations and the GAN losses run their fused
-    kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where
+    """Whether the optimizers, BatchNorm, the activations, the GAN losses and the gathers run their
+    fused kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where
     each pass is a kernel launch issued from Python; never on the CPU, where NumPy has no such
     kernels. ``SCRATCHGAN_FUSED=off`` keeps the passes on the GPU too (to measure one against the other)."""
     mode = os.environ.get("SCRATCHGAN_FUSED", "auto")

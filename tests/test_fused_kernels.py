@@ -28,37 +28,45 @@ from scratchgan.layers import norm as norm_module
 
 KERNELS = [fastpath.ADAM_UPDATE, fastpath.RMSPROP_UPDATE, fastpath.BN_STATISTICS, fastpath.SCALE_SHIFT,
            fastpath.BN_INPUT_GRAD, fastpath.LEAKY_RELU, fastpath.LEAKY_RELU_GRAD, fastpath.RELU, fastpath.TANH_GRAD,
-           fastpath.SIGMOID, fastpath.SIGMOID_GRAD, fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY]
+           fastpath.SIGMOID, fastpath.SIGMOID_GRAD, fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY,
+           fastpath.IM2COL_GATHER, fastpath.COL2IM_GATHER]
 SCALARS = {"one_minus_b1", "one_minus_b2", "step_size", "eps_hat", "one_minus_alpha", "eps", "lr", "momentum", "count",
-           "unbias", "half", "inv_n", "tiny", "floor", "scale"}   # what the library passes as scalars (others: arrays)
-CTYPES = {np.dtype(np.float32): ("float", ctypes.c_float), np.dtype(np.float64): ("double", ctypes.c_double)}
+           "unbias", "half", "inv_n", "tiny", "floor", "scale", "positions", "pixels", "batch", "slots"}
+# (what the library passes as scalars; every other parameter gets an array)
+C_TYPES = {"bool": "bool", "int64": "long long"}          # and T: float or double (CTYPES)
+CTYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+SCALAR_CTYPES = {"int64": ctypes.c_longlong, np.dtype(np.float32): ctypes.c_float,
+                 np.dtype(np.float64): ctypes.c_double}
 
 
 def parameters(kernel):
-    """[(name, type, is_output)] in the order the kernel is called with: inputs, then outputs."""
-    def declared(declarations):
+    """[(name, type, is_output, is_raw)] in the order the kernel is called with: inputs, then outputs."""
+    def declared(declarations, is_output):
         out = []
         for declaration in declarations.split(","):
-            kind, name = declaration.split()
-            assert kind in ("T", "bool"), f"{kernel.name}: the host wrapper knows T and bool, got {kind}"
-            out.append((name, kind))
+            *raw, kind, name = declaration.split()
+            assert kind in ("T", "bool", "int64") and raw in ([], ["raw"]), f"{kernel.name}: {declaration}"
+            out.append((name, kind, is_output, bool(raw)))
         return out
-    return ([(name, kind, False) for name, kind in declared(kernel.in_params)]
-            + [(name, kind, True) for name, kind in declared(kernel.out_params)])
+    return declared(kernel.in_params, False) + declared(kernel.out_params, True)
 
 
 def wrapper_source(kernel, ctype, is_array, device=False):
-    """C++ (or CUDA, ``device``) that runs the kernel's body once per element, as ElementwiseKernel does."""
+    """C++ (or CUDA, ``device``) that runs the kernel's body once per element, as ElementwiseKernel does:
+    element-wise arrays bound element by element, raw arrays as pointers, scalars by value."""
     signature, bindings = ["long n"], []
-    for (name, kind, is_output), array in zip(parameters(kernel), is_array):
+    for (name, kind, is_output, raw), array in zip(parameters(kernel), is_array):
+        ctype_of = C_TYPES.get(kind, "T")
         if not array:
-            signature.append(f"{kind} {name}")
+            signature.append(f"{ctype_of} {name}")
+        elif raw:
+            signature.append(f"const {ctype_of}* {name}")
         elif is_output:
-            signature.append(f"{kind}* {name}_")
-            bindings.append(f"{kind}& {name} = {name}_[i];")
+            signature.append(f"{ctype_of}* {name}_")
+            bindings.append(f"{ctype_of}& {name} = {name}_[i];")
         else:
-            signature.append(f"const {kind}* {name}_")
-            bindings.append(f"const {kind} {name} = {name}_[i];")
+            signature.append(f"const {ctype_of}* {name}_")
+            bindings.append(f"const {ctype_of} {name} = {name}_[i];")
     loop = ("for (long i = blockIdx.x * (long)blockDim.x + threadIdx.x; i < n; i += (long)gridDim.x * blockDim.x)"
             if device else "for (long i = 0; i < n; ++i)")
     head = '#include <cmath>\n#include <algorithm>\n' + ("" if device else "using namespace std;\n")  # float overloads
@@ -74,28 +82,30 @@ class HostKernel:
         self.kernel, self.folder = kernel, folder
 
     def __call__(self, *args):
-        """Inputs broadcast against each other; outputs passed (updated in place, whatever their strides)
+        """Element-wise inputs broadcast against each other and the outputs; raw inputs are passed whole
+        (C-contiguous, indexed by the body); outputs passed are updated in place, whatever their strides,
         or, when left out, made and returned, as ElementwiseKernel does. T is the type of the T arrays."""
         params = parameters(self.kernel)
-        n_inputs = sum(not is_output for _, _, is_output in params)
+        n_inputs = sum(not is_output for _, _, is_output, _ in params)
         inputs, outputs = list(args[:n_inputs]), list(args[n_inputs:])
-        kinds = [kind for _, kind, _ in params]
-        arrays = [a for a in args if isinstance(a, np.ndarray)]
-        dtype = next(a.dtype for a, kind in zip(args, kinds) if kind == "T" and isinstance(a, np.ndarray))
-        shape = np.broadcast_shapes(*(a.shape for a in arrays))
-        for a, kind in zip(args, kinds):
+        dtype = next(a.dtype for a, (_, kind, _, _) in zip(args, params) if kind == "T" and isinstance(a, np.ndarray))
+        for a, (name, kind, _, raw) in zip(args, params):
             if isinstance(a, np.ndarray):
-                assert a.dtype == (dtype if kind == "T" else np.dtype(kind)), (kind, a.dtype)
+                assert a.dtype == (dtype if kind == "T" else np.dtype(kind)), (name, kind, a.dtype)
+                assert not raw or a.flags.c_contiguous, name
+        shape = np.broadcast_shapes(*(a.shape for a, (_, _, _, raw) in zip(args, params)
+                                      if isinstance(a, np.ndarray) and not raw))
         if not outputs:
-            outputs = [np.empty(shape, dtype if kind == "T" else np.dtype(kind)) for kind in kinds[n_inputs:]]
+            outputs = [np.empty(shape, dtype if kind == "T" else np.dtype(kind)) for _, kind, _, _ in params[n_inputs:]]
         assert len(outputs) == len(params) - n_inputs and all(o.shape == shape for o in outputs)
-        inputs = [np.ascontiguousarray(np.broadcast_to(a, shape)) if isinstance(a, np.ndarray) else a for a in inputs]
+        inputs = [np.ascontiguousarray(np.broadcast_to(a, shape)) if isinstance(a, np.ndarray) and not raw else a
+                  for a, (_, _, _, raw) in zip(inputs, params)]
         written = [np.ascontiguousarray(o) for o in outputs]          # strided outputs: through a contiguous copy
-        ctype, scalar = CTYPES[dtype]
         values = inputs + written
-        run = self._compiled(ctype, tuple(isinstance(a, np.ndarray) for a in values))
-        run(ctypes.c_long(int(np.prod(shape))), *[a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray)
-                                                 else scalar(a) for a in values])
+        run = self._compiled(CTYPES[dtype], tuple(isinstance(a, np.ndarray) for a in values))
+        run(ctypes.c_long(int(np.prod(shape))),
+            *[a.ctypes.data_as(ctypes.c_void_p) if isinstance(a, np.ndarray)
+              else SCALAR_CTYPES[kind if kind == "int64" else dtype](a) for a, (_, kind, _, _) in zip(values, params)])
         for output, result in zip(outputs, written):
             if result is not output:
                 output[...] = result
@@ -372,7 +382,7 @@ def test_fused_two_class_cross_entropy_matches_the_passes(tmp_path, monkeypatch,
 @pytest.mark.parametrize("kernel", KERNELS, ids=lambda k: k.name)
 def test_kernel_source_compiles_for_a_gpu(tmp_path, kernel, ctype):
     """The same body, wrapped as a __global__ function, is valid CUDA (nvcc to PTX; no device needed)."""
-    is_array = tuple(name not in SCALARS for name, _, _ in parameters(kernel))
+    is_array = tuple(name not in SCALARS for name, _, _, _ in parameters(kernel))
     source = tmp_path / "kernel.cu"
     source.write_text(wrapper_source(kernel, ctype, is_array, device=True))
     result = subprocess.run(["nvcc", "--ptx", "-o", str(tmp_path / "kernel.ptx"), str(source)],
@@ -531,9 +541,8 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
     """The whole GPU code path but CuPy itself, on the CPU: the benchmark's models and four more recipes
     (WGAN-GP's double backward, the conditional models, Maxout and dropout with SGD) in float64, three
     training steps with every kernel compiled for the host (behind the real ``fused``, in memory order)
-    and im2col/col2im by gather, against the same steps with the passes and the loops. float64 keeps
+    and im2col/col2im by their gather kernels, against the same steps with the passes and the loops. float64 keeps
     Adam's first steps, which normalize each gradient, from magnifying last-place differences."""
-    import sys
     from scratchgan import backend
     from scratchgan.gan.recipes import get_recipe
     from scratchgan.gan.trainer import GANTrainer
@@ -553,8 +562,7 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
 
     expected = train()
     calls = []
-    users = [m for name, m in sys.modules.items() if name.startswith("scratchgan.") and hasattr(m, "uses_fused_kernels")
-             and hasattr(m, "fused") and m is not fastpath]
+    users = fused_kernel_users()
     for module in users:
         monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
     monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
@@ -562,7 +570,8 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
     got = train()
     kernels = {"dcgan": {"scratchgan_adam", "scratchgan_batchnorm_statistics", "scratchgan_scale_shift",
                          "scratchgan_batchnorm_input_grad", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad",
-                         "scratchgan_relu", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_bce_with_logits"},
+                         "scratchgan_relu", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_bce_with_logits",
+                         "scratchgan_im2col", "scratchgan_col2im"},
                "mlp": {"scratchgan_adam", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_sigmoid_grad",
                        "scratchgan_two_class_cross_entropy"}}.get(workload)
     if kernels is not None:
@@ -570,6 +579,12 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
     assert "scratchgan_adam" in calls or "scratchgan_rmsprop" in calls or workload == "goodfellow2014"
     for key, value in expected.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+def fused_kernel_users():
+    """Every loaded scratchgan module that decides between a fused kernel and its passes."""
+    import sys
+    return [m for name, m in sys.modules.items() if name.startswith("scratchgan") and hasattr(m, "uses_fused_kernels")]
 
 
 def image_to_image_step(name):
@@ -600,8 +615,6 @@ def test_image_to_image_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypa
     """CycleGAN (InstanceNorm, ReLU, LeakyReLU, Tanh, LSGAN) and SRGAN (BatchNorm, PReLU, the feature loss,
     a LeakyReLU/BCE discriminator) take the fused kernels where they have them: two float64 steps on
     the GPU's code path leave their models as the CPU's passes do."""
-    import sys
-
     def train():
         trainer, batch, models = image_to_image_step(name)
         for _ in range(2):
@@ -610,8 +623,7 @@ def test_image_to_image_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypa
 
     expected = train()
     calls = []
-    for module in [m for n, m in sys.modules.items() if n.startswith("scratchgan.") and hasattr(m, "uses_fused_kernels")
-                   and hasattr(m, "fused") and m is not fastpath]:
+    for module in fused_kernel_users():
         monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
     monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
     monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
