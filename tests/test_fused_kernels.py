@@ -632,3 +632,62 @@ def test_image_to_image_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypa
     for model_expected, model_got in zip(expected, got):
         for key, value in model_expected.items():
             np.testing.assert_allclose(model_got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+@needs_gxx
+@pytest.mark.parametrize("channel_major", [False, True])
+def test_fused_gathers_equal_the_loops(tmp_path, monkeypatch, channel_major):
+    """fastpath.IM2COL_GATHER and COL2IM_GATHER (host-compiled) on every configuration of test_conv's
+    gather test, float32 and float64: im2col bit for bit (also into a NaN-filled buffer), col2im bit
+    for bit against the unfused gather (the same sums in the same order) and to rounding against the loops."""
+    from scratchgan.layers.conv import col2im, conv_output_size, im2col
+    from test_conv import GATHER_CONFIGS
+    checked = 0
+    for shape, k, s, p in GATHER_CONFIGS:
+        for dtype in (np.float32, np.float64):
+            kernel, stride, padding = ((v, v) if isinstance(v, int) else v for v in (k, s, p))
+            out_size = tuple(conv_output_size(*a) for a in zip(shape[2:], kernel, stride, padding))
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal(shape).astype(dtype)
+            if channel_major:
+                x = np.ascontiguousarray(x.transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+            results = {}
+            for method, fusing in (("loops", False), ("gather", False), ("gather", True)):
+                monkeypatch.setenv("SCRATCHGAN_IM2COL", method)
+                monkeypatch.setattr(fastpath, "uses_fused_kernels", lambda xp, fusing=fusing: fusing)
+                monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path))
+                cols = im2col(x, kernel, stride, out_size, padding)
+                into = im2col(x, kernel, stride, out_size, padding, out=np.full(cols.shape, np.nan, dtype))
+                dcols = np.random.default_rng(1).standard_normal(cols.shape).astype(dtype)
+                results[method, fusing] = cols, into, col2im(dcols, x.shape, kernel, stride, out_size, padding)
+            loops, gather, fused_gather = results["loops", False], results["gather", False], results["gather", True]
+            np.testing.assert_array_equal(fused_gather[0], loops[0])
+            np.testing.assert_array_equal(fused_gather[1], loops[0])
+            assert fused_gather[2].shape == x.shape and fused_gather[2].dtype == dtype
+            np.testing.assert_array_equal(fused_gather[2], gather[2])
+            tolerance = 1e-5 if dtype == np.float32 else 1e-13
+            np.testing.assert_allclose(fused_gather[2], loops[2], rtol=tolerance, atol=tolerance)
+            checked += 1
+    assert checked == 2 * len(GATHER_CONFIGS)
+
+
+@pytest.mark.gpu
+def test_gpu_fused_gathers_match_the_unfused(cupy, monkeypatch):
+    """On the GPU the real gather kernels against SCRATCHGAN_FUSED=off (gathers by take), every
+    configuration of test_conv's gather test, channel-major inputs: im2col exactly, col2im to rounding."""
+    from scratchgan.layers.conv import col2im, conv_output_size, im2col
+    from test_conv import GATHER_CONFIGS
+    monkeypatch.delenv("SCRATCHGAN_IM2COL", raising=False)
+    for shape, k, s, p in GATHER_CONFIGS:
+        kernel, stride, padding = ((v, v) if isinstance(v, int) else v for v in (k, s, p))
+        out_size = tuple(conv_output_size(*a) for a in zip(shape[2:], kernel, stride, padding))
+        x = cupy.asarray(np.ascontiguousarray(np.random.default_rng(0).standard_normal(shape).transpose(1, 2, 3, 0)))
+        x = x.transpose(3, 0, 1, 2)
+        results = {}
+        for mode in ("auto", "off"):
+            monkeypatch.setenv("SCRATCHGAN_FUSED", mode)
+            cols = im2col(x, kernel, stride, out_size, padding)
+            dcols = cupy.asarray(np.random.default_rng(1).standard_normal(cols.shape))
+            results[mode] = cupy.asnumpy(cols), cupy.asnumpy(col2im(dcols, x.shape, kernel, stride, out_size, padding))
+        np.testing.assert_array_equal(results["auto"][0], results["off"][0])
+        np.testing.assert_allclose(results["auto"][1], results["off"][1], rtol=1e-12, atol=1e-12)
