@@ -5,6 +5,7 @@ import signal
 import sys
 import warnings
 
+from . import fastpath
 from .backend import DEVICES
 
 
@@ -388,7 +389,16 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    return run_command(f"scratchgan {args.command}", args.func, args)
+    return run_command(f"scratchgan {args.command}", _checked_environment(args.func), args)
+
+
+def _checked_environment(command):
+    """``command``, after checking the SCRATCHGAN_IM2COL and SCRATCHGAN_FUSED switches (fastpath.py), so a
+    misspelt value stops the command before it creates or loads anything, not at the first training step."""
+    def checked(*args):
+        fastpath.check_switches()
+        return command(*args)
+    return checked
 
 
 def run_command(prog, command, *args):

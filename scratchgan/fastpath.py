@@ -327,6 +327,13 @@ COL2IM_GATHER = ElementwiseKernelSource(
     " image = sum;")
 
 
+def check_switches():
+    """Raise ValueError for a value of SCRATCHGAN_IM2COL or SCRATCHGAN_FUSED that is not one of theirs (the
+    commands check before they start; the library checks again where it reads them)."""
+    uses_gather(np)
+    uses_fused_kernels(np)
+
+
 def uses_fused_kernels(xp):
     """Whether the optimizers, BatchNorm, the activations, the GAN losses and the gathers run their
     fused kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where
@@ -347,8 +354,25 @@ def fused(kernel):
     compiled kernel (``compiled``) over the arguments in their memory order (``in_memory_order``)."""
     def launch(*args):
         args, restore = in_memory_order(args)
-        return restore(compiled(kernel)(*args))
+        try:
+            return restore(compiled(kernel)(*args))
+        except _compile_errors() as error:
+            raise FusedKernelError(f"the GPU kernel {kernel.name} did not compile ({error}); SCRATCHGAN_FUSED=off "
+                                   "runs the same step with NumPy-style passes instead") from error
     return launch
+
+
+class FusedKernelError(RuntimeError):
+    """A fused kernel that CuPy could not compile (an unusual CUDA toolkit or GPU)."""
+
+
+def _compile_errors():
+    """CuPy's exception for a kernel that does not compile (none where CuPy is absent)."""
+    try:
+        from cupy.cuda.compiler import CompileException
+    except ImportError:
+        return ()
+    return (CompileException,)
 
 
 def compiled(kernel):

@@ -498,3 +498,19 @@ def test_a_training_process_stopped_by_a_signal_saves_and_says_how_to_resume(tmp
     assert "Traceback" not in err and f"--resume --out {out}" in err and "is intact" in err
     meta = Checkpoint(out / "checkpoint.npz").meta
     assert meta["trainer"]["d_steps"] > 0 and not list(out.glob(".*.part"))
+
+
+@pytest.mark.parametrize("switch,value,expected", [
+    ("SCRATCHGAN_FUSED", "on", "SCRATCHGAN_FUSED must be one of auto, off, got 'on'"),
+    ("SCRATCHGAN_IM2COL", "fast", "SCRATCHGAN_IM2COL must be one of auto, loops, gather, got 'fast'"),
+])
+def test_a_misspelt_switch_stops_every_command_before_it_starts(capsys, monkeypatch, tmp_path, switch, value,
+                                                                expected):
+    """The speed switches (fastpath.py) are read deep inside a training step; the commands check them first,
+    so a typo costs nothing and leaves no empty run folder behind."""
+    monkeypatch.setenv(switch, value)
+    assert_clean_error(cli(capsys, "train", "mlp", "--g-steps", 1, "--out", tmp_path / "run"), expected)
+    assert not (tmp_path / "run").exists()
+    assert_clean_error(cli(capsys, "bench", "--workload", "mlp", "--steps", 1, "--warmup", 0), expected)
+    monkeypatch.setenv(switch, "auto")
+    assert cli(capsys, "gradcheck", "--only", "Tanh")[0] == 0

@@ -691,3 +691,20 @@ def test_gpu_fused_gathers_match_the_unfused(cupy, monkeypatch):
             results[mode] = cupy.asnumpy(cols), cupy.asnumpy(col2im(dcols, x.shape, kernel, stride, out_size, padding))
         np.testing.assert_array_equal(results["auto"][0], results["off"][0])
         np.testing.assert_allclose(results["auto"][1], results["off"][1], rtol=1e-12, atol=1e-12)
+
+
+def test_a_kernel_that_does_not_compile_says_how_to_go_on(monkeypatch):
+    class CompileError(Exception):
+        pass
+
+    def compiled(kernel):
+        def run(*args):
+            raise CompileError("error: identifier 'max' is undefined")
+        return run
+    monkeypatch.setattr(fastpath, "_compile_errors", lambda: (CompileError,))
+    monkeypatch.setattr(fastpath, "compiled", compiled)
+    with pytest.raises(fastpath.FusedKernelError, match="scratchgan_sigmoid did not compile .*'max' is undefined.*"
+                                                         "SCRATCHGAN_FUSED=off"):
+        fastpath.fused(fastpath.SIGMOID)(np.zeros(3))
+    from scratchgan.cli import is_expected_error
+    assert is_expected_error(fastpath.FusedKernelError("x"))      # one line from the commands, not a traceback
