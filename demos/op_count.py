@@ -25,6 +25,7 @@ import numpy as np
 
 COUNTS = collections.Counter()        # (place, operation) -> count
 _counting = [False]
+_cupy_layouts = [False]               # ufuncs make C-ordered outputs, as CuPy's do (the GPU paths)
 FREE = ("empty", "empty_like")        # new arrays that launch nothing (CuPy allocates from its pool)
 CREATION = ("empty", "empty_like", "zeros", "zeros_like", "ones", "ones_like", "full", "full_like", "asarray",
             "array", "ascontiguousarray")
@@ -71,7 +72,10 @@ class CountedArray(np.ndarray):
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         count(f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__)
-        return counted(getattr(ufunc, method)(*plain(inputs), **plain(kwargs)))
+        result = getattr(ufunc, method)(*plain(inputs), **plain(kwargs))
+        if _cupy_layouts[0] and method == "__call__" and kwargs.get("out") is None:
+            result = np.ascontiguousarray(result)      # CuPy makes a ufunc's new output C-ordered (NumPy: K)
+        return counted(result)
 
     def __array_function__(self, func, types, args, kwargs):
         count(func.__name__)
@@ -145,7 +149,7 @@ def the_gpus_choices(fused_kernels=True):
              if name.startswith("scratchgan.") and hasattr(module, "uses_fused_kernels")]
     saved = [(m, m.uses_fused_kernels) for m in users]
     from scratchgan import fastpath
-    saved_compiled = fastpath.compiled
+    saved_compiled = getattr(fastpath, "compiled", None)      # None: a version without fused kernels
 
     def compiled(kernel):
         def launch(*args):
@@ -169,7 +173,8 @@ def the_gpus_choices(fused_kernels=True):
             os.environ.pop("SCRATCHGAN_IM2COL")
         else:
             os.environ["SCRATCHGAN_IM2COL"] = saved_method
-        fastpath.compiled = saved_compiled
+        if saved_compiled is not None:
+            fastpath.compiled = saved_compiled
         for module, uses in saved:
             module.uses_fused_kernels = uses
 
@@ -242,14 +247,15 @@ def operations_per_step(workload, batch=8, path="gpu"):
     count_arrays_in(trainer.G)
     count_arrays_in(trainer.D)
     choices = _nothing() if path == "cpu" else the_gpus_choices(fused_kernels=path == "gpu")
-    with counted_creation(), choices:
-        for _ in range(2):
+    _cupy_layouts[0] = path != "cpu"
+    try:
+        with counted_creation(), choices:
+            for _ in range(2):
+                trainer.train_step(real)
+            _counting[0] = True
             trainer.train_step(real)
-        _counting[0] = True
-        try:
-            trainer.train_step(real)
-        finally:
-            _counting[0] = False
+    finally:
+        _counting[0] = _cupy_layouts[0] = False
     return collections.Counter(COUNTS)
 
 

@@ -14,7 +14,7 @@ is *how*, never *what*: the same sums, in a faster orientation or memory. The la
   gather each (a few kernels in all) instead of a loop of strided copies per kernel position:
   the GPU's way (``uses_gather``), where every copy is a kernel launch issued from Python;
 - ``ADAM_UPDATE``, ``RMSPROP_UPDATE``, ``BN_STATISTICS``, ``SCALE_SHIFT``, ``BN_INPUT_GRAD``,
-  ``LEAKY_RELU``, ``LEAKY_RELU_GRAD``, ``RELU``, ``TANH_GRAD``, ``SIGMOID``, ``SIGMOID_GRAD``,
+  ``LEAKY_RELU``, ``LEAKY_RELU_GRAD``, ``RELU``, ``RELU_GRAD``, ``TANH``, ``TANH_GRAD``, ``SIGMOID``, ``SIGMOID_GRAD``,
   ``BCE_WITH_LOGITS``, ``TWO_CLASS_CROSS_ENTROPY``, ``IM2COL_GATHER``, ``COL2IM_GATHER`` and
   ``fused(kernel)``: the optimizers' in-place passes, BatchNorm's element-wise work, the
   activations' passes, the GAN losses and the two gathers as CuPy element-wise kernels
@@ -263,11 +263,15 @@ LEAKY_RELU_GRAD = ElementwiseKernelSource("scratchgan_leaky_relu_grad",
                                           "bool positive, T dy, T one_minus_alpha, T alpha", "T dx",
                                           "dx = (positive * one_minus_alpha + alpha) * dy;")
 
-# layers/activations.py's ReLU: y = max(x, 0) and its mask [x > 0] in one pass; Tanh's and Sigmoid's backward
-# from their outputs, dx = dy (1 - y^2) and dx = dy y (1 - y), in one pass each instead of three.
+# layers/activations.py's ReLU: y = max(x, 0) and its mask [x > 0] in one pass, and its backward; tanh; Tanh's and
+# Sigmoid's backward from their outputs, dx = dy (1 - y^2) and dx = dy y (1 - y), in one pass each instead of
+# three. ReLU's backward and tanh are single passes already: as kernels they keep the input's memory layout
+# (a CuPy ufunc makes a C-ordered output, so a channel-major activation would be copied back later).
 RELU = ElementwiseKernelSource("scratchgan_relu", "T x", "T y, bool positive",
                                "y = (x < 0 ? (T)0 : x);"
                                " positive = x > 0;")
+RELU_GRAD = ElementwiseKernelSource("scratchgan_relu_grad", "bool positive, T dy", "T dx", "dx = dy * positive;")
+TANH = ElementwiseKernelSource("scratchgan_tanh", "T x", "T y", "y = tanh(x);")
 TANH_GRAD = ElementwiseKernelSource("scratchgan_tanh_grad", "T dy, T y", "T dx", "dx = dy * (1 - y * y);")
 SIGMOID_GRAD = ElementwiseKernelSource("scratchgan_sigmoid_grad", "T dy, T y", "T dx", "dx = dy * y * (1 - y);")
 

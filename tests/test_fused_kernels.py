@@ -27,7 +27,8 @@ from scratchgan import optim as optim_module
 from scratchgan.layers import norm as norm_module
 
 KERNELS = [fastpath.ADAM_UPDATE, fastpath.RMSPROP_UPDATE, fastpath.BN_STATISTICS, fastpath.SCALE_SHIFT,
-           fastpath.BN_INPUT_GRAD, fastpath.LEAKY_RELU, fastpath.LEAKY_RELU_GRAD, fastpath.RELU, fastpath.TANH_GRAD,
+           fastpath.BN_INPUT_GRAD, fastpath.LEAKY_RELU, fastpath.LEAKY_RELU_GRAD, fastpath.RELU, fastpath.RELU_GRAD,
+           fastpath.TANH, fastpath.TANH_GRAD,
            fastpath.SIGMOID, fastpath.SIGMOID_GRAD, fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY,
            fastpath.IM2COL_GATHER, fastpath.COL2IM_GATHER]
 SCALARS = {"one_minus_b1", "one_minus_b2", "step_size", "eps_hat", "one_minus_alpha", "eps", "lr", "momentum", "count",
@@ -306,9 +307,9 @@ def test_fused_leaky_relu_matches_the_passes_bit_for_bit(tmp_path, monkeypatch, 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ["ReLU", "Tanh", "Sigmoid"])
 def test_fused_activation_layers_match_the_passes(tmp_path, monkeypatch, name, dtype):
-    """ReLU's forward (output and mask, one kernel), Tanh's and Sigmoid's backward from their output:
-    the same bits (Sigmoid: a few ulps, its forward calls exp) and the same memory layout, on a
-    channel-major input as the convolutions make."""
+    """ReLU's forward (output and mask, one kernel) and backward, Tanh's and Sigmoid's forward and backward
+    from their output: the same bits (Tanh and Sigmoid: a few ulps, their forwards call tanh and exp) and
+    the same memory layout, on a channel-major input as the convolutions make."""
     from scratchgan.layers import activations
     rng = np.random.default_rng(0)
     x = np.ascontiguousarray(rng.standard_normal((3, 4, 5, 2)).astype(dtype) * 3).transpose(3, 0, 1, 2)
@@ -322,11 +323,12 @@ def test_fused_activation_layers_match_the_passes(tmp_path, monkeypatch, name, d
         return y, cache, layer.backward(dy)
 
     expected, got, calls = unfused_and_fused(monkeypatch, tmp_path, activations, run)
-    assert calls == {"ReLU": ["scratchgan_relu"], "Tanh": ["scratchgan_tanh_grad"],
+    assert calls == {"ReLU": ["scratchgan_relu", "scratchgan_relu_grad"],
+                     "Tanh": ["scratchgan_tanh", "scratchgan_tanh_grad"],
                      "Sigmoid": ["scratchgan_sigmoid", "scratchgan_sigmoid_grad"]}[name]
     for what, a, b in zip(["y", "cache", "dx"], expected, got):
         assert a.dtype == b.dtype and a.shape == b.shape and a.strides == b.strides, what
-        if name == "Sigmoid":
+        if name != "ReLU":
             assert_within_ulps(b, a)
         else:
             np.testing.assert_array_equal(b, a, err_msg=what)
@@ -570,9 +572,11 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
     got = train()
     kernels = {"dcgan": {"scratchgan_adam", "scratchgan_batchnorm_statistics", "scratchgan_scale_shift",
                          "scratchgan_batchnorm_input_grad", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad",
-                         "scratchgan_relu", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_bce_with_logits",
+                         "scratchgan_relu", "scratchgan_relu_grad", "scratchgan_tanh", "scratchgan_tanh_grad",
+                         "scratchgan_sigmoid", "scratchgan_bce_with_logits",
                          "scratchgan_im2col", "scratchgan_col2im"},
-               "mlp": {"scratchgan_adam", "scratchgan_tanh_grad", "scratchgan_sigmoid", "scratchgan_sigmoid_grad",
+               "mlp": {"scratchgan_adam", "scratchgan_tanh", "scratchgan_tanh_grad", "scratchgan_sigmoid",
+                       "scratchgan_sigmoid_grad",
                        "scratchgan_two_class_cross_entropy"}}.get(workload)
     if kernels is not None:
         assert set(calls) == kernels

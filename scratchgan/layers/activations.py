@@ -5,8 +5,8 @@ on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the
 matching layer.
 """
 from .. import backend
-from ..fastpath import (LEAKY_RELU, LEAKY_RELU_GRAD, RELU, SIGMOID, SIGMOID_GRAD, TANH_GRAD, fused,
-                        uses_fused_kernels)
+from ..fastpath import (LEAKY_RELU, LEAKY_RELU_GRAD, RELU, RELU_GRAD, SIGMOID, SIGMOID_GRAD, TANH, TANH_GRAD,
+                        fused, uses_fused_kernels)
 from .base import Layer, as_count
 
 
@@ -23,7 +23,12 @@ def leakyrelu(x, alpha=0.2):
 
 
 def tanh(x):
-    return backend.get_xp(x).tanh(x)
+    xp = backend.get_xp(x)
+    if uses_fused_kernels(xp):                          # the GPU: a kernel that keeps x's memory layout
+        y = xp.empty_like(x)
+        fused(TANH)(x, y)
+        return y
+    return xp.tanh(x)
 
 
 def sigmoid(x):
@@ -44,6 +49,13 @@ def sigmoid(x):
     y = xp.maximum(e, x >= 0)           # 1 where x >= 0, e elsewhere
     e += 1
     return xp.divide(y, e, out=y)
+
+
+def _with_mask(kernel, positive, dy):
+    """The GPU's one-kernel backward of an activation from its mask, into an array in the mask's (x's) layout."""
+    dx = backend.get_xp(dy).empty_like(positive, dtype=dy.dtype)
+    fused(kernel)(positive, dy, dx)
+    return dx
 
 
 def _from_output(kernel, dy, y):
@@ -72,7 +84,7 @@ class ReLU(Layer):
         return relu(x), x > 0
 
     def _backward(self, dy, positive):
-        return dy * positive
+        return _with_mask(RELU_GRAD, positive, dy) if uses_fused_kernels(backend.get_xp(dy)) else dy * positive
 
     def _double_backward(self, ddx, positive, dy):
         return ddx * positive, None
