@@ -52,7 +52,7 @@ done
 # im2col/col2im gather by index on the GPU (fastpath.uses_gather); the same step with the CPU's loops
 step "bench-strict-loops" env SCRATCHGAN_IM2COL=loops "$py" -m scratchgan.cli bench --device "$device" \
     --workload dcgan --precision strict --compare-torch "$py" --rounds 2 --json "${quick[@]}"
-# the optimizers' fused kernels on the GPU (fastpath.uses_fused_kernels); the same step with their NumPy-style passes
+# the optimizers' fused kernels on the GPU (gpu_kernels.uses_fused_kernels); the same step with their NumPy-style passes
 step "bench-strict-unfused" env SCRATCHGAN_FUSED=off "$py" -m scratchgan.cli bench --device "$device" \
     --workload all --precision strict --compare-torch "$py" --rounds 2 --json "${quick[@]}"
 grep -h '^{' "$log" > "$out/bench.jsonl"

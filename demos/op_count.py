@@ -148,8 +148,11 @@ def the_gpus_choices(fused_kernels=True):
     users = [module for name, module in sys.modules.items()
              if name.startswith("scratchgan.") and hasattr(module, "uses_fused_kernels")]
     saved = [(m, m.uses_fused_kernels) for m in users]
-    from scratchgan import fastpath
-    saved_compiled = getattr(fastpath, "compiled", None)      # None: a version without fused kernels
+    try:
+        from scratchgan import gpu_kernels
+    except ImportError:                                      # a version without fused kernels
+        gpu_kernels = None
+    saved_compiled = getattr(gpu_kernels, "compiled", None)
 
     def compiled(kernel):
         def launch(*args):
@@ -163,7 +166,7 @@ def the_gpus_choices(fused_kernels=True):
         return launch
 
     if fused_kernels:
-        fastpath.compiled = compiled
+        gpu_kernels.compiled = compiled
         for module in users:
             module.uses_fused_kernels = lambda xp: True
     try:
@@ -174,20 +177,20 @@ def the_gpus_choices(fused_kernels=True):
         else:
             os.environ["SCRATCHGAN_IM2COL"] = saved_method
         if saved_compiled is not None:
-            fastpath.compiled = saved_compiled
+            gpu_kernels.compiled = saved_compiled
         for module, uses in saved:
             module.uses_fused_kernels = uses
 
 
 def im2col_stand_in(image, pixel, positions, pixels, batch, cols):
-    """fastpath.IM2COL_GATHER on NumPy: pixel[k] of each channel and sample, 0 where pixel[k] is -1."""
+    """gpu_kernels.IM2COL_GATHER on NumPy: pixel[k] of each channel and sample, 0 where pixel[k] is -1."""
     channels = image.shape[0]
     flat = np.concatenate([image.reshape(channels, pixels, batch), np.zeros((channels, 1, batch), image.dtype)], 1)
     cols[...] = np.take(flat, np.where(pixel < 0, pixels, pixel), axis=1)
 
 
 def col2im_stand_in(cols, sources, weight, slots, positions, pixels, batch, image):
-    """fastpath.COL2IM_GATHER on NumPy: each pixel's weighted sources, summed in slot order."""
+    """gpu_kernels.COL2IM_GATHER on NumPy: each pixel's weighted sources, summed in slot order."""
     gathered = np.take(cols.reshape(-1, positions, batch), sources, axis=1)       # (C, pixels, slots, N)
     image[...] = (gathered * weight.reshape(1, pixels, slots, 1)).sum(axis=2)
 

@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from . import backend
-from .fastpath import uses_fused_kernels, uses_gather
+from .fastpath import uses_gather
+from .gpu_kernels import uses_fused_kernels
 
 SPEC_BATCH = {"mlp": 200, "dcgan": 128}
 SPEC_GFLOP = {"mlp": 1.9, "dcgan": 36.0}   # per step at the SPEC batch (docs/performance.md)
@@ -131,7 +132,7 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
         "spec_conditions": batch == SPEC_BATCH[workload] and steps >= SPEC_STEPS and warmup >= SPEC_WARMUP,
         "dtype": "float32", "precision": precision,
         "im2col": "gather" if uses_gather(xp) else "loops",   # fastpath.uses_gather: SCRATCHGAN_IM2COL
-        "fused_kernels": uses_fused_kernels(xp),               # fastpath.uses_fused_kernels: SCRATCHGAN_FUSED
+        "fused_kernels": uses_fused_kernels(xp),               # gpu_kernels.uses_fused_kernels: SCRATCHGAN_FUSED
     }
 
 

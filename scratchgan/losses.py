@@ -7,7 +7,7 @@ of class indices, which reads one boolean back).
 import numpy as np
 
 from . import backend
-from .fastpath import BCE_WITH_LOGITS, TWO_CLASS_CROSS_ENTROPY, fused, uses_fused_kernels
+from .gpu_kernels import BCE_WITH_LOGITS, TWO_CLASS_CROSS_ENTROPY, fused, uses_fused_kernels
 
 
 def _prepare(name, pred, target):
@@ -54,7 +54,7 @@ def two_class_cross_entropy(probs, target):
     smallest normal number). Through the softmax backward, dz = p * (dp - <dp, p>), this
     becomes dz0 = p0 - t, dz1 = t - p0 (over n): bounded however confident the softmax is.
     Using p1 instead of 1 - p0 matters in float32, where 1 - p0 rounds to 0 long before p1 does.
-    (On the GPU the element-wise part is one kernel, fastpath.TWO_CLASS_CROSS_ENTROPY.)
+    (On the GPU the element-wise part is one kernel, gpu_kernels.TWO_CLASS_CROSS_ENTROPY.)
     """
     if probs.ndim != 2 or probs.shape[1] != 2:
         raise ValueError(f"two_class_cross_entropy: expected probabilities of shape (N, 2), "
@@ -86,7 +86,7 @@ def bce_with_logits(logits, target):
         -[t log p + (1 - t) log(1 - p)] = softplus(z) - t z        (since log p = z - softplus(z))
 
     Gradient: d/dz = sigmoid(z) - t, divided by n for the mean. (On the GPU the element-wise
-    part is one kernel, fastpath.BCE_WITH_LOGITS.)
+    part is one kernel, gpu_kernels.BCE_WITH_LOGITS.)
     """
     xp, t = _prepare("bce_with_logits", logits, target)
     half, inv_n = logits.dtype.type(0.5), logits.dtype.type(1 / logits.size)

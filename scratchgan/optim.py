@@ -8,7 +8,8 @@ freezing a network means not stepping its optimizer.
 import numpy as np
 
 from . import backend
-from .fastpath import ADAM_UPDATE, RMSPROP_UPDATE, fused, reuse_buffer, uses_fused_kernels
+from .fastpath import reuse_buffer
+from .gpu_kernels import ADAM_UPDATE, RMSPROP_UPDATE, fused, uses_fused_kernels
 
 
 class Optimizer:
@@ -121,7 +122,7 @@ class Adam(Optimizer):
 
 def _adam_in_place(param, grad, m, v, work, one_minus_b1, one_minus_b2, step_size, eps_hat):
     """Adam's update of ``param``, ``m`` and ``v`` in place; ``work``: a scratch array of their shape.
-    (On the GPU ``fastpath.ADAM_UPDATE`` does the same in one kernel.)"""
+    (On the GPU ``gpu_kernels.ADAM_UPDATE`` does the same in one kernel.)"""
     xp = backend.get_xp(param)
     # m <- b1 m + (1 - b1) g, as m += (1 - b1)(g - m)
     xp.subtract(grad, m, out=work)

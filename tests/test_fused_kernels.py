@@ -1,11 +1,11 @@
-"""The fused CuPy kernels of fastpath.py (one launch per parameter for Adam and RMSprop, three for a
+"""The fused CuPy kernels of gpu_kernels.py (one launch per parameter for Adam and RMSprop, three for a
 BatchNorm's training forward and backward, one for LeakyReLU's forward, its backward, the sigmoid and
 each GAN loss) against the NumPy passes they replace.
 
 No GPU is needed for the main check: the kernels' own source text (``ElementwiseKernelSource.body``)
 is compiled for the CPU with the host's C++ compiler, wrapped the way CuPy's ElementwiseKernel wraps
 it (inputs by value, outputs by reference, one loop iteration per element), and put in place of
-``fastpath.compiled``, behind the real ``fastpath.fused`` (which runs it over the arrays in memory
+``gpu_kernels.compiled``, behind the real ``gpu_kernels.fused`` (which runs it over the arrays in memory
 order). The optimizers, BatchNorm, LeakyReLU, the sigmoid and the losses then take their fused
 branches on NumPy arrays, and must agree with their NumPy passes bit for bit: the same operations in
 the same order, with ``-ffp-contract=off`` so the compiler rounds every step as NumPy does (to a few
@@ -22,15 +22,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from scratchgan import Adam, BatchNorm, Chain, Dense, RMSprop, fastpath
+from scratchgan import Adam, BatchNorm, Chain, Dense, RMSprop, fastpath, gpu_kernels
 from scratchgan import optim as optim_module
 from scratchgan.layers import norm as norm_module
 
-KERNELS = [fastpath.ADAM_UPDATE, fastpath.RMSPROP_UPDATE, fastpath.BN_STATISTICS, fastpath.SCALE_SHIFT,
-           fastpath.BN_INPUT_GRAD, fastpath.LEAKY_RELU, fastpath.LEAKY_RELU_GRAD, fastpath.RELU, fastpath.RELU_GRAD,
-           fastpath.TANH, fastpath.TANH_GRAD,
-           fastpath.SIGMOID, fastpath.SIGMOID_GRAD, fastpath.BCE_WITH_LOGITS, fastpath.TWO_CLASS_CROSS_ENTROPY,
-           fastpath.IM2COL_GATHER, fastpath.COL2IM_GATHER]
+KERNELS = [gpu_kernels.ADAM_UPDATE, gpu_kernels.RMSPROP_UPDATE, gpu_kernels.BN_STATISTICS, gpu_kernels.SCALE_SHIFT,
+           gpu_kernels.BN_INPUT_GRAD, gpu_kernels.LEAKY_RELU, gpu_kernels.LEAKY_RELU_GRAD, gpu_kernels.RELU, gpu_kernels.RELU_GRAD,
+           gpu_kernels.TANH, gpu_kernels.TANH_GRAD,
+           gpu_kernels.SIGMOID, gpu_kernels.SIGMOID_GRAD, gpu_kernels.BCE_WITH_LOGITS, gpu_kernels.TWO_CLASS_CROSS_ENTROPY,
+           gpu_kernels.IM2COL_GATHER, gpu_kernels.COL2IM_GATHER]
 SCALARS = {"one_minus_b1", "one_minus_b2", "step_size", "eps_hat", "one_minus_alpha", "eps", "lr", "momentum", "count",
            "unbias", "half", "inv_n", "tiny", "floor", "scale", "positions", "pixels", "batch", "slots"}
 # (what the library passes as scalars; every other parameter gets an array)
@@ -164,7 +164,7 @@ def test_fused_update_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypatch
     host = {kernel: HostKernel(kernel, tmp_path) for kernel in KERNELS}
     calls = []
     monkeypatch.setattr(optim_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", lambda kernel: calls.append(kernel.name) or host[kernel])
+    monkeypatch.setattr(gpu_kernels, "compiled", lambda kernel: calls.append(kernel.name) or host[kernel])
     take_steps(fused_model, fusing, dtype)
 
     assert calls and len(calls) == 4 * len(list(fused_model.named_parameters()))   # every parameter, every step
@@ -177,12 +177,12 @@ def test_fused_update_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypatch
 @needs_gxx
 def test_a_wrong_body_would_be_caught(tmp_path, monkeypatch):
     """The check above can fail: a body with the bias correction's step size applied twice differs."""
-    wrong = fastpath.ADAM_UPDATE._replace(name="wrong_adam", body=fastpath.ADAM_UPDATE.body.replace(
+    wrong = gpu_kernels.ADAM_UPDATE._replace(name="wrong_adam", body=gpu_kernels.ADAM_UPDATE.body.replace(
         "* step_size;", "* step_size * step_size;"))
     plain_model, fused_model = make_model(np.float64), make_model(np.float64)
     take_steps(plain_model, Adam(plain_model, lr=2e-3), np.float64)
     monkeypatch.setattr(optim_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", lambda kernel: HostKernel(wrong, tmp_path))
+    monkeypatch.setattr(gpu_kernels, "compiled", lambda kernel: HostKernel(wrong, tmp_path))
     take_steps(fused_model, Adam(fused_model, lr=2e-3), np.float64)
     differs = [not np.array_equal(p, q) for p, q in zip(plain_model.state_dict().values(),
                                                         fused_model.state_dict().values())]
@@ -190,7 +190,7 @@ def test_a_wrong_body_would_be_caught(tmp_path, monkeypatch):
 
 
 def host_compiled(folder, calls=None):
-    """A stand-in for fastpath.compiled: each kernel's body compiled for the CPU (``calls`` records the names)."""
+    """A stand-in for gpu_kernels.compiled: each kernel's body compiled for the CPU (``calls`` records the names)."""
     host = {kernel: HostKernel(kernel, folder) for kernel in KERNELS}
 
     def compiled(kernel):
@@ -228,7 +228,7 @@ def test_fused_batchnorm_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypa
     expected = [batchnorm_pass(plain, x, dy), batchnorm_pass(plain, x * 2, dy)]
     calls = []
     monkeypatch.setattr(norm_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
     got = [batchnorm_pass(fusing, x, dy), batchnorm_pass(fusing, x * 2, dy)]
     assert calls == ["scratchgan_batchnorm_statistics", "scratchgan_scale_shift", "scratchgan_batchnorm_input_grad"] * 2
     names = ["y", "dx", "dgamma", "dbeta", *plain.buffers]
@@ -243,7 +243,7 @@ def test_fused_batchnorm_in_eval_mode_keeps_the_passes(tmp_path, monkeypatch):
     layer = BatchNorm(3)
     calls = []
     monkeypatch.setattr(norm_module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
     x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
     layer.forward(x, train=False, keep_cache=True)
     layer.backward(np.ones_like(x))
@@ -263,7 +263,7 @@ def unfused_and_fused(monkeypatch, tmp_path, module, compute):
     expected = compute()
     calls = []
     monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
     got = compute()
     monkeypatch.undo()
     assert calls, "the fused branch was not taken"
@@ -295,7 +295,7 @@ def test_fused_leaky_relu_matches_the_passes_bit_for_bit(tmp_path, monkeypatch, 
     expected = run()
     calls = []
     monkeypatch.setattr(activations, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
     got = run()
     assert calls == ([] if alpha > 1 else ["scratchgan_leaky_relu"]) + ["scratchgan_leaky_relu_grad"]
     for name, a, b in zip(["y", "mask", "dx"], expected, got):
@@ -411,7 +411,7 @@ def test_fused_kernels_pass_a_nan_on_as_the_passes_do(tmp_path, monkeypatch):
     expected = compute()
     for module in (activations, losses):
         monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path))
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path))
     got = compute()
     for a, b in zip(expected, got):
         np.testing.assert_array_equal(np.isnan(b), np.isnan(a))
@@ -438,29 +438,29 @@ def test_fused_kernels_run_over_arrays_in_memory_order(monkeypatch):
                 return x * 2
             y[...] = x * 2
         return run
-    monkeypatch.setattr(fastpath, "compiled", compiled)
+    monkeypatch.setattr(gpu_kernels, "compiled", compiled)
     x = np.ascontiguousarray(np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5, 2)).transpose(3, 0, 1, 2)
     y = np.empty_like(x)                                                # the same layout as x
-    assert fastpath.fused(fastpath.SIGMOID)(x, y) is None
+    assert gpu_kernels.fused(gpu_kernels.SIGMOID)(x, y) is None
     np.testing.assert_array_equal(y, x * 2)
-    made = fastpath.fused(fastpath.SIGMOID)(x)
+    made = gpu_kernels.fused(gpu_kernels.SIGMOID)(x)
     np.testing.assert_array_equal(made, x * 2)                          # the logical shape, permuted back
     c_order = np.ones((2, 3), np.float32)
-    fastpath.fused(fastpath.SIGMOID)(c_order, np.empty_like(c_order))
+    gpu_kernels.fused(gpu_kernels.SIGMOID)(c_order, np.empty_like(c_order))
     assert seen == [[((3, 4, 5, 2), True)] * 2, [((3, 4, 5, 2), True)], [((2, 3), True)] * 2]
     column = np.ones((3, 1, 1), np.float32)
-    args, restore = fastpath.in_memory_order([x, column, 1.5])        # shapes differ: nothing moves
+    args, restore = gpu_kernels.in_memory_order([x, column, 1.5])        # shapes differ: nothing moves
     assert args[0] is x and args[1] is column and restore(x) is x
 
 
 def test_fused_mode_is_checked(monkeypatch):
     monkeypatch.setenv("SCRATCHGAN_FUSED", "on")
     with pytest.raises(ValueError, match="SCRATCHGAN_FUSED must be one of auto, off, got 'on'"):
-        fastpath.uses_fused_kernels(np)
+        gpu_kernels.uses_fused_kernels(np)
     monkeypatch.setenv("SCRATCHGAN_FUSED", "off")
-    assert not fastpath.uses_fused_kernels(np)
+    assert not gpu_kernels.uses_fused_kernels(np)
     monkeypatch.delenv("SCRATCHGAN_FUSED")
-    assert not fastpath.uses_fused_kernels(np)        # NumPy has no fused kernels: never on the CPU
+    assert not gpu_kernels.uses_fused_kernels(np)        # NumPy has no fused kernels: never on the CPU
 
 
 @pytest.mark.gpu
@@ -478,7 +478,7 @@ def test_gpu_fused_update_matches_the_passes(cupy, monkeypatch, name, dtype):
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     for key, value in models["off"].items():
         np.testing.assert_allclose(models["auto"][key], value, rtol=tolerance, atol=tolerance, err_msg=key)
-    assert fastpath.fused(fastpath.ADAM_UPDATE) is fastpath.fused(fastpath.ADAM_UPDATE)    # compiled once, kept
+    assert gpu_kernels.fused(gpu_kernels.ADAM_UPDATE) is gpu_kernels.fused(gpu_kernels.ADAM_UPDATE)    # compiled once, kept
 
 
 def take_steps_gpu(model, opt, dtype, cupy, steps=4):
@@ -567,7 +567,7 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
     users = fused_kernel_users()
     for module in users:
         monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
     monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
     got = train()
     kernels = {"dcgan": {"scratchgan_adam", "scratchgan_batchnorm_statistics", "scratchgan_scale_shift",
@@ -629,7 +629,7 @@ def test_image_to_image_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypa
     calls = []
     for module in fused_kernel_users():
         monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path, calls))
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
     monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
     got = train()
     assert {"scratchgan_adam", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad"} <= set(calls)
@@ -641,7 +641,7 @@ def test_image_to_image_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypa
 @needs_gxx
 @pytest.mark.parametrize("channel_major", [False, True])
 def test_fused_gathers_equal_the_loops(tmp_path, monkeypatch, channel_major):
-    """fastpath.IM2COL_GATHER and COL2IM_GATHER (host-compiled) on every configuration of test_conv's
+    """gpu_kernels.IM2COL_GATHER and COL2IM_GATHER (host-compiled) on every configuration of test_conv's
     gather test, float32 and float64: im2col bit for bit (also into a NaN-filled buffer), col2im bit
     for bit against the unfused gather (the same sums in the same order) and to rounding against the loops."""
     from scratchgan.layers.conv import col2im, conv_output_size, im2col
@@ -659,7 +659,7 @@ def test_fused_gathers_equal_the_loops(tmp_path, monkeypatch, channel_major):
             for method, fusing in (("loops", False), ("gather", False), ("gather", True)):
                 monkeypatch.setenv("SCRATCHGAN_IM2COL", method)
                 monkeypatch.setattr(fastpath, "uses_fused_kernels", lambda xp, fusing=fusing: fusing)
-                monkeypatch.setattr(fastpath, "compiled", host_compiled(tmp_path))
+                monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path))
                 cols = im2col(x, kernel, stride, out_size, padding)
                 into = im2col(x, kernel, stride, out_size, padding, out=np.full(cols.shape, np.nan, dtype))
                 dcols = np.random.default_rng(1).standard_normal(cols.shape).astype(dtype)
@@ -705,10 +705,10 @@ def test_a_kernel_that_does_not_compile_says_how_to_go_on(monkeypatch):
         def run(*args):
             raise CompileError("error: identifier 'max' is undefined")
         return run
-    monkeypatch.setattr(fastpath, "_compile_errors", lambda: (CompileError,))
-    monkeypatch.setattr(fastpath, "compiled", compiled)
-    with pytest.raises(fastpath.FusedKernelError, match="scratchgan_sigmoid did not compile .*'max' is undefined.*"
+    monkeypatch.setattr(gpu_kernels, "_compile_errors", lambda: (CompileError,))
+    monkeypatch.setattr(gpu_kernels, "compiled", compiled)
+    with pytest.raises(gpu_kernels.FusedKernelError, match="scratchgan_sigmoid did not compile .*'max' is undefined.*"
                                                          "SCRATCHGAN_FUSED=off"):
-        fastpath.fused(fastpath.SIGMOID)(np.zeros(3))
+        gpu_kernels.fused(gpu_kernels.SIGMOID)(np.zeros(3))
     from scratchgan.cli import is_expected_error
-    assert is_expected_error(fastpath.FusedKernelError("x"))      # one line from the commands, not a traceback
+    assert is_expected_error(gpu_kernels.FusedKernelError("x"))      # one line from the commands, not a traceback

@@ -5,7 +5,7 @@ on arrays, like Flux's, and ``Dense(784, 500, tanh)`` turns them into the
 matching layer.
 """
 from .. import backend
-from ..fastpath import (LEAKY_RELU, LEAKY_RELU_GRAD, RELU, RELU_GRAD, SIGMOID, SIGMOID_GRAD, TANH, TANH_GRAD,
+from ..gpu_kernels import (LEAKY_RELU, LEAKY_RELU_GRAD, RELU, RELU_GRAD, SIGMOID, SIGMOID_GRAD, TANH, TANH_GRAD,
                         fused, uses_fused_kernels)
 from .base import Layer, as_count
 
@@ -36,7 +36,7 @@ def sigmoid(x):
 
     With e = exp(-|x|) <= 1: sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0,
     so sigmoid(-50) is 2e-22 (not 0) in float32 and the loss behind it keeps its gradient.
-    The numerator, 1 or e, is max(e, [x >= 0]) since e <= 1. (On the GPU: one kernel, fastpath.SIGMOID.)
+    The numerator, 1 or e, is max(e, [x >= 0]) since e <= 1. (On the GPU: one kernel, gpu_kernels.SIGMOID.)
     """
     xp = backend.get_xp(x)
     if uses_fused_kernels(xp):

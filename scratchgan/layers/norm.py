@@ -1,6 +1,6 @@
 """Batch normalization (Ioffe & Szegedy 2015) for (N, C) and (N, C, H, W) inputs."""
 from .. import backend
-from ..fastpath import BN_INPUT_GRAD, BN_STATISTICS, SCALE_SHIFT, fused, uses_fused_kernels
+from ..gpu_kernels import BN_INPUT_GRAD, BN_STATISTICS, SCALE_SHIFT, fused, uses_fused_kernels
 from .base import Layer, as_count, format_pattern
 from .conv import as_matrix, as_nchw
 
@@ -60,7 +60,7 @@ class BatchNorm(Layer):
     which is the one line ``_backward`` computes. Work happens on the (C, M) matrix of each
     channel's values, a view of the channel-major arrays the convolutions produce (see conv.py).
     On the GPU, training computes the same lines with three fused kernels (``_fused_forward`` and
-    ``fastpath.BN_INPUT_GRAD``), where the passes would issue about twenty launches more.
+    ``gpu_kernels.BN_INPUT_GRAD``), where the passes would issue about twenty launches more.
     """
 
     mixes_batch = True   # training uses the batch's own statistics
@@ -118,7 +118,7 @@ class BatchNorm(Layer):
     def _fused_forward(self, x, values):
         """``_forward`` in training as on the GPU: the mean, the centred values and their sum of squares as
         above, then everything per channel (var, the running statistics, 1/sigma, gamma/sigma) in one
-        kernel and y = centred (gamma/sigma) + beta in another (fastpath.BN_STATISTICS, SCALE_SHIFT)."""
+        kernel and y = centred (gamma/sigma) + beta in another (gpu_kernels.BN_STATISTICS, SCALE_SHIFT)."""
         count, f = values.shape[1], values.dtype.type
         mean, centred, sum_sq = centre(values)
         running_mean, running_var, inv_std, scale = fused(BN_STATISTICS)(
