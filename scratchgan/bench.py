@@ -424,9 +424,11 @@ def _format(kind, r):
         return (f"{r['workload']:6s} {r['device']:4s} batch={r['batch']:4d} median_ms={r['median_ms']:.2f} "
                 f"min_ms={r['min_ms']:.2f}  [pytorch]")
     spec = "" if r["spec_conditions"] else "  (not the SPEC's conditions)"
+    gpu_path = (f" im2col={r['im2col']} fused_kernels={'on' if r['fused_kernels'] else 'off'}"
+                if r["device"] == "gpu" else "")      # the GPU's switches (docs/performance.md)
     return (f"{r['workload']:6s} {r['device']:4s} batch={r['batch']:4d} median_ms={r['median_ms']:.2f} "
             f"min_ms={r['min_ms']:.2f} mean_ms={r['mean_ms']:.2f} images/s={r['images_per_s']:.0f} "
-            f"GFLOP/s={r['gflop_per_s']:.1f} peak_{r['memory_kind']}={r['peak_memory_mib']:.0f}MiB{spec}")
+            f"GFLOP/s={r['gflop_per_s']:.1f} peak_{r['memory_kind']}={r['peak_memory_mib']:.0f}MiB{gpu_path}{spec}")
 
 
 def main(argv=None):

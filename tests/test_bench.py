@@ -97,6 +97,10 @@ def test_cli_text_output_and_errors(capsys):
     assert bench.main(["--workload", "mlp", "--batch", "4", "--steps", "2", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
     assert "mlp    cpu  batch=   4 median_ms=" in out and "not the SPEC's conditions" in out
+    assert "fused_kernels" not in out                       # the GPU's switches, shown for the GPU only
+    gpu_record = {**json.loads(json.dumps(bench.run_benchmark("mlp", "cpu", batch=2, steps=1, warmup=0))),
+                  "device": "gpu", "im2col": "gather", "fused_kernels": True}
+    assert "im2col=gather fused_kernels=on" in bench._format("ours", gpu_record)
     assert bench.main(["--workload", "mlp", "--steps", "0"]) == 2
     assert "steps must be an integer >= 1" in capsys.readouterr().err
 
