@@ -215,7 +215,7 @@ def in_memory_order(args):
     order = tuple(sorted(range(len(strides)), key=lambda axis: -abs(strides[axis])))
     if order == tuple(range(len(order))):
         return args, _unchanged
-    back = tuple(int(axis) for axis in np.argsort(order))
+    back = tuple(order.index(axis) for axis in range(len(order)))      # the inverse permutation
 
     def restore(result):
         if isinstance(result, tuple):
