@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Every GPU check in one pass (estimated 5-10 minutes on one H100; not yet timed on one):
-#   1. the GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step);
+#   1. the GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step), the fused
+#      kernels' first (if they fail, everything after runs with SCRATCHGAN_FUSED=off);
 #   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32 (docs/performance.md),
 #      dcgan once more with im2col/col2im as the CPU's loops instead of the GPU's gathers, and both
-#      workloads once more with the optimizers' NumPy-style passes instead of their fused kernels;
+#      workloads once more with the NumPy-style passes instead of the fused kernels (gpu_kernels.py);
 #   3. a short run of each model family on the GPU, with its seconds per epoch and its final scores.
 #
 # usage: demos/gpu_checks.sh DATA_DIR [OUT_DIR]
@@ -25,13 +26,13 @@ export PYTHONUNBUFFERED=1
 : > "$log"
 
 step() {   # step NAME COMMAND...: run it, its output appended to the log, its status and time in the log
-    local name=$1 start rc
+    local name=$1 start
     shift
     echo "== $name: $*" | tee -a "$log"
     start=$(date +%s)
     "$@" >> "$log" 2>&1
-    rc=$?
-    echo "== $name: exit $rc after $(( $(date +%s) - start )) s" | tee -a "$log"
+    last_rc=$?
+    echo "== $name: exit $last_rc after $(( $(date +%s) - start )) s" | tee -a "$log"
 }
 
 sg() { "$py" -m scratchgan.cli "$@"; }
@@ -39,7 +40,14 @@ sg() { "$py" -m scratchgan.cli "$@"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$log" 2>&1
 "$py" -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" >> "$log" 2>&1
 
-step gpu-tests "$py" -m pytest -m gpu -q -p no:cacheprovider tests
+# the fused kernels first (gpu_kernels.py, never run on a GPU before): if one fails on the device, the
+# rest of the checks run with SCRATCHGAN_FUSED=off, so the benchmarks and training runs still say something
+step gpu-tests-fused "$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_fused_kernels.py
+if [ "$last_rc" != 0 ]; then
+    export SCRATCHGAN_FUSED=off
+    echo "== the fused kernels failed on this device: everything below runs with SCRATCHGAN_FUSED=off" | tee -a "$log"
+fi
+step gpu-tests "$py" -m pytest -m gpu -q -p no:cacheprovider tests --ignore tests/test_fused_kernels.py
 
 quick=()   # a rehearsal on the CPU times a few steps only
 [ "$device" = cpu ] && quick=(--steps 2 --warmup 1 --rounds 1)
