@@ -209,9 +209,9 @@ STATEMENT = re.compile(r"^(?:T\s+)?(\w+)\s*([-+]?=)\s*(.+)$", re.S)      # [T] t
 def run_body(kernel, *args):
     """What an ElementwiseKernel computes, on NumPy: its C body statement by statement, each over whole
     (broadcast) arrays. Outputs passed are updated in place; outputs left out are made and returned."""
-    def declared(declarations):
-        return [tuple(declaration.split()) for declaration in declarations.split(",")]   # (type, name)
-    inputs, outputs = declared(kernel.in_params), declared(kernel.out_params)
+    from scratchgan.gpu_kernels import parameters
+    inputs = [(kind, name) for kind, name, _ in parameters(kernel.in_params)]
+    outputs = [(kind, name) for kind, name, _ in parameters(kernel.out_params)]
     scope = {**C_FUNCTIONS, **{name: value for (_, name), value in zip(inputs + outputs, plain(args))}}
     arrays = [a for (kind, _), a in zip(inputs + outputs, plain(args)) if isinstance(a, np.ndarray)]
     shape = np.broadcast_shapes(*(a.shape for a in arrays))

@@ -113,31 +113,6 @@ def _window_index(kernel, stride, out_size, padded_size, xp):
     return _INDEX_CACHE[key]
 
 
-def _pixel_sources(kernel, stride, out_size, padding, image_size, xp, dtype):
-    """The adjoint's table: for each pixel p of the unpadded image, the (at most ceil(kh/sh)
-    ceil(kw/sw)) im2col positions k = (i, j, h, w) that read it, as (sources (H*W, m) ints, mask
-    (1, H*W, m, 1) of ``dtype``: 1 where a source is real, 0 where it pads the row; those point at 0)."""
-    key = ("pixels", kernel, stride, out_size, padding, image_size, xp.__name__, np.dtype(dtype).str)
-    if key not in _INDEX_CACHE:
-        (ph, pw), (h, w) = padding, image_size
-        padded = (h + 2 * ph, w + 2 * pw)
-        flat = _window_index(kernel, stride, out_size, padded, np)
-        rows, cols = np.divmod(flat, padded[1])
-        inside = (rows >= ph) & (rows < ph + h) & (cols >= pw) & (cols < pw + w)
-        pixel = np.where(inside, (rows - ph) * w + (cols - pw), h * w)        # h*w: dropped (padding)
-        order = np.argsort(pixel, kind="stable")
-        counts = np.bincount(pixel, minlength=h * w + 1)[:h * w]
-        m = max(1, int(counts.max(initial=0)))
-        sources, mask = np.zeros((h * w, m), np.int64), np.zeros((h * w, m))
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        for slot in range(m):
-            has = counts > slot
-            sources[has, slot] = order[starts[has] + slot]
-            mask[has, slot] = 1
-        _INDEX_CACHE[key] = (xp.asarray(sources), xp.asarray(mask.reshape(1, h * w, m, 1), dtype=dtype))
-    return _INDEX_CACHE[key]
-
-
 def _window_pixels(kernel, stride, out_size, padding, image_size, xp):
     """``_window_index`` in the unpadded image: for each (i, j, h, w), the flat index of the pixel read,
     or -1 where it lies in the padding; an int64 array on xp's device."""
@@ -148,6 +123,28 @@ def _window_pixels(kernel, stride, out_size, padding, image_size, xp):
         rows, cols = np.divmod(_window_index(kernel, stride, out_size, padded, np), padded[1])
         inside = (rows >= ph) & (rows < ph + h) & (cols >= pw) & (cols < pw + w)
         _INDEX_CACHE[key] = xp.asarray(np.where(inside, (rows - ph) * w + (cols - pw), -1).astype(np.int64))
+    return _INDEX_CACHE[key]
+
+
+def _pixel_sources(kernel, stride, out_size, padding, image_size, xp, dtype):
+    """The adjoint's table: for each pixel p of the unpadded image, the (at most ceil(kh/sh)
+    ceil(kw/sw)) im2col positions k = (i, j, h, w) that read it, as (sources (H*W, m) ints, mask
+    (1, H*W, m, 1) of ``dtype``: 1 where a source is real, 0 where it pads the row; those point at 0)."""
+    key = ("pixels", kernel, stride, out_size, padding, image_size, xp.__name__, np.dtype(dtype).str)
+    if key not in _INDEX_CACHE:
+        h, w = image_size
+        pixel = _window_pixels(kernel, stride, out_size, padding, image_size, np)
+        pixel = np.where(pixel < 0, h * w, pixel)                             # h*w: dropped (padding)
+        order = np.argsort(pixel, kind="stable")
+        counts = np.bincount(pixel, minlength=h * w + 1)[:h * w]
+        m = max(1, int(counts.max(initial=0)))
+        sources, mask = np.zeros((h * w, m), np.int64), np.zeros((h * w, m))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        for slot in range(m):
+            has = counts > slot
+            sources[has, slot] = order[starts[has] + slot]
+            mask[has, slot] = 1
+        _INDEX_CACHE[key] = (xp.asarray(sources), xp.asarray(mask.reshape(1, h * w, m, 1), dtype=dtype))
     return _INDEX_CACHE[key]
 
 

@@ -12,14 +12,17 @@ here for the CPU and compare it with the passes it replaces (tests/test_fused_ke
 
 - ``ElementwiseKernelSource``: a kernel as text (inputs, outputs, body);
 - ``fused(kernel)``: the kernel as a function, run over its arrays in memory order
-  (``in_memory_order``); ``compiled(kernel)``: CuPy's compiled ElementwiseKernel.
+  (``in_memory_order``); ``compiled(kernel)``: CuPy's compiled ElementwiseKernel;
+- ``fused_like(kernel, like, *inputs)``: the kernel into new outputs made in ``like``'s memory
+  layout, as NumPy's passes keep it (a CuPy ufunc's output would be C-ordered);
+- ``parameters(declarations)``: a kernel's parameter list as (type, name, raw) triples.
 """
 import os
 from collections import namedtuple
 
 import numpy as np
 
-from .backend import cupy_module
+from .backend import cupy_module, get_xp
 
 FUSED_MODES = ("auto", "off")
 
@@ -151,6 +154,16 @@ COL2IM_GATHER = ElementwiseKernelSource(
     " image = sum;")
 
 
+def parameters(declarations):
+    """A kernel's parameter list, e.g. "raw T image, int64 batch", as [(type, name, raw)]:
+    [("T", "image", True), ("int64", "batch", False)]."""
+    found = []
+    for declaration in declarations.split(","):
+        *modifiers, kind, name = declaration.split()
+        found.append((kind, name, modifiers == ["raw"]))
+    return found
+
+
 def uses_fused_kernels(xp):
     """Whether the optimizers, BatchNorm, the activations, the GAN losses and the gathers run their
     fused kernels (``fused``) instead of their NumPy-style passes: on the GPU ("auto", the default), where
@@ -177,6 +190,25 @@ def fused(kernel):
             raise FusedKernelError(f"the GPU kernel {kernel.name} did not compile ({error}); SCRATCHGAN_FUSED=off "
                                    "runs the same step with NumPy-style passes instead") from error
     return launch
+
+
+def fused_like(kernel, like, *inputs):
+    """``kernel`` on ``inputs``, into new outputs made in ``like``'s memory layout (``empty_like``), as
+    NumPy's passes keep it; returned (a tuple for several). T-typed outputs take the dtype of the first
+    T-typed input array, others their declared type (bool)."""
+    declared = _OUTPUT_TYPES.get(kernel)
+    if declared is None:
+        inputs_t = [i for i, (kind, _, _) in enumerate(parameters(kernel.in_params)) if kind == "T"]
+        declared = _OUTPUT_TYPES[kernel] = (inputs_t, [kind for kind, _, _ in parameters(kernel.out_params)])
+    inputs_t, output_types = declared
+    t = next(inputs[i].dtype for i in inputs_t if hasattr(inputs[i], "dtype"))
+    xp = get_xp(like)
+    outputs = [xp.empty_like(like, dtype=t if kind == "T" else kind) for kind in output_types]
+    fused(kernel)(*inputs, *outputs)
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
+_OUTPUT_TYPES = {}
 
 
 class FusedKernelError(RuntimeError):

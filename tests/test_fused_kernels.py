@@ -42,14 +42,11 @@ SCALAR_CTYPES = {"int64": ctypes.c_longlong, np.dtype(np.float32): ctypes.c_floa
 
 def parameters(kernel):
     """[(name, type, is_output, is_raw)] in the order the kernel is called with: inputs, then outputs."""
-    def declared(declarations, is_output):
-        out = []
-        for declaration in declarations.split(","):
-            *raw, kind, name = declaration.split()
-            assert kind in ("T", "bool", "int64") and raw in ([], ["raw"]), f"{kernel.name}: {declaration}"
-            out.append((name, kind, is_output, bool(raw)))
-        return out
-    return declared(kernel.in_params, False) + declared(kernel.out_params, True)
+    found = [(name, kind, is_output, raw) for is_output, declarations in ((False, kernel.in_params),
+                                                                          (True, kernel.out_params))
+             for kind, name, raw in gpu_kernels.parameters(declarations)]
+    assert all(kind in C_TYPES or kind == "T" for _, kind, _, _ in found), kernel.name   # what the wrapper knows
+    return found
 
 
 def wrapper_source(kernel, ctype, is_array, device=False):
@@ -563,12 +560,7 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
         return {**trainer.G.state_dict(), **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}}
 
     expected = train()
-    calls = []
-    users = fused_kernel_users()
-    for module in users:
-        monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
-    monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
+    calls = take_the_gpus_path(monkeypatch, tmp_path)
     got = train()
     kernels = {"dcgan": {"scratchgan_adam", "scratchgan_batchnorm_statistics", "scratchgan_scale_shift",
                          "scratchgan_batchnorm_input_grad", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad",
@@ -585,10 +577,17 @@ def test_training_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypatch, w
         np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12, err_msg=key)
 
 
-def fused_kernel_users():
-    """Every loaded scratchgan module that decides between a fused kernel and its passes."""
+def take_the_gpus_path(monkeypatch, folder):
+    """The GPU's choices on the CPU: every module that decides between a fused kernel and its passes takes
+    the kernel, compiled for the host, and im2col/col2im gather. Returns the list of kernel names launched."""
     import sys
-    return [m for name, m in sys.modules.items() if name.startswith("scratchgan") and hasattr(m, "uses_fused_kernels")]
+    calls = []
+    for name, module in list(sys.modules.items()):
+        if name.startswith("scratchgan") and hasattr(module, "uses_fused_kernels"):
+            monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
+    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(folder, calls))
+    monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
+    return calls
 
 
 def image_to_image_step(name):
@@ -626,11 +625,7 @@ def test_image_to_image_steps_on_the_gpus_path_match_the_cpus(tmp_path, monkeypa
         return [dict(model.state_dict()) for model in models]
 
     expected = train()
-    calls = []
-    for module in fused_kernel_users():
-        monkeypatch.setattr(module, "uses_fused_kernels", lambda xp: True)
-    monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
-    monkeypatch.setenv("SCRATCHGAN_IM2COL", "gather")
+    calls = take_the_gpus_path(monkeypatch, tmp_path)
     got = train()
     assert {"scratchgan_adam", "scratchgan_leaky_relu", "scratchgan_leaky_relu_grad"} <= set(calls)
     for model_expected, model_got in zip(expected, got):

@@ -6,7 +6,7 @@ matching layer.
 """
 from .. import backend
 from ..gpu_kernels import (LEAKY_RELU, LEAKY_RELU_GRAD, RELU, RELU_GRAD, SIGMOID, SIGMOID_GRAD, TANH, TANH_GRAD,
-                        fused, uses_fused_kernels)
+                           fused_like, uses_fused_kernels)
 from .base import Layer, as_count
 
 
@@ -25,9 +25,7 @@ def leakyrelu(x, alpha=0.2):
 def tanh(x):
     xp = backend.get_xp(x)
     if uses_fused_kernels(xp):                          # the GPU: a kernel that keeps x's memory layout
-        y = xp.empty_like(x)
-        fused(TANH)(x, y)
-        return y
+        return fused_like(TANH, x, x)
     return xp.tanh(x)
 
 
@@ -40,29 +38,13 @@ def sigmoid(x):
     """
     xp = backend.get_xp(x)
     if uses_fused_kernels(xp):
-        y = xp.empty_like(x)                            # x's memory layout, as the passes keep it
-        fused(SIGMOID)(x, y)
-        return y
+        return fused_like(SIGMOID, x, x)                # in x's memory layout, as the passes keep it
     e = xp.abs(x)
     xp.negative(e, out=e)
     xp.exp(e, out=e)                    # e = exp(-|x|)
     y = xp.maximum(e, x >= 0)           # 1 where x >= 0, e elsewhere
     e += 1
     return xp.divide(y, e, out=y)
-
-
-def _with_mask(kernel, positive, dy):
-    """The GPU's one-kernel backward of an activation from its mask, into an array in the mask's (x's) layout."""
-    dx = backend.get_xp(dy).empty_like(positive, dtype=dy.dtype)
-    fused(kernel)(positive, dy, dx)
-    return dx
-
-
-def _from_output(kernel, dy, y):
-    """The GPU's one-kernel backward of an activation from its output y, into an array in y's layout."""
-    dx = backend.get_xp(y).empty_like(y, dtype=dy.dtype)
-    fused(kernel)(dy, y, dx)
-    return dx
 
 
 class ReLU(Layer):
@@ -76,15 +58,14 @@ class ReLU(Layer):
     """
 
     def _forward(self, x, train):
-        xp = backend.get_xp(x)
-        if uses_fused_kernels(xp):                         # the GPU: both in one kernel, kept in x's layout
-            y, positive = xp.empty_like(x), xp.empty_like(x, dtype=bool)
-            fused(RELU)(x, y, positive)
-            return y, positive
+        if uses_fused_kernels(backend.get_xp(x)):          # the GPU: both in one kernel, kept in x's layout
+            return fused_like(RELU, x, x)
         return relu(x), x > 0
 
     def _backward(self, dy, positive):
-        return _with_mask(RELU_GRAD, positive, dy) if uses_fused_kernels(backend.get_xp(dy)) else dy * positive
+        if uses_fused_kernels(backend.get_xp(dy)):         # the GPU: one kernel, dx in x's layout (the mask's)
+            return fused_like(RELU_GRAD, positive, positive, dy)
+        return dy * positive
 
     def _double_backward(self, ddx, positive, dy):
         return ddx * positive, None
@@ -109,21 +90,15 @@ class LeakyReLU(Layer):
         self.alpha = alpha
 
     def _forward(self, x, train):
-        xp = backend.get_xp(x)
-        if self.alpha <= 1 and uses_fused_kernels(xp):     # the GPU: both in one kernel, kept in x's layout
-            y, positive = xp.empty_like(x), xp.empty_like(x, dtype=bool)
-            fused(LEAKY_RELU)(x, x.dtype.type(self.alpha), y, positive)
-            return y, positive
+        if self.alpha <= 1 and uses_fused_kernels(backend.get_xp(x)):   # the GPU: one kernel, x's layout
+            return fused_like(LEAKY_RELU, x, x, x.dtype.type(self.alpha))
         return leakyrelu(x, self.alpha), x > 0
 
     def _backward(self, dy, positive):
         # dy * (alpha + (1 - alpha) [x > 0]): elementwise passes that keep x's layout (the mask's)
         f = dy.dtype.type
-        xp = backend.get_xp(dy)
-        if uses_fused_kernels(xp):                         # the GPU: one kernel, dx in x's layout (as below)
-            dx = xp.empty_like(positive, dtype=dy.dtype)
-            fused(LEAKY_RELU_GRAD)(positive, dy, f(1 - self.alpha), f(self.alpha), dx)
-            return dx
+        if uses_fused_kernels(backend.get_xp(dy)):         # the GPU: one kernel, dx in x's layout (as below)
+            return fused_like(LEAKY_RELU_GRAD, positive, positive, dy, f(1 - self.alpha), f(self.alpha))
         dx = positive * f(1 - self.alpha)
         dx += f(self.alpha)
         dx *= dy
@@ -150,7 +125,9 @@ class Tanh(Layer):
         return y, y
 
     def _backward(self, dy, y):
-        return _from_output(TANH_GRAD, dy, y) if uses_fused_kernels(backend.get_xp(dy)) else dy * (1 - y * y)
+        if uses_fused_kernels(backend.get_xp(dy)):         # the GPU: one kernel, dx in y's layout
+            return fused_like(TANH_GRAD, y, dy, y)
+        return dy * (1 - y * y)
 
     def _double_backward(self, ddx, y, dy):
         slope = 1 - y * y
@@ -174,7 +151,9 @@ class Sigmoid(Layer):
         return y, y
 
     def _backward(self, dy, y):
-        return _from_output(SIGMOID_GRAD, dy, y) if uses_fused_kernels(backend.get_xp(dy)) else dy * y * (1 - y)
+        if uses_fused_kernels(backend.get_xp(dy)):         # the GPU: one kernel, dx in y's layout
+            return fused_like(SIGMOID_GRAD, y, dy, y)
+        return dy * y * (1 - y)
 
     def _double_backward(self, ddx, y, dy):
         slope = y * (1 - y)

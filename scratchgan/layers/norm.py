@@ -1,6 +1,6 @@
 """Batch normalization (Ioffe & Szegedy 2015) for (N, C) and (N, C, H, W) inputs."""
 from .. import backend
-from ..gpu_kernels import BN_INPUT_GRAD, BN_STATISTICS, SCALE_SHIFT, fused, uses_fused_kernels
+from ..gpu_kernels import BN_INPUT_GRAD, BN_STATISTICS, SCALE_SHIFT, fused, fused_like, uses_fused_kernels
 from .base import Layer, as_count, format_pattern
 from .conv import as_matrix, as_nchw
 
@@ -126,8 +126,7 @@ class BatchNorm(Layer):
             f(self.momentum), f(count), f(count / (count - 1)), f(self.eps))
         self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
         self.buffers["num_batches_tracked"] += 1
-        y = backend.get_xp(values).empty_like(centred)      # centred's memory layout, as the passes keep it
-        fused(SCALE_SHIFT)(centred, column(scale), column(self.params["bias"]), y)
+        y = fused_like(SCALE_SHIFT, centred, centred, column(scale), column(self.params["bias"]))   # centred's layout
         return from_channel_matrix(y, x.shape), (centred, inv_std, True)
 
     def _backward(self, dy, cache):
@@ -140,11 +139,9 @@ class BatchNorm(Layer):
             self.grads["weight"] += dgamma
             self.grads["bias"] += dbeta
         m = dy.dtype.type(dy_rows.shape[1])
-        xp = backend.get_xp(dy)
-        if train and uses_fused_kernels(xp):                           # the GPU: the line below as one kernel
-            dx = xp.empty_like(dy_rows)
-            fused(BN_INPUT_GRAD)(dy_rows, x_hat, column(self.params["weight"]), column(inv_std), column(dbeta),
-                                 column(dgamma), m, dx)
+        if train and uses_fused_kernels(backend.get_xp(dy)):           # the GPU: the line below as one kernel
+            dx = fused_like(BN_INPUT_GRAD, dy_rows, dy_rows, x_hat, column(self.params["weight"]), column(inv_std),
+                            column(dbeta), column(dgamma), m)
             return from_channel_matrix(dx, dy.shape)
         gamma_over_sigma = column(self.params["weight"] * inv_std)
         if not train:                                                  # mu and sigma are constants
