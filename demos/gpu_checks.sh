@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Every GPU check in one pass (estimated 5-10 minutes on one H100; not yet timed on one):
-#   1. the GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step), the fused
-#      kernels' first (if they fail, everything after runs with SCRATCHGAN_FUSED=off);
-#   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32 (docs/performance.md),
-#      dcgan once more with im2col/col2im as the CPU's loops instead of the GPU's gathers, and both
-#      workloads once more with the NumPy-style passes instead of the fused kernels (gpu_kernels.py);
-#   3. a short run of each model family on the GPU, with its seconds per epoch and its final scores.
+# Every GPU check in one pass, the most wanted first, within a time budget (a lease is short):
+#   1. the fused kernels' GPU tests (gpu_kernels.py; if one fails, everything after runs with
+#      SCRATCHGAN_FUSED=off);
+#   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32, both workloads, and once
+#      more with the NumPy-style passes instead of the fused kernels (docs/performance.md);
+#   3. where the host time goes (demos/gpu_profile.py), and dcgan at batch 1024;
+#   4. the other GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step);
+#   5. short runs of the model families on the GPU, with seconds per epoch and final scores;
+#   6. dcgan with im2col/col2im as the CPU's loops instead of the GPU's gathers.
+# A step that would start after the budget is skipped, and each one is stopped at it, so the summaries
+# are still written.
 #
 # usage: demos/gpu_checks.sh DATA_DIR [OUT_DIR]
 #   DATA_DIR holds mnist/, emoji/ and (optional) fashion-mnist/, as scratchgan's data cache does;
-#   OUT_DIR (default gpu_checks) receives checks.log, bench.jsonl and runs.json.
+#   OUT_DIR (default gpu_checks) receives checks.log, bench.jsonl, profile.txt, runs.json and runs.tgz
+#   (each run's figures and summary).
 # Environment: PYTHON (default python3, which must have CuPy; PyTorch too for the comparison),
-# EPOCHS (default 2: epochs of each training run; the first epoch includes CuPy's kernel compilation),
+# EPOCHS (default 2: epochs of dcgan's run; the other families run one, which includes CuPy's kernel
+# compilation), BUDGET (default 540: seconds after which no step starts or runs on),
 # DEVICE (default gpu; cpu rehearses the script on a machine without one, on a small DATA_DIR).
 set -uo pipefail
 data=${1:?usage: demos/gpu_checks.sh DATA_DIR [OUT_DIR]}
@@ -19,67 +25,82 @@ out=${2:-gpu_checks}
 py=${PYTHON:-python3}
 epochs=${EPOCHS:-2}
 device=${DEVICE:-gpu}
+deadline=$(( $(date +%s) + ${BUDGET:-540} ))
 runs=$(mktemp -d)
 mkdir -p "$out"
 log="$out/checks.log"
 export PYTHONUNBUFFERED=1
 : > "$log"
 
-step() {   # step NAME COMMAND...: run it, its output appended to the log, its status and time in the log
-    local name=$1 start
+step() {   # step NAME COMMAND...: run it (stopped at the deadline), its output, status and time in the log
+    local name=$1 start left
     shift
-    echo "== $name: $*" | tee -a "$log"
     start=$(date +%s)
-    "$@" >> "$log" 2>&1
+    left=$(( deadline - start ))
+    if [ "$left" -lt 10 ]; then
+        echo "== $name: skipped, the budget is spent" | tee -a "$log"
+        last_rc=skipped
+        return
+    fi
+    echo "== $name: $*" | tee -a "$log"
+    timeout "$left" "$@" >> "$log" 2>&1
     last_rc=$?
     echo "== $name: exit $last_rc after $(( $(date +%s) - start )) s" | tee -a "$log"
 }
 
-sg() { "$py" -m scratchgan.cli "$@"; }
+sg=("$py" -m scratchgan.cli)   # a command, not a function: step runs it under timeout
 
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >> "$log" 2>&1
-"$py" -c "import cupy, numpy; print('cupy', cupy.__version__, 'numpy', numpy.__version__)" >> "$log" 2>&1
+"$py" -c "import cupy, numpy, torch; print('cupy', cupy.__version__, 'numpy', numpy.__version__, 'torch', torch.__version__)" >> "$log" 2>&1
 
-# the fused kernels first (gpu_kernels.py, never run on a GPU before): if one fails on the device, the
-# rest of the checks run with SCRATCHGAN_FUSED=off, so the benchmarks and training runs still say something
+# the fused kernels first (gpu_kernels.py): if one fails on the device, the rest of the checks run with
+# SCRATCHGAN_FUSED=off, so the benchmarks and training runs still say something
 step gpu-tests-fused "$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_fused_kernels.py
 if [ "$last_rc" != 0 ]; then
     export SCRATCHGAN_FUSED=off
     echo "== the fused kernels failed on this device: everything below runs with SCRATCHGAN_FUSED=off" | tee -a "$log"
 fi
-step gpu-tests "$py" -m pytest -m gpu -q -p no:cacheprovider tests --ignore tests/test_fused_kernels.py
 
 quick=()   # a rehearsal on the CPU times a few steps only
 [ "$device" = cpu ] && quick=(--steps 2 --warmup 1 --rounds 1)
-for precision in strict tf32; do
-    step "bench-$precision" sg bench --device "$device" --workload all --precision "$precision" \
-        --compare-torch "$py" --rounds 3 --json "${quick[@]}"
-    step "bench-$precision-1024" sg bench --device "$device" --workload dcgan --batch 1024 --precision "$precision" \
-        --compare-torch "$py" --rounds 3 --json "${quick[@]}"
-done
-# im2col/col2im gather by index on the GPU (fastpath.uses_gather); the same step with the CPU's loops
-step "bench-strict-loops" env SCRATCHGAN_IM2COL=loops "$py" -m scratchgan.cli bench --device "$device" \
-    --workload dcgan --precision strict --compare-torch "$py" --rounds 2 --json "${quick[@]}"
-# the optimizers' fused kernels on the GPU (gpu_kernels.uses_fused_kernels); the same step with their NumPy-style passes
-step "bench-strict-unfused" env SCRATCHGAN_FUSED=off "$py" -m scratchgan.cli bench --device "$device" \
-    --workload all --precision strict --compare-torch "$py" --rounds 2 --json "${quick[@]}"
-grep -h '^{' "$log" > "$out/bench.jsonl"
-
-train() {   # train NAME RECIPE [options...]: a short GPU run in a scratch folder
-    local name=$1
+bench() {   # bench NAME [env VAR=VALUE...] -- BENCH OPTIONS...
+    local name=$1 envs=()
     shift
-    step "train-$name" sg train "$@" --device "$device" --epochs "$epochs" --out "$runs/$name" --quiet --no-report
+    while [ "$1" != -- ]; do envs+=("$1"); shift; done
+    shift
+    step "$name" env "${envs[@]}" "${sg[@]}" bench --device "$device" --compare-torch "$py" --json \
+        "$@" "${quick[@]}"
+    grep -h '^{' "$log" > "$out/bench.jsonl"
 }
-train mlp mlp --data-dir "$data/mnist"
-train dcgan dcgan --data-dir "$data/mnist"
-train cgan cgan --data-dir "$data/mnist"
-train cdcgan-plus cdcgan-plus --data-dir "$data/mnist"
-train acgan-plus acgan-plus --data-dir "$data/mnist"
-[ -d "$data/fashion-mnist" ] && train fashion-cdcgan-plus cdcgan-plus --dataset fashion-mnist --data-dir "$data"
-train wgan-gp wgan-gp --data-dir "$data/mnist"
-train srresnet srresnet --data-dir "$data/mnist"
-train cyclegan cyclegan --data-dir "$data"
-step sample sg sample "$runs/cdcgan-plus/checkpoint.npz" -n 8 --device "$device" -o "$runs/classes.png"
+bench bench-strict -- --workload all --precision strict --rounds 3
+bench bench-tf32 -- --workload all --precision tf32 --rounds 3
+# the same step with the fused kernels' NumPy-style passes (gpu_kernels.uses_fused_kernels)
+bench bench-strict-unfused SCRATCHGAN_FUSED=off -- --workload all --precision strict --rounds 2
+[ "$device" = gpu ] && step profile sh -c "'$py' demos/gpu_profile.py > '$out/profile.txt' 2>&1; rc=\$?; tail -n 8 '$out/profile.txt'; exit \$rc"
+for precision in strict tf32; do
+    bench "bench-$precision-1024" -- --workload dcgan --batch 1024 --precision "$precision" --rounds 2
+done
+
+step gpu-tests "$py" -m pytest -m gpu -q -p no:cacheprovider tests --ignore tests/test_fused_kernels.py
+
+train() {   # train NAME EPOCHS RECIPE [options...]: a short GPU run in a scratch folder
+    local name=$1 n=$2
+    shift 2
+    step "train-$name" "${sg[@]}" train "$@" --device "$device" --epochs "$n" --out "$runs/$name" --quiet --no-report
+}
+train dcgan "$epochs" dcgan --data-dir "$data/mnist"
+train srresnet 1 srresnet --data-dir "$data/mnist"
+train cyclegan 1 cyclegan --data-dir "$data"
+train mlp 1 mlp --data-dir "$data/mnist"
+train wgan-gp 1 wgan-gp --data-dir "$data/mnist"
+train cdcgan-plus 1 cdcgan-plus --data-dir "$data/mnist"
+step sample "${sg[@]}" sample "$runs/cdcgan-plus/checkpoint.npz" -n 8 --device "$device" -o "$runs/classes.png"
+train acgan-plus 1 acgan-plus --data-dir "$data/mnist"
+train cgan 1 cgan --data-dir "$data/mnist"
+[ -d "$data/fashion-mnist" ] && train fashion-cdcgan-plus 1 cdcgan-plus --dataset fashion-mnist --data-dir "$data"
+
+# im2col/col2im gather by index on the GPU (fastpath.uses_gather); the same step with the CPU's loops
+bench bench-strict-loops SCRATCHGAN_IM2COL=loops -- --workload dcgan --precision strict --rounds 2
 
 # seconds per epoch and final scores of every run
 "$py" - "$runs" "$out/runs.json" <<'EOF' | tee -a "$log"
@@ -92,4 +113,5 @@ for summary in sorted(runs.glob("*/summary.json")):
     print(f"{summary.parent.name:22s} seconds per epoch: {s.get('epoch_seconds')}")
 pathlib.Path(sys.argv[2]).write_text(json.dumps(found, indent=1))
 EOF
+tar czf "$out/runs.tgz" -C "$runs" --exclude '*.npz' --exclude '*.gif' . 2>> "$log"   # figures and summaries
 echo "== done; runs kept in $runs" | tee -a "$log"
