@@ -76,7 +76,7 @@ bench bench-strict -- --workload all --precision strict --rounds 3
 bench bench-tf32 -- --workload all --precision tf32 --rounds 3
 # the same step with the fused kernels' NumPy-style passes (gpu_kernels.uses_fused_kernels)
 bench bench-strict-unfused SCRATCHGAN_FUSED=off -- --workload all --precision strict --rounds 2
-[ "$device" = gpu ] && step profile sh -c "'$py' demos/gpu_profile.py > '$out/profile.txt' 2>&1; rc=\$?; tail -n 8 '$out/profile.txt'; exit \$rc"
+[ "$device" = gpu ] && step profile env PYTHONPATH="$PWD" sh -c "'$py' demos/gpu_profile.py > '$out/profile.txt' 2>&1; rc=\$?; tail -n 8 '$out/profile.txt'; exit \$rc"
 for precision in strict tf32; do
     bench "bench-$precision-1024" -- --workload dcgan --batch 1024 --precision "$precision" --rounds 2
 done

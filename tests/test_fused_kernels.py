@@ -475,7 +475,7 @@ def test_gpu_fused_update_matches_the_passes(cupy, monkeypatch, name, dtype):
     tolerance = 1e-5 if dtype == np.float32 else 1e-12
     for key, value in models["off"].items():
         np.testing.assert_allclose(models["auto"][key], value, rtol=tolerance, atol=tolerance, err_msg=key)
-    assert gpu_kernels.fused(gpu_kernels.ADAM_UPDATE) is gpu_kernels.fused(gpu_kernels.ADAM_UPDATE)    # compiled once, kept
+    assert gpu_kernels.compiled(gpu_kernels.ADAM_UPDATE) is gpu_kernels.compiled(gpu_kernels.ADAM_UPDATE)  # compiled once, kept
 
 
 def take_steps_gpu(model, opt, dtype, cupy, steps=4):
