@@ -226,7 +226,9 @@ def test_fused_batchnorm_matches_the_numpy_passes_bit_for_bit(tmp_path, monkeypa
     calls = []
     monkeypatch.setattr(norm_module, "uses_fused_kernels", lambda xp: True)
     monkeypatch.setattr(gpu_kernels, "compiled", host_compiled(tmp_path, calls))
+    buffers = dict(fusing.buffers)
     got = [batchnorm_pass(fusing, x, dy), batchnorm_pass(fusing, x * 2, dy)]
+    assert all(fusing.buffers[k] is a for k, a in buffers.items())   # updated in place (a CUDA graph needs it)
     assert calls == ["scratchgan_batchnorm_statistics", "scratchgan_scale_shift", "scratchgan_batchnorm_input_grad"] * 2
     names = ["y", "dx", "dgamma", "dbeta", *plain.buffers]
     for step in range(2):

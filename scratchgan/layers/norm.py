@@ -118,13 +118,16 @@ class BatchNorm(Layer):
     def _fused_forward(self, x, values):
         """``_forward`` in training as on the GPU: the mean, the centred values and their sum of squares as
         above, then everything per channel (var, the running statistics, 1/sigma, gamma/sigma) in one
-        kernel and y = centred (gamma/sigma) + beta in another (gpu_kernels.BN_STATISTICS, SCALE_SHIFT)."""
+        kernel and y = centred (gamma/sigma) + beta in another (gpu_kernels.BN_STATISTICS, SCALE_SHIFT).
+        The running statistics are updated in place (each element read, then written), so their arrays stay
+        where they are, as a recorded CUDA graph needs (gan/cuda_graph.py)."""
         count, f = values.shape[1], values.dtype.type
         mean, centred, sum_sq = centre(values)
-        running_mean, running_var, inv_std, scale = fused(BN_STATISTICS)(
-            mean, sum_sq, self.params["weight"], self.buffers["running_mean"], self.buffers["running_var"],
-            f(self.momentum), f(count), f(count / (count - 1)), f(self.eps))
-        self.buffers["running_mean"], self.buffers["running_var"] = running_mean, running_var
+        running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
+        inv_std, scale = backend.get_xp(mean).empty_like(mean), backend.get_xp(mean).empty_like(mean)
+        fused(BN_STATISTICS)(mean, sum_sq, self.params["weight"], running_mean, running_var,
+                             f(self.momentum), f(count), f(count / (count - 1)), f(self.eps),
+                             running_mean, running_var, inv_std, scale)
         self.buffers["num_batches_tracked"] += 1
         y = fused_like(SCALE_SHIFT, centred, centred, column(scale), column(self.params["bias"]))   # centred's layout
         return from_channel_matrix(y, x.shape), (centred, inv_std, True)
