@@ -87,13 +87,16 @@ def _check_options(workload, device, batch, steps, warmup):
             raise BenchError(f"{name} must be an integer >= {least}, got {value!r}")
 
 
-def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=SPEC_WARMUP, precision="strict"):
+def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=SPEC_WARMUP, precision="strict",
+                  cuda_graph=False):
     """Time ``steps`` training steps of ``workload`` after ``warmup`` untimed ones.
 
     Returns a dict: median_ms, min_ms and mean_ms per step, images_per_s and gflop_per_s
     (from the median step and the SPEC's FLOP count, scaled by batch), peak memory in MiB
     (resident set on the CPU, CuPy pool bytes on the GPU), and whether the run met the
-    SPEC's conditions (its batch, >= 20 timed steps, >= 3 warm-up steps).
+    SPEC's conditions (its batch, >= 20 timed steps, >= 3 warm-up steps). ``cuda_graph``: the GPU step
+    recorded as CUDA graphs and replayed (gan/cuda_graph.py; recorded in the last warm-up step); where it
+    cannot be, the step runs as usual and ``cuda_graph_error`` says why.
     """
     batch = SPEC_BATCH.get(workload) if batch is None else batch
     _check_options(workload, device, batch, steps, warmup)
@@ -105,8 +108,9 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
     memory = _PeakMemory(device)
     trainer = build_trainer(workload, device, batch)
     real = real_batch(workload, batch, xp)
+    train_step, graph_error = _step_function(trainer, cuda_graph, warmup)
     for _ in range(warmup):
-        trainer.train_step(real)
+        train_step(real)
     trainer.flush()
     sync()
     memory.reset()
@@ -114,7 +118,7 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
     block_start = time.perf_counter()
     for _ in range(steps):
         start = time.perf_counter()
-        trainer.train_step(real)
+        train_step(real)
         sync()
         times.append(time.perf_counter() - start)
     trainer.flush()   # metrics still pending on the device belong to the timed block
@@ -133,7 +137,37 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
         "dtype": "float32", "precision": precision,
         "im2col": "gather" if uses_gather(xp) else "loops",   # fastpath.uses_gather: SCRATCHGAN_IM2COL
         "fused_kernels": uses_fused_kernels(xp),               # gpu_kernels.uses_fused_kernels: SCRATCHGAN_FUSED
+        "cuda_graph": cuda_graph and graph_error() is None,     # replayed as CUDA graphs (gan/cuda_graph.py)
+        **({"cuda_graph_error": graph_error()} if cuda_graph and graph_error() else {}),
     }
+
+
+def _step_function(trainer, cuda_graph, warmup):
+    """The step to time: ``trainer.train_step``, or with ``cuda_graph`` its CUDA-graph replay, which falls
+    back to ``train_step`` where the step cannot be recorded; and a function giving that reason (or None)."""
+    if not cuda_graph:
+        return trainer.train_step, lambda: None
+    from .gan.cuda_graph import CudaGraphError, CudaGraphStep
+    error = []
+    try:
+        graphed = CudaGraphStep(trainer, warmup=max(warmup - 1, 0))
+    except CudaGraphError as err:
+        reason = str(err)
+        return trainer.train_step, lambda: reason
+
+    def step(batch):
+        if not error:
+            try:
+                return graphed(batch)
+            except CudaGraphError as err:   # while recording: from now on the step runs as usual
+                error.append(str(err))
+        return trainer.train_step(batch)
+    return step, lambda: error[0] if error else None
+
+
+def check_cuda_graph(device, cuda_graph):
+    if cuda_graph and device != "gpu":
+        raise BenchError("--cuda-graph records the GPU step as CUDA graphs; use it with --device gpu")
 
 
 def check_precision(device, precision):
@@ -300,7 +334,7 @@ def run_torch_reference(python, reference, workload, device="cpu", steps=SPEC_ST
 
 
 def compare_with_torch(workloads, device, python, reference, rounds=3, steps=SPEC_STEPS, warmup=SPEC_WARMUP,
-                       report=None, batch=None, precision="strict"):
+                       report=None, batch=None, precision="strict", cuda_graph=False):
     """``rounds`` rounds of (ours, PyTorch) per workload, back to back; per-round and summary ratios
     (at ``batch``, default the SPEC's), both sides at ``precision``.
 
@@ -311,11 +345,12 @@ def compare_with_torch(workloads, device, python, reference, rounds=3, steps=SPE
     if rounds < 1:
         raise BenchError(f"rounds must be >= 1, got {rounds}")
     check_precision(device, precision)
+    check_cuda_graph(device, cuda_graph)
     report = report or (lambda kind, record: None)
     runs = {w: [] for w in workloads}
     for round_index in range(1, rounds + 1):
         for workload in workloads:
-            ours = run_benchmark(workload, device, batch or SPEC_BATCH[workload], steps, warmup, precision)
+            ours = run_benchmark(workload, device, batch or SPEC_BATCH[workload], steps, warmup, precision, cuda_graph)
             ours["round"] = round_index
             report("ours", ours)
             theirs = run_torch_reference(python, reference, workload, device, steps, batch, precision=precision)
@@ -365,6 +400,9 @@ def add_commands(subparsers):
                    help="GPU float32 products: strict (full float32, the default; PyTorch with TF32 off) or tf32 "
                         "(TF32 tensor cores for both: CuPy's TF32 compute type, PyTorch's TF32 switches on)")
     p.add_argument("--rounds", type=int, default=3, help="rounds of (ours, PyTorch) with --compare-torch (default 3)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="GPU: record the step as CUDA graphs and replay them (gan/cuda_graph.py); where the step "
+                        "cannot be recorded it runs as usual and the result says why")
     p.set_defaults(func=cmd_bench)
     return p
 
@@ -373,16 +411,19 @@ def cmd_bench(args):
     workloads = WORKLOADS if args.workload == "all" else (args.workload,)
     emit = _printer(args.json)
     try:
+        check_cuda_graph(args.device, args.cuda_graph)
         if args.device == "gpu":
             backend.cupy_module()
         emit("machine", machine_info(args.device))
         if args.compare_torch:
             reference = _torch_reference_path(args)
             compare_with_torch(workloads, args.device, args.compare_torch, reference, args.rounds,
-                               args.steps, args.warmup, report=emit, batch=args.batch, precision=args.precision)
+                               args.steps, args.warmup, report=emit, batch=args.batch, precision=args.precision,
+                               cuda_graph=args.cuda_graph)
         else:
             for workload in workloads:
-                emit("ours", run_benchmark(workload, args.device, args.batch, args.steps, args.warmup, args.precision))
+                emit("ours", run_benchmark(workload, args.device, args.batch, args.steps, args.warmup, args.precision,
+                                           args.cuda_graph))
         emit("machine", {"load_average_after": machine_info(args.device)["load_average"]})
     except (BenchError, backend.DeviceError, ValueError) as err:
         print(f"scratchgan bench: {err}", file=sys.stderr)
@@ -425,6 +466,8 @@ def _format(kind, r):
                 f"min_ms={r['min_ms']:.2f}  [pytorch]")
     spec = "" if r["spec_conditions"] else "  (not the SPEC's conditions)"
     gpu_path = (f" im2col={r['im2col']} fused_kernels={'on' if r['fused_kernels'] else 'off'}"
+                f" cuda_graph={'on' if r.get('cuda_graph') else 'off'}"
+                + (f" (not recorded: {r['cuda_graph_error']})" if r.get("cuda_graph_error") else "")
                 if r["device"] == "gpu" else "")      # the GPU's switches (docs/performance.md)
     return (f"{r['workload']:6s} {r['device']:4s} batch={r['batch']:4d} median_ms={r['median_ms']:.2f} "
             f"min_ms={r['min_ms']:.2f} mean_ms={r['mean_ms']:.2f} images/s={r['images_per_s']:.0f} "

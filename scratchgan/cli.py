@@ -30,13 +30,17 @@ def cmd_train(args):
     from pathlib import Path
     from .backend import xp_for
     from .data.images import load_images
-    from .gan.run import Interrupted, describe_checkpoint, prepare_run, train_run
+    from .gan.run import Interrupted, RunError, describe_checkpoint, prepare_run, train_run
     from .gan.trainer import DivergenceError
     out = Path(args.out or f"runs/{args.recipe}")
     options = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) is not None}
     run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
                     eval_samples=args.eval_samples, keep_checkpoints=args.keep_checkpoints)
     xp_for(args.device)  # DeviceError now, not after loading the data
+    if args.cuda_graph:
+        if args.device != "gpu":
+            raise RunError("--cuda-graph records the GPU step as CUDA graphs; use it with --device gpu")
+        run_args["cuda_graph"] = True
     # every check that needs no data (options, a new run's image size, --out writable, --resume, --epochs)
     # before loading any, and all but the folder's before --out is created
     _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options,
@@ -273,6 +277,10 @@ def add_train_parser(sub):
     p.add_argument("--channels", type=int, choices=(1, 3), help="folder datasets: 1 (grey) or 3 (RGB, default)")
     p.add_argument("--epochs", type=int, help="epochs to train (recipe default: mlp 20, goodfellow2014 20, dcgan 5)")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (NumPy) or gpu (CuPy)")
+    p.add_argument("--cuda-graph", action="store_true",
+                   help="GPU: record the training step as CUDA graphs and replay them, one launch per segment "
+                        "instead of one per array operation (unconditional recipes with k = 1 and no extensions; "
+                        "docs/performance.md)")
     p.add_argument("--out", help="run directory (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

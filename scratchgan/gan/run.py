@@ -67,7 +67,7 @@ class Interrupted(KeyboardInterrupt):
 
 def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, dataset="custom",
               quiet=False, callback=None, final_outputs=True, evaluate=True, data_dir=None, eval_samples=10000,
-              data_identity=None, labels=None, keep_checkpoints=None, **options):
+              data_identity=None, labels=None, keep_checkpoints=None, cuda_graph=False, **options):
     """Train ``recipe`` on uint8 ``images`` (N, C, H, W), writing into ``out_dir``.
 
     With ``resume=True`` the run continues from ``out_dir/checkpoint.npz`` with the options it
@@ -81,6 +81,8 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     (int, 0 .. num_classes - 1); its checkpoint records the classes (num_classes and their names).
     ``keep_checkpoints`` N: after every N-th epoch, also keep a copy of the checkpoint,
     ``checkpoint_eNNN.npz`` (NNN: the epochs done), to score or sample the run at that epoch.
+    ``cuda_graph``: on the GPU, replay the step as recorded CUDA graphs (gan/cuda_graph.py); RunError
+    where the recipe's step cannot be recorded.
 
     Everything is checked before any work: options, ``eval_samples``, that ``out_dir`` is
     writable. Returns the trainer. Raises DivergenceError (saying which checkpoint, if any, is
@@ -89,6 +91,7 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     def check_labels(recipe, options):
         return check_run_labels(labels, images, options.get("num_classes", 0), recipe.name)
 
+    new_folder = not Path(out_dir).exists()
     out, checkpoint, recipe, options = prepare_run(recipe, out_dir, resume, epochs, evaluate, eval_samples,
                                                    check=check_labels, keep_checkpoints=keep_checkpoints, **options)
     ckpt_path = out / CHECKPOINT
@@ -105,6 +108,13 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
     else:
         family = recipe.family(recipe, options, images, device)
     trainer, loader = family.trainer, family.loader
+    try:
+        step = _graphed_step(trainer) if cuda_graph else trainer.train_step
+    except RunError:
+        if new_folder:                            # nothing was written: leave no empty run folder behind
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     evaluator = family.evaluator(dataset, data_dir, quiet) if evaluate else None   # may fix the progress inputs
     progress = [family.progress_row()]
     epoch, epoch_metrics, epoch_seconds = 0, [], []
@@ -136,7 +146,7 @@ def train_run(recipe, out_dir, images, epochs=None, device="cpu", resume=False, 
             while (trainer.g_steps < g_steps) if g_steps else (epoch < options["epochs"]):
                 started = time.perf_counter()
                 if not _train_epoch(trainer, loader, epoch, _planned(options), quiet, callback, stop_signal, save,
-                                    g_steps):
+                                    g_steps, step):
                     save(epoch)   # N generator updates reached mid-epoch: the loader's state says where
                     family.write_epoch_outputs(out, progress, len(loader), epoch_metrics)
                     break
@@ -480,12 +490,31 @@ def _check_resume_epochs(checkpoint, epochs):
                        f"trained; --epochs is the total: ask for {needed} or more (or leave it out)")
 
 
-def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, save, g_steps=None):
-    """One epoch of steps; False if it stopped early because ``g_steps`` generator updates were reached."""
+def _graphed_step(trainer):
+    """``trainer.train_step`` replayed as CUDA graphs; RunError where it cannot be recorded, before or while
+    recording (a step that fails to record has run part of its work: the run stops there)."""
+    from .cuda_graph import CudaGraphError, CudaGraphStep
+    try:
+        graphed = CudaGraphStep(trainer)
+    except CudaGraphError as error:
+        raise RunError(f"--cuda-graph: {error}; train without --cuda-graph") from None
+
+    def step(batch):
+        try:
+            return graphed(batch)
+        except CudaGraphError as error:
+            raise RunError(f"--cuda-graph: {error}; train without --cuda-graph") from error
+    return step
+
+
+def _train_epoch(trainer, loader, epoch, epochs, quiet, callback, stop_signal, save, g_steps=None, step=None):
+    """One epoch of steps (``step``, default ``trainer.train_step``); False if it stopped early because
+    ``g_steps`` generator updates were reached."""
     from tqdm.auto import tqdm
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", disable=quiet, leave=True, unit="step")
+    train_step = step or trainer.train_step
     for step, real in enumerate(bar):
-        trainer.train_step(real)
+        train_step(real)
         if callback is not None:
             callback(trainer)
         if g_steps and trainer.g_steps >= g_steps and loader.state_dict()["batch"]:   # mid-epoch

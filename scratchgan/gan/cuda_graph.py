@@ -1,0 +1,216 @@
+"""The GPU training step replayed as CUDA graphs: its kernels issued once from Python, then launched
+by the driver in a few calls per step.
+
+On the GPU the step waits on Python issuing its kernels (docs/performance.md, "GPU"): about 190
+launches for ``dcgan``, each costing tens of microseconds of host time. A CUDA graph records a
+stream's kernels once (stream capture: nothing runs while it records) and replays them with one
+call. ``CudaGraphStep(trainer)`` is a drop-in for ``trainer.train_step``:
+
+- its first calls run the step as usual (``warmup``), on the stream that will record it: CuPy
+  compiles its kernels, and cuBLAS and the memory pool set up for that stream, none of which may
+  happen while recording. Everything runs on that stream, which waits for the default stream's
+  work before each step and makes the default stream wait for its own after;
+- the next call records the step, split into segments at the optimizer steps. An optimizer's step
+  runs as usual between segments, so its step count and learning rate (a schedule's too) stay on
+  the host as before. Each segment is launched as soon as it is recorded, so this call trains too;
+- every later call with a batch of the same shape copies the batch and a fresh noise draw into the
+  recorded step's input arrays, replays the segments and the optimizer steps between them, and
+  keeps a copy of the step's metrics (``trainer.flush`` reads them as before).
+
+What a graph may not do, and how this keeps to it:
+
+- **Random numbers inside it** would replay the same numbers every step. The noise is drawn outside
+  the graph into its input array; any other draw inside the step (label flips, dropout, conditional
+  labels) raises while recording, and the step is not graphed (``CudaGraphError``).
+- **Host round trips** (reading a value, copying from the host) cannot be recorded: CuPy raises, and so
+  does this.
+- **Memory.** The graph writes to the addresses it recorded. Its own temporaries come from a memory
+  pool of its own (``self.pool``) that no other code allocates from. Arrays it reads or writes from
+  before the recording (parameters, gradients, BatchNorm's running statistics, its input arrays)
+  must stay where they are: the step updates them in place, and a replay first checks their
+  addresses, recording again if one has moved (a checkpoint loaded, say).
+
+Supported: an unconditional trainer, one discriminator step per generator step, no extensions
+(``unsupported`` says why not), with the fused kernels on (``SCRATCHGAN_FUSED``, the GPU's default).
+"""
+import contextlib
+
+from .. import backend
+from ..gpu_kernels import uses_fused_kernels
+from .trainer import GANTrainer
+
+
+class CudaGraphError(RuntimeError):
+    """The training step cannot be recorded as a CUDA graph (the reason is in the message)."""
+
+
+def unsupported(trainer):
+    """Why ``trainer``'s step cannot be graphed, or None."""
+    if not isinstance(trainer, GANTrainer):
+        return f"only the noise-to-image GAN step is recorded, not {type(trainer).__name__}'s"
+    if trainer.device != "gpu":
+        return "CUDA graphs need the GPU (--device gpu)"
+    if not uses_fused_kernels(trainer.xp):
+        return "CUDA graphs need the fused kernels (SCRATCHGAN_FUSED=auto): BatchNorm's passes replace its arrays"
+    if trainer.extensions:
+        return f"the step has extensions ({', '.join(type(e).__name__ for e in trainer.extensions)})"
+    if trainer.config.k != 1:
+        return f"k = {trainer.config.k}: the step alternates between two kinds"
+    if trainer.conditional:
+        return "a conditional step draws its fakes' labels inside the step"
+    return None
+
+
+class _NoDraws:
+    """Stands in for a random generator while the step is recorded: a draw would repeat every replay."""
+
+    def __getattr__(self, name):
+        raise CudaGraphError(f"the step draws random numbers (RNG.{name}) inside the graph, where every "
+                             "replay would repeat them")
+
+
+class CudaGraphStep:
+    """``trainer.train_step`` as recorded CUDA graphs, replayed (see the module's docstring)."""
+
+    def __init__(self, trainer, warmup=2):
+        reason = unsupported(trainer)
+        if reason:
+            raise CudaGraphError(reason)
+        self.trainer, self.warmup = trainer, warmup
+        self.cupy = backend.cupy_module()
+        self.stream = self.cupy.cuda.Stream(non_blocking=True)
+        self.pool = self.cupy.cuda.MemoryPool()   # the graphs' temporaries, never handed to other code
+        self.recorded = {}                         # (batch shape, dtype) -> _Recorded
+
+    def __call__(self, batch):
+        trainer = self.trainer
+        null = self.cupy.cuda.Stream.null
+        self.stream.wait_event(null.record())      # the batch and any earlier work first
+        with self.stream:                          # warm-up on the recording's stream too (cuBLAS, the pool)
+            if self.warmup > 0:
+                self.warmup -= 1
+                trainer.train_step(batch)
+            else:
+                self._graphed_step(batch)
+        null.wait_event(self.stream.record())      # whatever reads the results after waits for them
+        if len(trainer._pending) >= trainer.sync_every:
+            trainer.flush()
+        return True
+
+    def _graphed_step(self, batch):
+        """Replay the recording for this batch shape, or record one (again, if an array has moved)."""
+        key = (batch.shape, batch.dtype.str)
+        recorded = self.recorded.get(key)
+        if recorded is not None and recorded.addresses == self._addresses():
+            recorded.replay(batch)
+        else:
+            self.recorded[key] = self._record(batch)
+
+    def _addresses(self):
+        """Where the arrays that the graph reads and writes in place live."""
+        return tuple(_address(array) for model in (self.trainer.G, self.trainer.D)
+                     for _, layer in model.named_layers()
+                     for store in (layer.params, layer.grads, layer.buffers) for array in store.values())
+
+    def _record(self, batch):
+        """Record the step on a copy of ``batch`` and a fresh noise draw, launching each segment as it is
+        recorded (so this step trains too)."""
+        trainer = self.trainer
+        trainer.flush()                            # flushing reads the device: not while recording
+        real, noise = batch.copy(), trainer.sample_noise(len(batch))
+        before = trainer.d_steps, trainer.g_steps
+        segments = []
+        capture = _Capture(self.cupy, self.stream, self.pool)
+        optimizer_steps = {opt: opt.step for opt in (trainer.opt_d, trainer.opt_g)}
+
+        def at_optimizer_step(original):
+            def step():
+                segments.append(capture.end_and_launch())
+                original()
+                segments.append(original)
+                capture.begin()
+            return step
+
+        saved = trainer.rng, backend.global_rng(), trainer.sync_every
+        try:
+            for opt, original in optimizer_steps.items():
+                opt.step = at_optimizer_step(original)
+            trainer.sample_noise = lambda n, rng=None: noise
+            trainer.rng, backend._rng = _NoDraws(), _NoDraws()
+            trainer.sync_every = len(trainer._pending) + 2     # no flush inside the recorded step
+            capture.begin()
+            trainer.train_step(real)
+            segments.append(capture.end_and_launch())
+        except Exception as error:
+            capture.abandon()
+            trainer.G.clear_cache()                # the half-run step's caches, so the step can run as usual
+            trainer.D.clear_cache()
+            if isinstance(error, CudaGraphError):
+                raise
+            raise CudaGraphError(f"the step could not be recorded as a CUDA graph: {error}") from error
+        finally:
+            for opt in optimizer_steps:
+                vars(opt).pop("step", None)
+            vars(trainer).pop("sample_noise", None)
+            trainer.rng, backend._rng, trainer.sync_every = saved
+        metrics, g_turn = trainer._pending[-1]
+        trainer._pending[-1] = (metrics.copy(), g_turn)   # the recorded array is rewritten by every replay
+        deltas = trainer.d_steps - before[0], trainer.g_steps - before[1]
+        return _Recorded(trainer, segments, real, noise, metrics, g_turn, deltas, self._addresses())
+
+
+def _address(array):
+    """A CuPy array's device address (a NumPy array's host address, for the tests' stand-in CuPy)."""
+    data = array.data
+    return data.ptr if hasattr(data, "ptr") else array.ctypes.data
+
+
+class _Capture:
+    """Stream capture into the graphs' own memory pool, one segment at a time."""
+
+    def __init__(self, cupy, stream, pool):
+        self.cupy, self.stream, self.pool = cupy, stream, pool
+        self._allocator = None
+
+    def begin(self):
+        self._allocator = contextlib.ExitStack()
+        self._allocator.enter_context(self.cupy.cuda.using_allocator(self.pool.malloc))
+        self.stream.begin_capture()
+
+    def end_and_launch(self):
+        graph = self.stream.end_capture()
+        self._allocator.close()
+        self._allocator = None
+        graph.launch(self.stream)
+        return graph
+
+    def abandon(self):
+        """After an error: end a capture in progress (its graph is invalid) and restore the allocator."""
+        if self.stream.is_capturing():
+            with contextlib.suppress(Exception):
+                self.stream.end_capture()
+        if self._allocator is not None:
+            self._allocator.close()
+            self._allocator = None
+
+
+class _Recorded:
+    """One recorded step: its segments (graphs, and the optimizer steps between them) and its arrays."""
+
+    def __init__(self, trainer, segments, real, noise, metrics, g_turn, deltas, addresses):
+        self.trainer, self.segments = trainer, segments
+        self.real, self.noise, self.metrics, self.g_turn = real, noise, metrics, g_turn
+        self.deltas, self.addresses = deltas, addresses
+
+    def replay(self, batch):
+        trainer = self.trainer
+        self.real[...] = batch
+        self.noise[...] = trainer.sample_noise(len(batch))
+        for segment in self.segments:
+            if callable(segment):
+                segment()                          # an optimizer step, as usual
+            else:
+                segment.launch()
+        trainer.d_steps += self.deltas[0]
+        trainer.g_steps += self.deltas[1]
+        trainer._pending.append((self.metrics.copy(), self.g_turn))

@@ -1,0 +1,261 @@
+"""gan/cuda_graph.py: the training step recorded as CUDA graphs and replayed.
+
+Without a GPU, a stand-in CuPy whose stream "records" while the NumPy step runs as usual (so the
+recorded step trains, as on the GPU) and whose graphs count their launches checks the bookkeeping
+around the graphs: what runs between them, what is restored after recording, what each replay
+refreshes and keeps. On a GPU, the real graphs must train exactly as the eager step does.
+"""
+import contextlib
+
+import numpy as np
+import pytest
+
+from scratchgan import backend, bench
+from scratchgan.gan import cuda_graph
+from scratchgan.gan.cuda_graph import CudaGraphError, CudaGraphStep, unsupported
+from scratchgan.gan.recipes import get_recipe
+from scratchgan.gan.trainer import GANTrainer
+
+
+class FakeGraph:
+    def __init__(self, log):
+        self.log = log
+
+    def launch(self, stream=None):
+        self.log.append("launch")
+
+
+class FakeStream:
+    def __init__(self, log, non_blocking=False):
+        self.log, self.capturing = log, False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def begin_capture(self):
+        assert not self.capturing
+        self.capturing = True
+        self.log.append("begin")
+
+    def end_capture(self):
+        assert self.capturing
+        self.capturing = False
+        self.log.append("end")
+        return FakeGraph(self.log)
+
+    def is_capturing(self):
+        return self.capturing
+
+    def record(self):
+        return object()
+
+    def wait_event(self, event):
+        pass
+
+
+class FakeCupy:
+    """What CudaGraphStep uses of CuPy: streams, graphs, a memory pool, using_allocator."""
+
+    def __init__(self):
+        self.log, self.allocators = [], []
+        log, allocators = self.log, self.allocators
+
+        class Stream(FakeStream):
+            def __init__(self, non_blocking=False):
+                super().__init__(log, non_blocking)
+        Stream.null = Stream()
+
+        class MemoryPool:
+            def malloc(self, size):
+                raise AssertionError("not called by the stand-in")
+
+        @contextlib.contextmanager
+        def using_allocator(malloc):
+            allocators.append(malloc)
+            yield
+            allocators.pop()
+
+        self.cuda = type("cuda", (), {"Stream": Stream, "MemoryPool": MemoryPool,
+                                      "using_allocator": staticmethod(using_allocator)})
+
+
+def make_trainer(workload="dcgan", batch=4, device="cpu", **options):
+    recipe = get_recipe(workload)
+    backend.manual_seed(0)
+    setup = recipe.setup(recipe.options(batch_size=batch, seed=0, **options), bench.IMAGE_SHAPE)
+    setup.G.to(device)
+    setup.D.to(device)
+    trainer = GANTrainer.from_setup(setup, device)
+    trainer.sync_every = 25                    # the GPU's default
+    return trainer
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    """A CPU trainer taken for a GPU one, and the stand-in CuPy."""
+    fake = FakeCupy()
+    monkeypatch.setattr(cuda_graph.backend, "cupy_module", lambda: fake)
+    monkeypatch.setattr(cuda_graph, "uses_fused_kernels", lambda xp: True)
+
+    def gpu_trainer(*args, **kw):
+        trainer = make_trainer(*args, **kw)
+        trainer.device = "gpu"
+        return trainer
+    return fake, gpu_trainer
+
+
+def test_unsupported_steps_are_named():
+    trainer = make_trainer()
+    assert "GPU" in unsupported(trainer)
+    with pytest.raises(CudaGraphError, match="GPU"):
+        CudaGraphStep(trainer)
+    trainer.device = "gpu"
+    assert "fused kernels" in unsupported(trainer)     # NumPy never takes them
+
+
+def test_unsupported_trainers_with_the_gpus_switches(fake_gpu):
+    _, gpu_trainer = fake_gpu
+    assert unsupported(gpu_trainer()) is None
+    assert "k = 2" in unsupported(gpu_trainer(k=2))
+    assert "conditional" in unsupported(gpu_trainer("cdcgan"))
+    assert "extensions" in unsupported(gpu_trainer("dcgan-plus"))
+
+
+def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
+    fake, gpu_trainer = fake_gpu
+    trainer = gpu_trainer()
+    graphed = CudaGraphStep(trainer, warmup=2)
+    batch = bench.real_batch("dcgan", 4)
+    graphed(batch)
+    graphed(batch)
+    assert fake.log == [] and trainer.d_steps == 2
+    originals = trainer.rng, backend.global_rng(), trainer.opt_d.t
+    graphed(batch)
+    # three segments around the two optimizer steps, each launched once as soon as it is recorded
+    assert fake.log == ["begin", "end", "launch"] * 3 and fake.allocators == []
+    (recorded,) = graphed.recorded.values()
+    assert [callable(s) for s in recorded.segments] == [False, True, False, True, False]
+    assert trainer.opt_d.t == originals[2] + 1 and trainer.d_steps == trainer.g_steps == 3
+    # everything swapped in for the recording is back
+    assert "step" not in vars(trainer.opt_d) and "step" not in vars(trainer.opt_g)
+    assert "sample_noise" not in vars(trainer) and trainer.sync_every == 25
+    assert (trainer.rng, backend.global_rng()) == originals[:2]
+    # the recorded step's metrics were copied: the next replay rewrites the recorded array
+    metrics, g_turn = trainer._pending[-1]
+    assert g_turn and metrics is not recorded.metrics and not np.shares_memory(metrics, recorded.metrics)
+
+
+def test_each_replay_refreshes_its_inputs_runs_the_optimizers_and_keeps_its_metrics(fake_gpu):
+    fake, gpu_trainer = fake_gpu
+    trainer = gpu_trainer()
+    graphed = CudaGraphStep(trainer, warmup=0)
+    graphed(bench.real_batch("dcgan", 4))
+    (recorded,) = graphed.recorded.values()
+    fake.log.clear()
+    noises = []
+    for seed in range(3):
+        batch = bench.real_batch("dcgan", 4, seed=seed + 1)
+        t = trainer.opt_d.t, trainer.opt_g.t
+        graphed(batch)
+        np.testing.assert_array_equal(recorded.real, batch)
+        noises.append(recorded.noise.copy())
+        assert (trainer.opt_d.t, trainer.opt_g.t) == (t[0] + 1, t[1] + 1)
+    assert fake.log == ["launch"] * 9                      # replays record nothing
+    assert trainer.d_steps == trainer.g_steps == 4
+    assert not np.array_equal(noises[0], noises[1])        # a fresh draw every step
+    pending = [m for m, _ in trainer._pending]
+    assert len(pending) == 4 and len({id(m) for m in pending}) == 4
+    assert not any(np.shares_memory(a, b) for i, a in enumerate(pending) for b in pending[i + 1:])
+    trainer.flush()                                        # the history reads them as before
+    assert len(trainer.history["d_loss"]) == 4
+
+
+def test_a_moved_array_or_another_batch_shape_is_recorded_again(fake_gpu):
+    fake, gpu_trainer = fake_gpu
+    trainer = gpu_trainer()
+    graphed = CudaGraphStep(trainer, warmup=0)
+    graphed(bench.real_batch("dcgan", 4))
+    graphed(bench.real_batch("dcgan", 4))
+    assert fake.log.count("begin") == 3
+    _, layer, key = trainer.G.named_parameters()[0]
+    layer.params[key] = layer.params[key].copy()          # as loading a checkpoint might
+    graphed(bench.real_batch("dcgan", 4))
+    assert fake.log.count("begin") == 6
+    graphed(bench.real_batch("dcgan", 3))                  # an epoch's last, shorter batch
+    assert fake.log.count("begin") == 9 and len(graphed.recorded) == 2
+
+
+def test_random_draws_inside_the_step_stop_the_recording_and_restore_the_trainer(fake_gpu):
+    fake, gpu_trainer = fake_gpu
+    for trainer in (gpu_trainer("mlp", dropout=0.5), gpu_trainer(flip_prob=0.3)):
+        originals = trainer.rng, backend.global_rng()
+        graphed = CudaGraphStep(trainer, warmup=0)
+        batch = bench.real_batch("mlp" if trainer.D[0].params["weight"].ndim == 2 else "dcgan", 4)
+        with pytest.raises(CudaGraphError, match="random numbers"):
+            graphed(batch)
+        assert not graphed.stream.is_capturing() and fake.allocators == []
+        assert (trainer.rng, backend.global_rng()) == originals and "step" not in vars(trainer.opt_d)
+        trainer.train_step(batch)                          # the step runs as usual afterwards
+
+
+def test_bench_falls_back_and_says_why(monkeypatch):
+    record = bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=1, cuda_graph=True)
+    assert record["cuda_graph"] is False and "GPU" in record["cuda_graph_error"]
+    assert bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=1)["cuda_graph"] is False
+
+
+def test_bench_cli_rejects_cuda_graph_on_the_cpu(capsys):
+    assert bench.main(["--device", "cpu", "--cuda-graph", "--steps", "1", "--warmup", "0"]) == 2
+    assert "--cuda-graph" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+def test_gpu_graphed_steps_train_as_the_eager_step_does(cupy, monkeypatch, workload):
+    """Float64 on the GPU: eight steps eagerly and eight through CudaGraphStep (two warm-up, one recorded,
+    five replayed) from the same weights and noise give the same weights and history."""
+    monkeypatch.delenv("SCRATCHGAN_FUSED", raising=False)
+    backend.set_default_dtype(np.float64)
+    try:
+        results = []
+        for graphed in (False, True):
+            trainer = make_trainer(workload, batch=8, device="gpu")
+            step = CudaGraphStep(trainer) if graphed else trainer.train_step
+            for seed in range(8):
+                step(bench.real_batch(workload, 8, cupy, seed=seed).astype(np.float64))
+            trainer.flush()
+            results.append((trainer.G.state_dict(), trainer.D.state_dict(), trainer.history))
+        for a, b in zip(results[0][:2], results[1][:2]):
+            for key in a:
+                np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=1e-12, err_msg=key)
+        for key, values in results[0][2].items():
+            np.testing.assert_allclose(results[1][2][key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+    finally:
+        backend.set_default_dtype(np.float32)
+
+
+def test_train_cli_rejects_cuda_graph_on_the_cpu_before_creating_the_run(tmp_path, capsys):
+    from scratchgan.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "mlp", "--cuda-graph", "--out", str(out), "--quiet"]) == 2
+    assert "--cuda-graph" in capsys.readouterr().err and not out.exists()
+
+
+def test_train_run_names_why_a_step_cannot_be_graphed(tmp_path):
+    from scratchgan.gan.run import RunError, train_run
+    images = (np.random.default_rng(0).random((8, 1, 28, 28)) * 255).astype(np.uint8)
+    with pytest.raises(RunError, match="--cuda-graph: CUDA graphs need the GPU"):
+        train_run("mlp", tmp_path / "run", images, epochs=1, quiet=True, evaluate=False, cuda_graph=True, batch_size=4)
+    assert not (tmp_path / "run").exists()                 # no empty run folder left behind
+    assert "not CycleGANTrainer" in unsupported(type("CycleGANTrainer", (), {})())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+def test_gpu_bench_replays_the_graphs(cupy, monkeypatch, workload):
+    monkeypatch.delenv("SCRATCHGAN_FUSED", raising=False)
+    record = bench.run_benchmark(workload, "gpu", batch=16, steps=3, warmup=3, cuda_graph=True)
+    assert record["cuda_graph"] is True and "cuda_graph_error" not in record, record.get("cuda_graph_error")
