@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Every GPU check in one pass, the most wanted first, within a time budget (a lease is short):
 #   1. the fused kernels' GPU tests (gpu_kernels.py; if one fails, everything after runs with
-#      SCRATCHGAN_FUSED=off);
-#   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32, both workloads, and once
-#      more with the NumPy-style passes instead of the fused kernels (docs/performance.md);
-#   3. where the host time goes (demos/gpu_profile.py), and dcgan at batch 1024;
+#      SCRATCHGAN_FUSED=off), then the CUDA graphs' (gan/cuda_graph.py);
+#   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32, both workloads and dcgan at
+#      batch 1024, with the step replayed as CUDA graphs (--cuda-graph), then issued from Python as usual
+#      (docs/performance.md);
+#   3. where the host time goes (demos/gpu_profile.py);
 #   4. the other GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step);
-#   5. short runs of the model families on the GPU, with seconds per epoch and final scores;
-#   6. dcgan with im2col/col2im as the CPU's loops instead of the GPU's gathers.
+#   5. short runs of the model families on the GPU (dcgan with --cuda-graph too), with seconds per epoch
+#      and final scores;
+#   6. both workloads with the NumPy-style passes instead of the fused kernels, and dcgan with
+#      im2col/col2im as the CPU's loops instead of the GPU's gathers.
 # A step that would start after the budget is skipped, and each one is stopped at it, so the summaries
 # are still written.
 #
@@ -61,8 +64,10 @@ if [ "$last_rc" != 0 ]; then
     echo "== the fused kernels failed on this device: everything below runs with SCRATCHGAN_FUSED=off" | tee -a "$log"
 fi
 
-quick=()   # a rehearsal on the CPU times a few steps only
-[ "$device" = cpu ] && quick=(--steps 2 --warmup 1 --rounds 1)
+step gpu-tests-cuda-graph "$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_cuda_graph.py
+
+quick=() graph=(--cuda-graph)   # a rehearsal on the CPU times a few steps only, without CUDA graphs
+[ "$device" = cpu ] && quick=(--steps 2 --warmup 1 --rounds 1) graph=()
 bench() {   # bench NAME [env VAR=VALUE...] -- BENCH OPTIONS...
     local name=$1 envs=()
     shift
@@ -72,16 +77,22 @@ bench() {   # bench NAME [env VAR=VALUE...] -- BENCH OPTIONS...
         "$@" "${quick[@]}"
     grep -h '^{' "$log" > "$out/bench.jsonl"
 }
-bench bench-strict -- --workload all --precision strict --rounds 3
-bench bench-tf32 -- --workload all --precision tf32 --rounds 3
-# the same step with the fused kernels' NumPy-style passes (gpu_kernels.uses_fused_kernels)
-bench bench-strict-unfused SCRATCHGAN_FUSED=off -- --workload all --precision strict --rounds 2
-[ "$device" = gpu ] && step profile env PYTHONPATH="$PWD" sh -c "'$py' demos/gpu_profile.py > '$out/profile.txt' 2>&1; rc=\$?; tail -n 8 '$out/profile.txt'; exit \$rc"
+# the step replayed as CUDA graphs (gan/cuda_graph.py; where it cannot be recorded, the record says why)
+bench bench-strict-graph -- --workload all --precision strict --rounds 3 "${graph[@]}"
+bench bench-tf32-graph -- --workload all --precision tf32 --rounds 3 "${graph[@]}"
 for precision in strict tf32; do
-    bench "bench-$precision-1024" -- --workload dcgan --batch 1024 --precision "$precision" --rounds 2
+    bench "bench-$precision-1024-graph" -- --workload dcgan --batch 1024 --precision "$precision" --rounds 2 "${graph[@]}"
+done
+# the same steps issued from Python, as without --cuda-graph
+bench bench-strict -- --workload all --precision strict --rounds 2
+[ "$device" = gpu ] && step profile env PYTHONPATH="$PWD" sh -c "'$py' demos/gpu_profile.py > '$out/profile.txt' 2>&1; rc=\$?; tail -n 12 '$out/profile.txt'; exit \$rc"
+bench bench-tf32 -- --workload all --precision tf32 --rounds 2
+for precision in strict tf32; do
+    bench "bench-$precision-1024" -- --workload dcgan --batch 1024 --precision "$precision" --rounds 1
 done
 
-step gpu-tests "$py" -m pytest -m gpu -q -p no:cacheprovider tests --ignore tests/test_fused_kernels.py
+step gpu-tests "$py" -m pytest -m gpu -q -p no:cacheprovider tests --ignore tests/test_fused_kernels.py \
+    --ignore tests/test_cuda_graph.py
 
 train() {   # train NAME EPOCHS RECIPE [options...]: a short GPU run in a scratch folder
     local name=$1 n=$2
@@ -89,6 +100,7 @@ train() {   # train NAME EPOCHS RECIPE [options...]: a short GPU run in a scratc
     step "train-$name" "${sg[@]}" train "$@" --device "$device" --epochs "$n" --out "$runs/$name" --quiet --no-report
 }
 train dcgan "$epochs" dcgan --data-dir "$data/mnist"
+[ "$device" = gpu ] && train dcgan-graph "$epochs" dcgan --data-dir "$data/mnist" --cuda-graph
 train srresnet 1 srresnet --data-dir "$data/mnist"
 train cyclegan 1 cyclegan --data-dir "$data"
 train mlp 1 mlp --data-dir "$data/mnist"
@@ -99,6 +111,8 @@ train acgan-plus 1 acgan-plus --data-dir "$data/mnist"
 train cgan 1 cgan --data-dir "$data/mnist"
 [ -d "$data/fashion-mnist" ] && train fashion-cdcgan-plus 1 cdcgan-plus --dataset fashion-mnist --data-dir "$data"
 
+# the same step with the fused kernels' NumPy-style passes (gpu_kernels.uses_fused_kernels)
+bench bench-strict-unfused SCRATCHGAN_FUSED=off -- --workload all --precision strict --rounds 2
 # im2col/col2im gather by index on the GPU (fastpath.uses_gather); the same step with the CPU's loops
 bench bench-strict-loops SCRATCHGAN_IM2COL=loops -- --workload dcgan --precision strict --rounds 2
 
