@@ -79,7 +79,8 @@ class FakeCupy:
             allocators.pop()
 
         self.cuda = type("cuda", (), {"Stream": Stream, "MemoryPool": MemoryPool,
-                                      "using_allocator": staticmethod(using_allocator)})
+                                      "using_allocator": staticmethod(using_allocator),
+                                      "get_current_stream": staticmethod(lambda: Stream.null)})
 
 
 def make_trainer(workload="dcgan", batch=4, device="cpu", **options):

@@ -8,8 +8,8 @@ call. ``CudaGraphStep(trainer)`` is a drop-in for ``trainer.train_step``:
 
 - its first calls run the step as usual (``warmup``), on the stream that will record it: CuPy
   compiles its kernels, and cuBLAS and the memory pool set up for that stream, none of which may
-  happen while recording. Everything runs on that stream, which waits for the default stream's
-  work before each step and makes the default stream wait for its own after;
+  happen while recording. Everything runs on that stream, which waits for the caller's stream's
+  work before each step and makes the caller's stream wait for its own after;
 - the next call records the step, split into segments at the optimizer steps. An optimizer's step
   runs as usual between segments, so its step count and learning rate (a schedule's too) stay on
   the host as before. Each segment is launched as soon as it is recorded, so this call trains too;
@@ -84,15 +84,15 @@ class CudaGraphStep:
 
     def __call__(self, batch):
         trainer = self.trainer
-        null = self.cupy.cuda.Stream.null
-        self.stream.wait_event(null.record())      # the batch and any earlier work first
+        outside = self.cupy.cuda.get_current_stream()   # the caller's stream (the default one, usually)
+        self.stream.wait_event(outside.record())   # the batch and any earlier work first
         with self.stream:                          # warm-up on the recording's stream too (cuBLAS, the pool)
             if self.warmup > 0:
                 self.warmup -= 1
                 trainer.train_step(batch)
             else:
                 self._graphed_step(batch)
-        null.wait_event(self.stream.record())      # whatever reads the results after waits for them
+        outside.wait_event(self.stream.record())   # whatever reads the results after waits for them
         if len(trainer._pending) >= trainer.sync_every:
             trainer.flush()
         return True
