@@ -7,7 +7,7 @@ import pytest
 import scratchgan as sg
 import scratchgan.layers as L
 from scratchgan.backend import RNG
-from scratchgan.fastpath import add_matmul_to_grad, matmul_into, matmul_tall, reuse_buffer
+from scratchgan.fastpath import add_matmul_to_grad, matmul_into, matmul_tall, reuse_buffer, row_dots
 
 
 def rand(*shape, seed=0, dtype=np.float32):
@@ -400,6 +400,26 @@ def test_matmul_into_writes_the_product_outer_or_not(a_shape, b_shape):
     out = np.full((a_shape[0], b_shape[1]), np.nan)
     assert matmul_into(a, b, out) is out
     np.testing.assert_allclose(out, a @ b, rtol=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(3, 7), (1, 5), (4, 1)])
+def test_row_dots_is_each_rows_sum_of_products(shape):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(shape), rng.standard_normal(shape)
+    np.testing.assert_allclose(row_dots(a, b), (a * b).sum(axis=1), rtol=1e-13)
+    channel_major = np.asfortranarray(a)                  # any strides
+    np.testing.assert_allclose(row_dots(channel_major, b), (a * b).sum(axis=1), rtol=1e-13)
+
+
+@pytest.mark.gpu
+def test_row_dots_on_the_gpu_is_cupys_einsum_without_its_python(cupy):
+    rng = np.random.default_rng(0)
+    for shape in [(3, 7), (128, 6272), (1, 5)]:
+        a, b = (cupy.asarray(rng.standard_normal(shape).astype(np.float32)) for _ in range(2))
+        got = row_dots(a, b)
+        assert isinstance(got, cupy.ndarray) and got.shape == (shape[0],) and got.dtype == np.float32
+        np.testing.assert_allclose(got.get(), cupy.einsum("rk,rk->r", a, b).get(), rtol=1e-6)   # the same sums
+        np.testing.assert_allclose(got.get(), (a.get().astype(np.float64) * b.get()).sum(axis=1), rtol=1e-4)
 
 
 def test_reuse_buffer_keeps_one_array_per_name_until_shape_dtype_or_device_change():

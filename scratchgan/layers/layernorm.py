@@ -1,5 +1,6 @@
 """Layer normalization (Ba, Kiros & Hinton 2016): each sample normalized over its own features."""
 from .. import backend
+from ..fastpath import row_dots
 from .base import Layer, as_count, format_pattern
 
 
@@ -65,7 +66,7 @@ class LayerNorm(Layer):
         xp, f = backend.get_xp(x), x.dtype.type
         rows = x.reshape(-1, self._size())                      # (M, K): one row per normalized group
         centred = rows - rows.mean(axis=1, keepdims=True)
-        var = xp.einsum("mk,mk->m", centred, centred) / f(rows.shape[1])
+        var = row_dots(centred, centred) / f(rows.shape[1])
         inv_std = (1 / xp.sqrt(var + f(self.eps))).reshape(-1, 1)
         x_hat = centred * inv_std
         y = x_hat if "weight" not in self.params else x_hat * self._gamma(x) + self.params["bias"].reshape(-1)

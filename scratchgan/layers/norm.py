@@ -1,5 +1,6 @@
 """Batch normalization (Ioffe & Szegedy 2015) for (N, C) and (N, C, H, W) inputs."""
 from .. import backend
+from ..fastpath import row_dots
 from ..gpu_kernels import BN_INPUT_GRAD, BN_STATISTICS, SCALE_SHIFT, fused, fused_like, uses_fused_kernels
 from .base import Layer, as_count, format_pattern
 from .conv import as_matrix, as_nchw
@@ -25,7 +26,7 @@ def centre(values):
     so the variance is exact however large the mean)."""
     mean = values.mean(axis=1)
     centred = values - column(mean)
-    return mean, centred, backend.get_xp(values).einsum("cm,cm->c", centred, centred)   # no temporary
+    return mean, centred, row_dots(centred, centred)   # no temporary
 
 
 class BatchNorm(Layer):
@@ -137,7 +138,7 @@ class BatchNorm(Layer):
         dy_rows = channel_matrix(dy)                                   # (C, M)
         x_hat = centred * column(inv_std)
         dbeta = dy_rows.sum(axis=1)
-        dgamma = backend.get_xp(dy).einsum("cm,cm->c", dy_rows, x_hat)   # sum(dy x_hat), no temporary
+        dgamma = row_dots(dy_rows, x_hat)                              # sum(dy x_hat), no temporary
         if self.requires_grad:
             self.grads["weight"] += dgamma
             self.grads["bias"] += dbeta
