@@ -37,10 +37,8 @@ def cmd_train(args):
     run_args = dict(resume=args.resume, epochs=args.epochs, evaluate=not args.no_evaluate,
                     eval_samples=args.eval_samples, keep_checkpoints=args.keep_checkpoints)
     xp_for(args.device)  # DeviceError now, not after loading the data
-    if args.cuda_graph:
-        if args.device != "gpu":
-            raise RunError("--cuda-graph records the GPU step as CUDA graphs; use it with --device gpu")
-        run_args["cuda_graph"] = True
+    if args.cuda_graph and args.device != "gpu":
+        raise RunError("--cuda-graph records the GPU step as CUDA graphs; use it with --device gpu")
     # every check that needs no data (options, a new run's image size, --out writable, --resume, --epochs)
     # before loading any, and all but the folder's before --out is created
     _, checkpoint, recipe, full_options = prepare_run(args.recipe, out, **run_args, **options,
@@ -56,8 +54,8 @@ def cmd_train(args):
                                                channels=channels, quiet=args.quiet, with_identity=True,
                                                with_labels=True)
     try:
-        train_run(args.recipe, out, images, device=args.device, dataset=dataset, quiet=args.quiet,
-                  data_dir=args.data_dir, data_identity=identity,
+        train_run(args.recipe, out, images, device=args.device, cuda_graph=args.cuda_graph, dataset=dataset,
+                  quiet=args.quiet, data_dir=args.data_dir, data_identity=identity,
                   labels=labels if "num_classes" in recipe.defaults else None, **run_args, **options)
         if not args.no_report and recipe.draws_samples:   # the report is on noise-to-image runs
             from .report import write_run_report

@@ -260,3 +260,25 @@ def test_gpu_bench_replays_the_graphs(cupy, monkeypatch, workload):
     monkeypatch.delenv("SCRATCHGAN_FUSED", raising=False)
     record = bench.run_benchmark(workload, "gpu", batch=16, steps=3, warmup=3, cuda_graph=True)
     assert record["cuda_graph"] is True and "cuda_graph_error" not in record, record.get("cuda_graph_error")
+
+
+def test_train_cli_passes_cuda_graph_to_the_run(tmp_path, monkeypatch):
+    """--cuda-graph reaches train_run (and no other function's options) when the device is the GPU."""
+    import scratchgan.cli as cli
+    import scratchgan.gan.run as run
+    from scratchgan.data import write_idx
+    monkeypatch.setattr("scratchgan.backend.xp_for", lambda device: np)   # no GPU needed to reach the run
+    seen = {}
+
+    def fake_train_run(*args, **kw):
+        seen.update(kw)
+    monkeypatch.setattr(run, "train_run", fake_train_run)
+    data = tmp_path / "mnist"
+    data.mkdir()
+    images = (np.random.default_rng(0).random((8, 28, 28)) * 255).astype(np.uint8)
+    for split in ("train", "t10k"):
+        write_idx(data / f"{split}-images-idx3-ubyte.gz", images)
+        write_idx(data / f"{split}-labels-idx1-ubyte.gz", np.zeros(8, np.uint8))
+    assert cli.main(["train", "mlp", "--device", "gpu", "--cuda-graph", "--data-dir", str(data),
+                     "--batch-size", "4", "--out", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
+    assert seen["cuda_graph"] is True and seen["device"] == "gpu"
