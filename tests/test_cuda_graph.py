@@ -282,3 +282,17 @@ def test_train_cli_passes_cuda_graph_to_the_run(tmp_path, monkeypatch):
     assert cli.main(["train", "mlp", "--device", "gpu", "--cuda-graph", "--data-dir", str(data),
                      "--batch-size", "4", "--out", str(tmp_path / "run"), "--quiet", "--no-report"]) == 0
     assert seen["cuda_graph"] is True and seen["device"] == "gpu"
+
+
+def test_train_run_steps_through_the_graphed_step(tmp_path, fake_gpu, monkeypatch):
+    """With the stand-in CuPy (and the GPU check waived) a whole run goes through CudaGraphStep: two
+    warm-up steps, one recording, replays for the rest, one history row per step, a checkpoint."""
+    from scratchgan.gan.run import train_run
+    fake, _ = fake_gpu
+    monkeypatch.setattr(cuda_graph, "unsupported", lambda trainer: None)
+    images = (np.random.default_rng(0).random((24, 1, 28, 28)) * 255).astype(np.uint8)
+    trainer = train_run("dcgan", tmp_path / "run", images, epochs=1, quiet=True, evaluate=False,
+                        final_outputs=False, cuda_graph=True, batch_size=4)
+    assert fake.log.count("begin") == 3 and fake.log.count("launch") == 3 + 3 * 3   # 6 steps: 2 + 1 + 3
+    assert trainer.d_steps == trainer.g_steps == 6 and len(trainer.history["d_loss"]) == 6
+    assert (tmp_path / "run" / "checkpoint.npz").exists()
