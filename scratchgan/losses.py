@@ -11,9 +11,11 @@ from .gpu_kernels import BCE_WITH_LOGITS, TWO_CLASS_CROSS_ENTROPY, fused, uses_f
 
 
 def _prepare(name, pred, target):
-    """Target as an array of pred's dtype and device; a scalar broadcasts, any other shape must match."""
+    """Target as an array of pred's dtype and device; a scalar broadcasts, any other shape must match.
+    A Python or NumPy scalar is filled in on the device (``full``), not copied from the host: a
+    recorded CUDA graph cannot copy from the host (gan/cuda_graph.py)."""
     xp = backend.get_xp(pred)
-    target = xp.asarray(target, dtype=pred.dtype)
+    target = xp.full((), target, dtype=pred.dtype) if np.isscalar(target) else xp.asarray(target, dtype=pred.dtype)
     if target.ndim and target.shape != pred.shape:
         raise ValueError(f"{name}: prediction has shape {tuple(pred.shape)} but target has shape "
                          f"{tuple(target.shape)}")

@@ -94,12 +94,27 @@ def make_trainer(workload="dcgan", batch=4, device="cpu", **options):
     return trainer
 
 
+def no_host_data_while_recording(monkeypatch, log):
+    """np.asarray and np.array refuse Python numbers and sequences while the stand-in stream records:
+    on the GPU turning them into an array is a host-to-device copy, which CuPy refuses during stream
+    capture. (NumPy scalars pass: NumPy's reductions return them where CuPy's return device arrays.)"""
+    def guarded(convert):
+        def convert_array(obj, *args, **kwargs):
+            if log and log[-1] == "begin" and isinstance(obj, (bool, int, float, complex, list, tuple)):
+                raise RuntimeError(f"host-to-device copy of {obj!r} while recording")
+            return convert(obj, *args, **kwargs)
+        return convert_array
+    monkeypatch.setattr(np, "asarray", guarded(np.asarray))
+    monkeypatch.setattr(np, "array", guarded(np.array))
+
+
 @pytest.fixture
 def fake_gpu(monkeypatch):
-    """A CPU trainer taken for a GPU one, and the stand-in CuPy."""
+    """A CPU trainer taken for a GPU one, and the stand-in CuPy (host data refused while recording)."""
     fake = FakeCupy()
     monkeypatch.setattr(cuda_graph.backend, "cupy_module", lambda: fake)
     monkeypatch.setattr(cuda_graph, "uses_fused_kernels", lambda xp: True)
+    no_host_data_while_recording(monkeypatch, fake.log)
 
     def gpu_trainer(*args, **kw):
         trainer = make_trainer(*args, **kw)
@@ -147,6 +162,14 @@ def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
     # the recorded step's metrics were copied: the next replay rewrites the recorded array
     metrics, g_turn = trainer._pending[-1]
     assert g_turn and metrics is not recorded.metrics and not np.shares_memory(metrics, recorded.metrics)
+
+
+@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+def test_the_benchmarks_steps_copy_nothing_from_the_host_while_recording(fake_gpu, workload):
+    fake, gpu_trainer = fake_gpu
+    graphed = CudaGraphStep(gpu_trainer(workload), warmup=0)
+    graphed(bench.real_batch(workload, 4))
+    assert fake.log == ["begin", "end", "launch"] * 3
 
 
 def test_each_replay_refreshes_its_inputs_runs_the_optimizers_and_keeps_its_metrics(fake_gpu):
