@@ -208,8 +208,13 @@ def test_a_moved_array_or_another_batch_shape_is_recorded_again(fake_gpu):
     layer.params[key] = layer.params[key].copy()          # as loading a checkpoint might
     graphed(bench.real_batch("dcgan", 4))
     assert fake.log.count("begin") == 6
+    full = graphed.recorded[((4, 1, 28, 28), "<f4")]
     graphed(bench.real_batch("dcgan", 3))                  # an epoch's last, shorter batch
     assert fake.log.count("begin") == 9 and len(graphed.recorded) == 2
+    # the shorter batch replaced the layers' reused temporaries; the first recording still holds its own
+    in_layers = {id(a) for model in (trainer.G, trainer.D) for _, layer in model.named_layers()
+                 for a in layer._scratch.values()}
+    assert full.scratch and not any(id(a) in in_layers for a in full.scratch)
 
 
 def test_random_draws_inside_the_step_stop_the_recording_and_restore_the_trainer(fake_gpu):

@@ -28,7 +28,9 @@ What a graph may not do, and how this keeps to it:
   pool of its own (``self.pool``) that no other code allocates from. Arrays it reads or writes from
   before the recording (parameters, gradients, BatchNorm's running statistics, its input arrays)
   must stay where they are: the step updates them in place, and a replay first checks their
-  addresses, recording again if one has moved (a checkpoint loaded, say).
+  addresses, recording again if one has moved (a checkpoint loaded, say). The layers' reused
+  temporaries (``fastpath.reuse_buffer``), which a step of another batch shape replaces, are held
+  by the recording that uses them, so their memory never goes to another array.
 
 Supported: an unconditional trainer, one discriminator step per generator step, no extensions
 (``unsupported`` says why not), with the fused kernels on (``SCRATCHGAN_FUSED``, the GPU's default).
@@ -156,7 +158,14 @@ class CudaGraphStep:
         metrics, g_turn = trainer._pending[-1]
         trainer._pending[-1] = (metrics.copy(), g_turn)   # the recorded array is rewritten by every replay
         deltas = trainer.d_steps - before[0], trainer.g_steps - before[1]
-        return _Recorded(trainer, segments, real, noise, metrics, g_turn, deltas, self._addresses())
+        return _Recorded(trainer, segments, real, noise, metrics, g_turn, deltas, self._addresses(),
+                         self._scratch_arrays())
+
+    def _scratch_arrays(self):
+        """The layers' reused temporaries (``fastpath.reuse_buffer``) that the recording writes to. A step
+        with another batch shape replaces them in the layers' stores; the recording keeps its own alive."""
+        return [array for model in (self.trainer.G, self.trainer.D) for _, layer in model.named_layers()
+                for array in layer._scratch.values()]
 
 
 def _address(array):
@@ -197,10 +206,11 @@ class _Capture:
 class _Recorded:
     """One recorded step: its segments (graphs, and the optimizer steps between them) and its arrays."""
 
-    def __init__(self, trainer, segments, real, noise, metrics, g_turn, deltas, addresses):
+    def __init__(self, trainer, segments, real, noise, metrics, g_turn, deltas, addresses, scratch):
         self.trainer, self.segments = trainer, segments
         self.real, self.noise, self.metrics, self.g_turn = real, noise, metrics, g_turn
         self.deltas, self.addresses = deltas, addresses
+        self.scratch = scratch     # held so that their memory is never handed to other arrays
 
     def replay(self, batch):
         trainer = self.trainer
