@@ -232,7 +232,7 @@ def test_random_draws_inside_the_step_stop_the_recording_and_restore_the_trainer
 
 def test_bench_falls_back_and_says_why(monkeypatch):
     record = bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=1, cuda_graph=True)
-    assert record["cuda_graph"] is False and "GPU" in record["cuda_graph_error"]
+    assert record["cuda_graph"] is False and "GPU" in record["cuda_graph_error"] and record["graph_pool_mib"] == 0
     assert bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=1)["cuda_graph"] is False
 
 
@@ -288,6 +288,7 @@ def test_gpu_bench_replays_the_graphs(cupy, monkeypatch, workload):
     monkeypatch.delenv("SCRATCHGAN_FUSED", raising=False)
     record = bench.run_benchmark(workload, "gpu", batch=16, steps=3, warmup=3, cuda_graph=True)
     assert record["cuda_graph"] is True and "cuda_graph_error" not in record, record.get("cuda_graph_error")
+    assert record["graph_pool_mib"] > 0
 
 
 def test_train_cli_passes_cuda_graph_to_the_run(tmp_path, monkeypatch):
