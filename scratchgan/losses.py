@@ -104,7 +104,9 @@ def softmax_cross_entropy(logits, target):
     """-mean_n sum_k t_nk log softmax(z_n)_k for logits (N, K).
 
     ``target``: class indices (N,) or probabilities (N, K). With log softmax
-    z_k - logsumexp(z), the gradient is (softmax(z) - t) / N.
+    z_k - logsumexp(z), the gradient is (softmax(z) - t) / N. The indices' range is checked on NumPy
+    arrays; on the GPU the check would wait for the device at every call (layers/embedding.py's rule:
+    labels are checked where they enter).
     """
     xp = backend.get_xp(logits)
     if logits.ndim != 2:
@@ -114,7 +116,8 @@ def softmax_cross_entropy(logits, target):
         if target.shape[0] != logits.shape[0]:
             raise ValueError(f"softmax_cross_entropy: logits have shape {tuple(logits.shape)} but target "
                              f"has shape {tuple(target.shape)}")
-        if target.dtype.kind not in "iu" or bool(((target < 0) | (target >= logits.shape[1])).any()):
+        out_of_range = xp is np and bool(((target < 0) | (target >= logits.shape[1])).any())
+        if target.dtype.kind not in "iu" or out_of_range:
             raise ValueError(f"softmax_cross_entropy: class indices must be integers in [0, {logits.shape[1]}), "
                              f"got {target.dtype} values from {target.min()} to {target.max()}")
         target = (xp.arange(logits.shape[1]) == target[:, None]).astype(logits.dtype)

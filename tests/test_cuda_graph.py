@@ -136,8 +136,8 @@ def test_unsupported_trainers_with_the_gpus_switches(fake_gpu):
     _, gpu_trainer = fake_gpu
     assert unsupported(gpu_trainer()) is None
     assert "k = 2" in unsupported(gpu_trainer(k=2))
-    assert "conditional" in unsupported(gpu_trainer("cdcgan"))
     assert "extensions" in unsupported(gpu_trainer("dcgan-plus"))
+    assert unsupported(gpu_trainer("cdcgan")) is None and unsupported(gpu_trainer("acgan")) is None
 
 
 def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
@@ -164,12 +164,38 @@ def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
     assert g_turn and metrics is not recorded.metrics and not np.shares_memory(metrics, recorded.metrics)
 
 
-@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
-def test_the_benchmarks_steps_copy_nothing_from_the_host_while_recording(fake_gpu, workload):
+def batch_for(recipe, n=4, seed=0):
+    """A batch of the recipe's shape: images, and labels too for a conditional model."""
+    images = bench.real_batch("mlp" if recipe == "mlp" else "dcgan", n, seed=seed)
+    if recipe in ("cdcgan", "acgan"):
+        return images, np.random.default_rng(seed).integers(0, 10, n)
+    return images
+
+
+@pytest.mark.parametrize("recipe", ["dcgan", "mlp", "cdcgan", "acgan"])
+def test_the_steps_copy_nothing_from_the_host_while_recording(fake_gpu, recipe):
     fake, gpu_trainer = fake_gpu
-    graphed = CudaGraphStep(gpu_trainer(workload), warmup=0)
-    graphed(bench.real_batch(workload, 4))
+    graphed = CudaGraphStep(gpu_trainer(recipe), warmup=0)
+    graphed(batch_for(recipe))
     assert fake.log == ["begin", "end", "launch"] * 3
+
+
+@pytest.mark.parametrize("recipe", ["cdcgan", "acgan"])
+def test_a_conditional_replay_copies_the_labels_in_and_draws_new_fake_labels(fake_gpu, recipe):
+    fake, gpu_trainer = fake_gpu
+    trainer = gpu_trainer(recipe, batch=32)
+    graphed = CudaGraphStep(trainer, warmup=0)
+    graphed(batch_for(recipe, 32))
+    (recorded,) = graphed.recorded.values()
+    fake_labels = []
+    for seed in (1, 2):
+        images, labels = batch_for(recipe, 32, seed)
+        graphed((images, labels))
+        np.testing.assert_array_equal(recorded.real[1], labels)
+        np.testing.assert_array_equal(recorded.real[0], images)
+        fake_labels.append(recorded.fake_labels.copy())
+    assert not np.array_equal(*fake_labels) and set(np.unique(fake_labels)) <= set(range(10))
+    assert "sample_labels" not in vars(trainer) and trainer.d_steps == 3
 
 
 def test_each_replay_refreshes_its_inputs_runs_the_optimizers_and_keeps_its_metrics(fake_gpu):
@@ -184,7 +210,7 @@ def test_each_replay_refreshes_its_inputs_runs_the_optimizers_and_keeps_its_metr
         batch = bench.real_batch("dcgan", 4, seed=seed + 1)
         t = trainer.opt_d.t, trainer.opt_g.t
         graphed(batch)
-        np.testing.assert_array_equal(recorded.real, batch)
+        np.testing.assert_array_equal(recorded.real[0], batch)
         noises.append(recorded.noise.copy())
         assert (trainer.opt_d.t, trainer.opt_g.t) == (t[0] + 1, t[1] + 1)
     assert fake.log == ["launch"] * 9                      # replays record nothing
@@ -195,6 +221,23 @@ def test_each_replay_refreshes_its_inputs_runs_the_optimizers_and_keeps_its_metr
     assert not any(np.shares_memory(a, b) for i, a in enumerate(pending) for b in pending[i + 1:])
     trainer.flush()                                        # the history reads them as before
     assert len(trainer.history["d_loss"]) == 4
+
+
+@pytest.mark.parametrize("recipe", ["dcgan", "cdcgan"])
+def test_replays_draw_the_same_noise_and_labels_as_the_step_does(fake_gpu, recipe):
+    """The same generator state gives the graphed step the eager step's draws, step for step (the GPU
+    test of equal training needs it): the fake labels first, then the noise, as train_step draws them."""
+    _, gpu_trainer = fake_gpu
+    eager, graphed_trainer = gpu_trainer(recipe), gpu_trainer(recipe)
+    drawn = []
+    sample_noise = eager.sample_noise
+    eager.sample_noise = lambda n, rng=None: drawn.append(sample_noise(n)) or drawn[-1]
+    graphed = CudaGraphStep(graphed_trainer, warmup=1)
+    for seed in range(5):
+        eager.train_step(batch_for(recipe, 4, seed))
+        graphed(batch_for(recipe, 4, seed))
+    (recorded,) = graphed.recorded.values()
+    np.testing.assert_array_equal(recorded.noise, drawn[-1])
 
 
 def test_a_moved_array_or_another_batch_shape_is_recorded_again(fake_gpu):
@@ -208,7 +251,7 @@ def test_a_moved_array_or_another_batch_shape_is_recorded_again(fake_gpu):
     layer.params[key] = layer.params[key].copy()          # as loading a checkpoint might
     graphed(bench.real_batch("dcgan", 4))
     assert fake.log.count("begin") == 6
-    full = graphed.recorded[((4, 1, 28, 28), "<f4")]
+    full = graphed.recorded[(((4, 1, 28, 28), "<f4"),)]
     graphed(bench.real_batch("dcgan", 3))                  # an epoch's last, shorter batch
     assert fake.log.count("begin") == 9 and len(graphed.recorded) == 2
     # the shorter batch replaced the layers' reused temporaries; the first recording still holds its own
@@ -242,7 +285,7 @@ def test_bench_cli_rejects_cuda_graph_on_the_cpu(capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("workload", ["dcgan", "mlp"])
+@pytest.mark.parametrize("workload", ["dcgan", "mlp", "cdcgan", "acgan"])
 def test_gpu_graphed_steps_train_as_the_eager_step_does(cupy, monkeypatch, workload):
     """Float64 on the GPU: eight steps eagerly and eight through CudaGraphStep (two warm-up, one recorded,
     five replayed) from the same weights and noise give the same weights and history."""
@@ -254,7 +297,10 @@ def test_gpu_graphed_steps_train_as_the_eager_step_does(cupy, monkeypatch, workl
             trainer = make_trainer(workload, batch=8, device="gpu")
             step = CudaGraphStep(trainer) if graphed else trainer.train_step
             for seed in range(8):
-                step(bench.real_batch(workload, 8, cupy, seed=seed).astype(np.float64))
+                batch = batch_for(workload, 8, seed)
+                parts = batch if isinstance(batch, tuple) else (batch,)
+                on_gpu = tuple(cupy.asarray(p.astype(np.float64) if p.dtype.kind == "f" else p) for p in parts)
+                step(on_gpu if isinstance(batch, tuple) else on_gpu[0])
             trainer.flush()
             results.append((trainer.G.state_dict(), trainer.D.state_dict(), trainer.history))
         for a, b in zip(results[0][:2], results[1][:2]):

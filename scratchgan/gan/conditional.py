@@ -132,7 +132,7 @@ class AuxiliaryClassifierGame:
 
     def stats(self, score_real, score_fake):
         xp = backend.get_xp(score_real)
-        nan = xp.asarray(np.nan, dtype=score_real.dtype)
+        nan = xp.full((), np.nan, dtype=score_real.dtype)   # filled in on the device: no copy from the host
         class_real, class_fake = (nan if v is None else v for v in (self._class_acc[True], self._class_acc[False]))
         return [score_real.mean(), score_fake.mean(), d_accuracy(score_real, True), d_accuracy(score_fake, False),
                 class_real, class_fake]

@@ -19,9 +19,10 @@ call. ``CudaGraphStep(trainer)`` is a drop-in for ``trainer.train_step``:
 
 What a graph may not do, and how this keeps to it:
 
-- **Random numbers inside it** would replay the same numbers every step. The noise is drawn outside
-  the graph into its input array; any other draw inside the step (label flips, dropout, conditional
-  labels) raises while recording, and the step is not graphed (``CudaGraphError``).
+- **Random numbers inside it** would replay the same numbers every step. The noise (and a
+  conditional model's fake labels) is drawn outside the graph into its input array; any other draw
+  inside the step (label flips, dropout) raises while recording, and the step is not graphed
+  (``CudaGraphError``).
 - **Host round trips** (reading a value, copying from the host) cannot be recorded: CuPy raises, and so
   does this.
 - **Memory.** The graph writes to the addresses it recorded. Its own temporaries come from a memory
@@ -32,8 +33,9 @@ What a graph may not do, and how this keeps to it:
   temporaries (``fastpath.reuse_buffer``), which a step of another batch shape replaces, are held
   by the recording that uses them, so their memory never goes to another array.
 
-Supported: an unconditional trainer, one discriminator step per generator step, no extensions
-(``unsupported`` says why not), with the fused kernels on (``SCRATCHGAN_FUSED``, the GPU's default).
+Supported: a GANTrainer (conditional or not) with one discriminator step per generator step and no
+extensions (``unsupported`` says why not), with the fused kernels on (``SCRATCHGAN_FUSED``, the GPU's
+default).
 """
 import contextlib
 
@@ -58,8 +60,6 @@ def unsupported(trainer):
         return f"the step has extensions ({', '.join(type(e).__name__ for e in trainer.extensions)})"
     if trainer.config.k != 1:
         return f"k = {trainer.config.k}: the step alternates between two kinds"
-    if trainer.conditional:
-        return "a conditional step draws its fakes' labels inside the step"
     return None
 
 
@@ -82,7 +82,7 @@ class CudaGraphStep:
         self.cupy = backend.cupy_module()
         self.stream = self.cupy.cuda.Stream(non_blocking=True)
         self.pool = self.cupy.cuda.MemoryPool()   # the graphs' temporaries, never handed to other code
-        self.recorded = {}                         # (batch shape, dtype) -> _Recorded
+        self.recorded = {}                         # the batch's arrays' (shape, dtype) -> _Recorded
 
     def __call__(self, batch):
         trainer = self.trainer
@@ -101,7 +101,7 @@ class CudaGraphStep:
 
     def _graphed_step(self, batch):
         """Replay the recording for this batch shape, or record one (again, if an array has moved)."""
-        key = (batch.shape, batch.dtype.str)
+        key = tuple((part.shape, part.dtype.str) for part in _parts(batch))
         recorded = self.recorded.get(key)
         if recorded is not None and recorded.addresses == self._addresses():
             recorded.replay(batch)
@@ -119,7 +119,10 @@ class CudaGraphStep:
         recorded (so this step trains too)."""
         trainer = self.trainer
         trainer.flush()                            # flushing reads the device: not while recording
-        real, noise = batch.copy(), trainer.sample_noise(len(batch))
+        real = tuple(part.copy() for part in _parts(batch))
+        n = len(real[0])
+        fake_labels = trainer.sample_labels(n) if trainer.conditional else None   # train_step's order of draws
+        noise = trainer.sample_noise(n)
         before = trainer.d_steps, trainer.g_steps
         segments = []
         capture = _Capture(self.cupy, self.stream, self.pool)
@@ -138,10 +141,11 @@ class CudaGraphStep:
             for opt, original in optimizer_steps.items():
                 opt.step = at_optimizer_step(original)
             trainer.sample_noise = lambda n, rng=None: noise
+            trainer.sample_labels = lambda n: fake_labels
             trainer.rng, backend._rng = _NoDraws(), _NoDraws()
             trainer.sync_every = len(trainer._pending) + 2     # no flush inside the recorded step
             capture.begin()
-            trainer.train_step(real)
+            trainer.train_step(real if trainer.conditional else real[0])
             segments.append(capture.end_and_launch())
         except Exception as error:
             capture.abandon()
@@ -154,18 +158,24 @@ class CudaGraphStep:
             for opt in optimizer_steps:
                 vars(opt).pop("step", None)
             vars(trainer).pop("sample_noise", None)
+            vars(trainer).pop("sample_labels", None)
             trainer.rng, backend._rng, trainer.sync_every = saved
         metrics, g_turn = trainer._pending[-1]
         trainer._pending[-1] = (metrics.copy(), g_turn)   # the recorded array is rewritten by every replay
         deltas = trainer.d_steps - before[0], trainer.g_steps - before[1]
-        return _Recorded(trainer, segments, real, noise, metrics, g_turn, deltas, self._addresses(),
-                         self._scratch_arrays())
+        return _Recorded(trainer, segments, real, (noise, fake_labels), metrics, g_turn, deltas,
+                         self._addresses(), self._scratch_arrays())
 
     def _scratch_arrays(self):
         """The layers' reused temporaries (``fastpath.reuse_buffer``) that the recording writes to. A step
         with another batch shape replaces them in the layers' stores; the recording keeps its own alive."""
         return [array for model in (self.trainer.G, self.trainer.D) for _, layer in model.named_layers()
                 for array in layer._scratch.values()]
+
+
+def _parts(batch):
+    """A batch's arrays: (images,), or (images, labels) for a conditional model."""
+    return batch if isinstance(batch, tuple) else (batch,)
 
 
 def _address(array):
@@ -206,16 +216,21 @@ class _Capture:
 class _Recorded:
     """One recorded step: its segments (graphs, and the optimizer steps between them) and its arrays."""
 
-    def __init__(self, trainer, segments, real, noise, metrics, g_turn, deltas, addresses, scratch):
+    def __init__(self, trainer, segments, real, draws, metrics, g_turn, deltas, addresses, scratch):
         self.trainer, self.segments = trainer, segments
-        self.real, self.noise, self.metrics, self.g_turn = real, noise, metrics, g_turn
+        self.real, self.metrics, self.g_turn = real, metrics, g_turn
+        self.noise, self.fake_labels = draws   # fake_labels: None for an unconditional model
         self.deltas, self.addresses = deltas, addresses
         self.scratch = scratch     # held so that their memory is never handed to other arrays
 
     def replay(self, batch):
         trainer = self.trainer
-        self.real[...] = batch
-        self.noise[...] = trainer.sample_noise(len(batch))
+        for recorded, part in zip(self.real, _parts(batch)):
+            recorded[...] = part
+        n = len(self.real[0])
+        if self.fake_labels is not None:                      # drawn in train_step's order: labels, noise
+            self.fake_labels[...] = trainer.sample_labels(n)
+        self.noise[...] = trainer.sample_noise(n)
         for segment in self.segments:
             if callable(segment):
                 segment()                          # an optimizer step, as usual
