@@ -273,6 +273,16 @@ def test_random_draws_inside_the_step_stop_the_recording_and_restore_the_trainer
         trainer.train_step(batch)                          # the step runs as usual afterwards
 
 
+def test_a_failed_replay_is_a_cuda_graph_error(fake_gpu):
+    _, gpu_trainer = fake_gpu
+    graphed = CudaGraphStep(gpu_trainer(), warmup=0)
+    graphed(batch_for("dcgan"))
+    (recorded,) = graphed.recorded.values()
+    recorded.segments[0].launch = lambda stream=None: (_ for _ in ()).throw(RuntimeError("cudaErrorLaunchFailure"))
+    with pytest.raises(CudaGraphError, match="replaying the recorded step failed: cudaErrorLaunchFailure"):
+        graphed(batch_for("dcgan"))
+
+
 def test_bench_falls_back_and_says_why(monkeypatch):
     record = bench.run_benchmark("mlp", "cpu", batch=4, steps=1, warmup=1, cuda_graph=True)
     assert record["cuda_graph"] is False and "GPU" in record["cuda_graph_error"] and record["graph_pool_mib"] == 0

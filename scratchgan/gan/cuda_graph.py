@@ -104,7 +104,10 @@ class CudaGraphStep:
         key = tuple((part.shape, part.dtype.str) for part in _parts(batch))
         recorded = self.recorded.get(key)
         if recorded is not None and recorded.addresses == self._addresses():
-            recorded.replay(batch)
+            try:
+                recorded.replay(batch)
+            except Exception as error:   # a CUDA error launching a graph, say: bench falls back, train stops
+                raise CudaGraphError(f"replaying the recorded step failed: {error}") from error
         else:
             self.recorded[key] = self._record(batch)
 
