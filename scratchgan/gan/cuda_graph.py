@@ -29,18 +29,17 @@ What a graph may not do, and how this keeps to it:
   pool of its own (``self.pool``) that no other code allocates from. Arrays it reads or writes from
   before the recording (parameters, gradients, BatchNorm's running statistics, its input arrays)
   must stay where they are: the step updates them in place, and a replay first checks their
-  addresses, recording again if one has moved (a checkpoint loaded, say). The layers' reused
+  addresses, recording again if one has moved (a checkpoint loaded, say). A step that replaces one
+  of them itself (spectral normalisation's u and v) is refused after its recording. The layers' reused
   temporaries (``fastpath.reuse_buffer``), which a step of another batch shape replaces, are held
   by the recording that uses them, so their memory never goes to another array.
 
 Supported: a GANTrainer (conditional or not) with one discriminator step per generator step and no
-extensions (``unsupported`` says why not), with the fused kernels on (``SCRATCHGAN_FUSED``, the GPU's
-default).
+extensions (``unsupported`` says why not), with the fused kernels or without them.
 """
 import contextlib
 
 from .. import backend
-from ..gpu_kernels import uses_fused_kernels
 from .trainer import GANTrainer
 
 
@@ -54,8 +53,6 @@ def unsupported(trainer):
         return f"only the noise-to-image GAN step is recorded, not {type(trainer).__name__}'s"
     if trainer.device != "gpu":
         return "CUDA graphs need the GPU (--device gpu)"
-    if not uses_fused_kernels(trainer.xp):
-        return "CUDA graphs need the fused kernels (SCRATCHGAN_FUSED=auto): BatchNorm's passes replace its arrays"
     if trainer.extensions:
         return f"the step has extensions ({', '.join(type(e).__name__ for e in trainer.extensions)})"
     if trainer.config.k != 1:
@@ -113,15 +110,30 @@ class CudaGraphStep:
 
     def _addresses(self):
         """Where the arrays that the graph reads and writes in place live."""
-        return tuple(_address(array) for model in (self.trainer.G, self.trainer.D)
-                     for _, layer in model.named_layers()
-                     for store in (layer.params, layer.grads, layer.buffers) for array in store.values())
+        return tuple(_address(array) for _, array in self._model_arrays())
+
+    def _model_arrays(self):
+        """(name, array) of every parameter, gradient and buffer of G and D, e.g. ("D.1.u", ...)."""
+        for model_name, model in (("G", self.trainer.G), ("D", self.trainer.D)):
+            for prefix, layer in model.named_layers():
+                for kind, store in (("", layer.params), ("grad of ", layer.grads), ("", layer.buffers)):
+                    for key, array in store.items():
+                        yield f"{kind}{model_name}.{prefix + '.' if prefix else ''}{key}", array
+
+    def _check_nothing_moved(self, before):
+        """CudaGraphError naming the arrays that the recorded step replaced instead of updating in place: a
+        replay would read the old ones, whose memory is freed (spectral normalisation's u and v, say)."""
+        moved = [name for (name, array), old in zip(self._model_arrays(), before) if _address(array) != old]
+        if moved:
+            raise CudaGraphError(f"the step replaces {', '.join(moved)} with new arrays instead of updating them "
+                                 "in place, so a replay would read memory that is no longer theirs")
 
     def _record(self, batch):
         """Record the step on a copy of ``batch`` and a fresh noise draw, launching each segment as it is
         recorded (so this step trains too)."""
         trainer = self.trainer
         trainer.flush()                            # flushing reads the device: not while recording
+        addresses = self._addresses()
         real = tuple(part.copy() for part in _parts(batch))
         n = len(real[0])
         fake_labels = trainer.sample_labels(n) if trainer.conditional else None   # train_step's order of draws
@@ -165,6 +177,7 @@ class CudaGraphStep:
             trainer.rng, backend._rng, trainer.sync_every = saved
         metrics, g_turn = trainer._pending[-1]
         trainer._pending[-1] = (metrics.copy(), g_turn)   # the recorded array is rewritten by every replay
+        self._check_nothing_moved(addresses)       # this step trained; the recording is refused
         deltas = trainer.d_steps - before[0], trainer.g_steps - before[1]
         return _Recorded(trainer, segments, real, (noise, fake_labels), metrics, g_turn, deltas,
                          self._addresses(), self._scratch_arrays())

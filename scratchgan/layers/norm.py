@@ -111,8 +111,12 @@ class BatchNorm(Layer):
         mean, centred, sum_sq = centre(values)
         var = sum_sq / f(count)
         m = f(self.momentum)
-        self.buffers["running_mean"] = (1 - m) * self.buffers["running_mean"] + m * mean
-        self.buffers["running_var"] = (1 - m) * self.buffers["running_var"] + m * var * f(count / (count - 1))
+        # running = (1 - m) running + m batch, in place (the same roundings), so the arrays stay where they are
+        running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
+        running_mean *= 1 - m
+        running_mean += m * mean
+        running_var *= 1 - m
+        running_var += m * var * f(count / (count - 1))
         self.buffers["num_batches_tracked"] += 1
         return centred, var
 
