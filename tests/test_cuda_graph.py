@@ -135,7 +135,10 @@ def test_unsupported_trainers_with_the_gpus_switches(fake_gpu):
     _, gpu_trainer = fake_gpu
     assert unsupported(gpu_trainer()) is None
     assert "k = 2" in unsupported(gpu_trainer(k=2))
-    assert "extensions" in unsupported(gpu_trainer("dcgan-plus"))
+    assert unsupported(gpu_trainer("dcgan-plus")) is None                  # its weight average: a hook
+    penalised = gpu_trainer()
+    penalised.extensions = [type("R1Penalty", (), {"d_penalty": lambda self, trainer, batch: 0.0})()]
+    assert "penalties" in unsupported(penalised) and "R1Penalty" in unsupported(penalised)
     assert unsupported(gpu_trainer("cdcgan")) is None and unsupported(gpu_trainer("acgan")) is None
 
 
@@ -152,7 +155,8 @@ def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
     # three segments around the two optimizer steps, each launched once as soon as it is recorded
     assert fake.log == ["begin", "end", "launch"] * 3 and fake.allocators == []
     (recorded,) = graphed.recorded.values()
-    assert [callable(s) for s in recorded.segments] == [False, True, False, True, False]
+    # graphs, then host work between them: an optimizer step and the step counter the trainer advances
+    assert [hasattr(s, "launch") for s in recorded.segments] == [True, False, False, True, False, False, True]
     assert trainer.opt_d.t == originals[2] + 1 and trainer.d_steps == trainer.g_steps == 3
     # everything swapped in for the recording is back
     assert "step" not in vars(trainer.opt_d) and "step" not in vars(trainer.opt_g)
@@ -239,6 +243,50 @@ def test_replays_draw_the_same_noise_and_labels_as_the_step_does(fake_gpu, recip
     np.testing.assert_array_equal(recorded.noise, drawn[-1])
 
 
+class HookLog:
+    """An extension that notes each hook call with the step counters it sees."""
+
+    def __init__(self):
+        self.calls = []
+
+    def before_step(self, trainer):
+        self.calls.append(("before_step", trainer.d_steps, trainer.g_steps))
+
+    def after_d_step(self, trainer):
+        self.calls.append(("after_d_step", trainer.d_steps, trainer.g_steps))
+
+    def after_g_step(self, trainer):
+        self.calls.append(("after_g_step", trainer.d_steps, trainer.g_steps))
+
+
+def test_extension_hooks_run_between_the_segments_as_in_the_step(fake_gpu):
+    """Hooks run as usual at each replay, in the step's order and seeing the counters the step shows them."""
+    fake, gpu_trainer = fake_gpu
+    eager, graphed_trainer = gpu_trainer(), gpu_trainer()
+    eager.extensions.append(HookLog())
+    graphed_trainer.extensions.append(HookLog())
+    graphed = CudaGraphStep(graphed_trainer, warmup=1)
+    for seed in range(5):
+        eager.train_step(batch_for("dcgan", 4, seed))
+        graphed(batch_for("dcgan", 4, seed))
+    assert graphed_trainer.extensions[0].calls == eager.extensions[0].calls
+    assert len(eager.extensions[0].calls) == 15 and fake.log.count("begin") == 3
+    (recorded,) = graphed.recorded.values()
+    # host work first (before_step), then graph, optimizer step, counter, hook, graph, ..., graph
+    assert [hasattr(s, "launch") for s in recorded.segments] == [False, True, False, False, False, True,
+                                                                   False, False, False, True]
+
+
+def test_the_weight_average_of_dcgan_plus_moves_at_every_replay(fake_gpu):
+    _, gpu_trainer = fake_gpu
+    trainer = gpu_trainer("dcgan-plus")
+    (average,) = trainer.extensions
+    graphed = CudaGraphStep(trainer, warmup=0)
+    for seed in range(4):
+        graphed(batch_for("dcgan", 4, seed))
+    assert average.updates == 4 and trainer.g_steps == 4
+
+
 def test_a_moved_array_or_another_batch_shape_is_recorded_again(fake_gpu):
     fake, gpu_trainer = fake_gpu
     trainer = gpu_trainer()
@@ -278,7 +326,7 @@ def test_a_step_that_replaces_its_own_buffers_is_refused(fake_gpu):
     trainer = gpu_trainer(spectral_norm=True)
     assert unsupported(trainer) is None
     graphed = CudaGraphStep(trainer, warmup=0)
-    with pytest.raises(CudaGraphError, match=r"replaces D\.\d+\.u, D\.\d+\.v, .*in place"):
+    with pytest.raises(CudaGraphError, match=r"replaces D\.0\.u, D\.0\.v, D\.2\.u, D\.2\.v, D\.5\.u, D\.5\.v with new"):
         graphed(batch_for("dcgan"))
     assert trainer.d_steps == 1 and len(trainer._pending) == 1   # that step trained, and counts
     trainer.train_step(batch_for("dcgan"))                      # and the step runs as usual after
@@ -306,7 +354,7 @@ def test_bench_cli_rejects_cuda_graph_on_the_cpu(capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("workload", ["dcgan", "mlp", "cdcgan", "acgan"])
+@pytest.mark.parametrize("workload", ["dcgan", "mlp", "cdcgan", "acgan", "dcgan-plus"])
 def test_gpu_graphed_steps_train_as_the_eager_step_does(cupy, monkeypatch, workload):
     """Float64 on the GPU: eight steps eagerly and eight through CudaGraphStep (two warm-up, one recorded,
     five replayed) from the same weights and noise give the same weights and history."""
@@ -323,12 +371,14 @@ def test_gpu_graphed_steps_train_as_the_eager_step_does(cupy, monkeypatch, workl
                 on_gpu = tuple(cupy.asarray(p.astype(np.float64) if p.dtype.kind == "f" else p) for p in parts)
                 step(on_gpu if isinstance(batch, tuple) else on_gpu[0])
             trainer.flush()
-            results.append((trainer.G.state_dict(), trainer.D.state_dict(), trainer.history))
-        for a, b in zip(results[0][:2], results[1][:2]):
+            averages = {f"{i}.{k}": v for i, ext in enumerate(trainer.extensions) if hasattr(ext, "state_dict")
+                        for k, v in ext.state_dict().items() if isinstance(v, np.ndarray)}
+            results.append((trainer.G.state_dict(), trainer.D.state_dict(), averages, trainer.history))
+        for a, b in zip(results[0][:3], results[1][:3]):
             for key in a:
                 np.testing.assert_allclose(b[key], a[key], rtol=1e-12, atol=1e-12, err_msg=key)
-        for key, values in results[0][2].items():
-            np.testing.assert_allclose(results[1][2][key], values, rtol=1e-12, atol=1e-12, err_msg=key)
+        for key, values in results[0][3].items():
+            np.testing.assert_allclose(results[1][3][key], values, rtol=1e-12, atol=1e-12, err_msg=key)
     finally:
         backend.set_default_dtype(np.float32)
 

@@ -10,9 +10,11 @@ call. ``CudaGraphStep(trainer)`` is a drop-in for ``trainer.train_step``:
   compiles its kernels, and cuBLAS and the memory pool set up for that stream, none of which may
   happen while recording. Everything runs on that stream, which waits for the caller's stream's
   work before each step and makes the caller's stream wait for its own after;
-- the next call records the step, split into segments at the optimizer steps. An optimizer's step
-  runs as usual between segments, so its step count and learning rate (a schedule's too) stay on
-  the host as before. Each segment is launched as soon as it is recorded, so this call trains too;
+- the next call records the step, split into segments at the optimizer steps and at the
+  extensions' hooks (``before_step``, ``after_d_step``, ``after_g_step``). These run as usual
+  between the segments, so an optimizer's step count and learning rate (a schedule's too) and a
+  weight average stay on the host as before. Each segment is launched as soon as it is recorded,
+  so this call trains too;
 - every later call with a batch of the same shape copies the batch and a fresh noise draw into the
   recorded step's input arrays, replays the segments and the optimizer steps between them, and
   keeps a copy of the step's metrics (``trainer.flush`` reads them as before).
@@ -28,16 +30,18 @@ What a graph may not do, and how this keeps to it:
 - **Memory.** The graph writes to the addresses it recorded. Its own temporaries come from a memory
   pool of its own (``self.pool``) that no other code allocates from. Arrays it reads or writes from
   before the recording (parameters, gradients, BatchNorm's running statistics, its input arrays)
-  must stay where they are: the step updates them in place, and a replay first checks their
-  addresses, recording again if one has moved (a checkpoint loaded, say). A step that replaces one
-  of them itself (spectral normalisation's u and v) is refused after its recording. The layers' reused
-  temporaries (``fastpath.reuse_buffer``), which a step of another batch shape replaces, are held
-  by the recording that uses them, so their memory never goes to another array.
+  must stay where they are: the step updates them in place, and a replay first checks that they
+  are the same arrays, recording again if one was replaced (a checkpoint loaded, say). A step that
+  replaces one of them itself (spectral normalisation's u and v) is refused after its recording.
+  The layers' reused temporaries (``fastpath.reuse_buffer``), which a step of another batch shape
+  replaces, are held by the recording that uses them, so their memory never goes to another array.
 
-Supported: a GANTrainer (conditional or not) with one discriminator step per generator step and no
-extensions (``unsupported`` says why not), with the fused kernels or without them.
+Supported: a GANTrainer (conditional or not) with one discriminator step per generator step, whose
+extensions act through the hooks around the optimizer steps (a learning-rate schedule, a weight
+average), with the fused kernels or without them; ``unsupported`` says why not otherwise.
 """
 import contextlib
+import functools
 
 from .. import backend
 from .trainer import GANTrainer
@@ -53,8 +57,9 @@ def unsupported(trainer):
         return f"only the noise-to-image GAN step is recorded, not {type(trainer).__name__}'s"
     if trainer.device != "gpu":
         return "CUDA graphs need the GPU (--device gpu)"
-    if trainer.extensions:
-        return f"the step has extensions ({', '.join(type(e).__name__ for e in trainer.extensions)})"
+    inside = [type(e).__name__ for e in trainer.extensions if hasattr(e, "d_penalty") or hasattr(e, "g_penalty")]
+    if inside:
+        return f"the step computes penalties of its extensions inside it ({', '.join(inside)})"
     if trainer.config.k != 1:
         return f"k = {trainer.config.k}: the step alternates between two kinds"
     return None
@@ -100,7 +105,7 @@ class CudaGraphStep:
         """Replay the recording for this batch shape, or record one (again, if an array has moved)."""
         key = tuple((part.shape, part.dtype.str) for part in _parts(batch))
         recorded = self.recorded.get(key)
-        if recorded is not None and recorded.addresses == self._addresses():
+        if recorded is not None and _same_arrays(recorded.arrays, self._arrays()):
             try:
                 recorded.replay(batch)
             except Exception as error:   # a CUDA error launching a graph, say: bench falls back, train stops
@@ -108,9 +113,9 @@ class CudaGraphStep:
         else:
             self.recorded[key] = self._record(batch)
 
-    def _addresses(self):
-        """Where the arrays that the graph reads and writes in place live."""
-        return tuple(_address(array) for _, array in self._model_arrays())
+    def _arrays(self):
+        """The arrays that the graph reads and writes in place (held by a recording, so never freed under it)."""
+        return tuple(array for _, array in self._model_arrays())
 
     def _model_arrays(self):
         """(name, array) of every parameter, gradient and buffer of G and D, e.g. ("D.1.u", ...)."""
@@ -123,33 +128,48 @@ class CudaGraphStep:
     def _check_nothing_moved(self, before):
         """CudaGraphError naming the arrays that the recorded step replaced instead of updating in place: a
         replay would read the old ones, whose memory is freed (spectral normalisation's u and v, say)."""
-        moved = [name for (name, array), old in zip(self._model_arrays(), before) if _address(array) != old]
+        moved = [name for (name, array), old in zip(self._model_arrays(), before) if array is not old]
         if moved:
             raise CudaGraphError(f"the step replaces {', '.join(moved)} with new arrays instead of updating them "
                                  "in place, so a replay would read memory that is no longer theirs")
 
     def _record(self, batch):
-        """Record the step on a copy of ``batch`` and a fresh noise draw, launching each segment as it is
-        recorded (so this step trains too)."""
+        """Record the step on a copy of ``batch`` and fresh draws, launching each segment as it is recorded
+        (so this step trains too). Segments end where the step hands over to the host: at the optimizer
+        steps and at the trainer's calls of its extensions' hooks (``trainer._after``), which run as usual
+        between the segments, after the step counters that the trainer advances there."""
         trainer = self.trainer
         trainer.flush()                            # flushing reads the device: not while recording
-        addresses = self._addresses()
+        arrays = self._arrays()
         real = tuple(part.copy() for part in _parts(batch))
         n = len(real[0])
         fake_labels = trainer.sample_labels(n) if trainer.conditional else None   # train_step's order of draws
         noise = trainer.sample_noise(n)
-        before = trainer.d_steps, trainer.g_steps
-        segments = []
+        segments, counted = [], [trainer.d_steps, trainer.g_steps]
         capture = _Capture(self.cupy, self.stream, self.pool)
         optimizer_steps = {opt: opt.step for opt in (trainer.opt_d, trainer.opt_g)}
+        run_hooks = trainer._after
 
         def at_optimizer_step(original):
             def step():
                 segments.append(capture.end_and_launch())
                 original()
                 segments.append(original)
-                capture.begin()
+                # GANTrainer calls its hooks right after each optimizer step, before any kernel: the
+                # recording resumes there (at_hook)
             return step
+
+        def at_hook(hook, *args):
+            if capture.active:
+                segments.append(capture.end_and_launch())
+            advanced = trainer.d_steps - counted[0], trainer.g_steps - counted[1]
+            if any(advanced):                      # the trainer's own counters, after an optimizer step
+                segments.append(functools.partial(_advance, trainer, *advanced))
+                counted[:] = trainer.d_steps, trainer.g_steps
+            run_hooks(hook, *args)
+            if any(hasattr(ext, hook) for ext in trainer.extensions):
+                segments.append(functools.partial(run_hooks, hook, *args))
+            capture.begin()
 
         saved = trainer.rng, backend.global_rng(), trainer.sync_every
         try:
@@ -159,9 +179,10 @@ class CudaGraphStep:
             trainer.sample_labels = lambda n: fake_labels
             trainer.rng, backend._rng = _NoDraws(), _NoDraws()
             trainer.sync_every = len(trainer._pending) + 2     # no flush inside the recorded step
-            capture.begin()
+            trainer._after = at_hook               # train_step calls it first thing: the recording begins there
             trainer.train_step(real if trainer.conditional else real[0])
             segments.append(capture.end_and_launch())
+            _check_segments(segments)
         except Exception as error:
             capture.abandon()
             trainer.G.clear_cache()                # the half-run step's caches, so the step can run as usual
@@ -174,13 +195,13 @@ class CudaGraphStep:
                 vars(opt).pop("step", None)
             vars(trainer).pop("sample_noise", None)
             vars(trainer).pop("sample_labels", None)
+            vars(trainer).pop("_after", None)
             trainer.rng, backend._rng, trainer.sync_every = saved
         metrics, g_turn = trainer._pending[-1]
         trainer._pending[-1] = (metrics.copy(), g_turn)   # the recorded array is rewritten by every replay
-        self._check_nothing_moved(addresses)       # this step trained; the recording is refused
-        deltas = trainer.d_steps - before[0], trainer.g_steps - before[1]
-        return _Recorded(trainer, segments, real, (noise, fake_labels), metrics, g_turn, deltas,
-                         self._addresses(), self._scratch_arrays())
+        self._check_nothing_moved(arrays)          # this step trained; the recording is refused
+        return _Recorded(trainer, segments, real, (noise, fake_labels), metrics, g_turn, self._arrays(),
+                         self._scratch_arrays())
 
     def _scratch_arrays(self):
         """The layers' reused temporaries (``fastpath.reuse_buffer``) that the recording writes to. A step
@@ -189,15 +210,31 @@ class CudaGraphStep:
                 for array in layer._scratch.values()]
 
 
+def _advance(trainer, d_steps, g_steps):
+    """What the trainer's Python does after an optimizer step, done again at each replay: count it."""
+    trainer.d_steps += d_steps
+    trainer.g_steps += g_steps
+
+
+def _check_segments(segments):
+    """The recording as GANTrainer's step makes it: graphs separated by host work (optimizer steps, then the
+    counters and hooks), ending in a graph. CudaGraphError otherwise: a kernel issued between an optimizer
+    step and the next hook call would have run once instead of being recorded."""
+    kinds = ["graph" if hasattr(s, "launch") else "host" for s in segments]
+    runs = [kind for i, kind in enumerate(kinds) if i == 0 or kinds[i - 1] != kind]
+    if not kinds or kinds[-1] != "graph" or runs.count("graph") != 3:
+        raise CudaGraphError(f"the step did not split as a GAN step does (two optimizer steps between three "
+                             f"recorded parts): got {kinds}")
+
+
 def _parts(batch):
     """A batch's arrays: (images,), or (images, labels) for a conditional model."""
     return batch if isinstance(batch, tuple) else (batch,)
 
 
-def _address(array):
-    """A CuPy array's device address (a NumPy array's host address, for the tests' stand-in CuPy)."""
-    data = array.data
-    return data.ptr if hasattr(data, "ptr") else array.ctypes.data
+def _same_arrays(recorded, now):
+    """Whether the models hold the very arrays a recording was made with (none replaced, none added)."""
+    return len(recorded) == len(now) and all(a is b for a, b in zip(recorded, now))
 
 
 class _Capture:
@@ -206,6 +243,10 @@ class _Capture:
     def __init__(self, cupy, stream, pool):
         self.cupy, self.stream, self.pool = cupy, stream, pool
         self._allocator = None
+
+    @property
+    def active(self):
+        return self._allocator is not None
 
     def begin(self):
         self._allocator = contextlib.ExitStack()
@@ -232,11 +273,11 @@ class _Capture:
 class _Recorded:
     """One recorded step: its segments (graphs, and the optimizer steps between them) and its arrays."""
 
-    def __init__(self, trainer, segments, real, draws, metrics, g_turn, deltas, addresses, scratch):
+    def __init__(self, trainer, segments, real, draws, metrics, g_turn, arrays, scratch):
         self.trainer, self.segments = trainer, segments
         self.real, self.metrics, self.g_turn = real, metrics, g_turn
         self.noise, self.fake_labels = draws   # fake_labels: None for an unconditional model
-        self.deltas, self.addresses = deltas, addresses
+        self.arrays = arrays
         self.scratch = scratch     # held so that their memory is never handed to other arrays
 
     def replay(self, batch):
@@ -248,10 +289,8 @@ class _Recorded:
             self.fake_labels[...] = trainer.sample_labels(n)
         self.noise[...] = trainer.sample_noise(n)
         for segment in self.segments:
-            if callable(segment):
-                segment()                          # an optimizer step, as usual
-            else:
+            if hasattr(segment, "launch"):
                 segment.launch()
-        trainer.d_steps += self.deltas[0]
-        trainer.g_steps += self.deltas[1]
+            else:
+                segment()                          # an optimizer step, the counters, a hook: as usual
         trainer._pending.append((self.metrics.copy(), self.g_turn))
