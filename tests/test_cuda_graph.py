@@ -277,6 +277,24 @@ def test_extension_hooks_run_between_the_segments_as_in_the_step(fake_gpu):
                                                                    False, False, False, True]
 
 
+def test_a_hook_that_replaces_an_array_during_a_replay_stops_it(fake_gpu):
+    class ReplacesOnItsSecondCall:
+        calls = 0
+
+        def after_g_step(self, trainer):
+            self.calls += 1
+            if self.calls == 2:
+                _, layer, key = trainer.G.named_parameters()[0]
+                layer.params[key] = layer.params[key].copy()
+    _, gpu_trainer = fake_gpu
+    trainer = gpu_trainer()
+    trainer.extensions.append(ReplacesOnItsSecondCall())
+    graphed = CudaGraphStep(trainer, warmup=0)
+    graphed(batch_for("dcgan"))                                  # recorded: the first call replaces nothing
+    with pytest.raises(CudaGraphError, match="replaced arrays of G or D during a replay"):
+        graphed(batch_for("dcgan"))
+
+
 def test_the_weight_average_of_dcgan_plus_moves_at_every_replay(fake_gpu):
     _, gpu_trainer = fake_gpu
     trainer = gpu_trainer("dcgan-plus")
@@ -298,9 +316,12 @@ def test_a_moved_array_or_another_batch_shape_is_recorded_again(fake_gpu):
     layer.params[key] = layer.params[key].copy()          # as loading a checkpoint might
     graphed(bench.real_batch("dcgan", 4))
     assert fake.log.count("begin") == 6
+    trainer.extensions.append(HookLog())                   # an extension joins: recorded again, with its hooks
+    graphed(bench.real_batch("dcgan", 4))
+    assert fake.log.count("begin") == 9 and trainer.extensions[0].calls[0][0] == "before_step"
     full = graphed.recorded[(((4, 1, 28, 28), "<f4"),)]
     graphed(bench.real_batch("dcgan", 3))                  # an epoch's last, shorter batch
-    assert fake.log.count("begin") == 9 and len(graphed.recorded) == 2
+    assert fake.log.count("begin") == 12 and len(graphed.recorded) == 2
     # the shorter batch replaced the layers' reused temporaries; the first recording still holds its own
     in_layers = {id(a) for model in (trainer.G, trainer.D) for _, layer in model.named_layers()
                  for a in layer._scratch.values()}

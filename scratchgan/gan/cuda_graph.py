@@ -102,14 +102,19 @@ class CudaGraphStep:
         return True
 
     def _graphed_step(self, batch):
-        """Replay the recording for this batch shape, or record one (again, if an array has moved)."""
+        """Replay the recording for this batch shape, or record one (again, if an array was replaced or the
+        extensions changed)."""
         key = tuple((part.shape, part.dtype.str) for part in _parts(batch))
         recorded = self.recorded.get(key)
-        if recorded is not None and _same_arrays(recorded.arrays, self._arrays()):
+        if (recorded is not None and _same_arrays(recorded.arrays, self._arrays())
+                and _same_arrays(recorded.extensions, tuple(self.trainer.extensions))):
             try:
                 recorded.replay(batch)
             except Exception as error:   # a CUDA error launching a graph, say: bench falls back, train stops
                 raise CudaGraphError(f"replaying the recorded step failed: {error}") from error
+            if not _same_arrays(recorded.arrays, self._arrays()):   # a hook or an optimizer replaced one
+                raise CudaGraphError("an optimizer step or a hook replaced arrays of G or D during a replay, "
+                                     "so the graphs after it used the old ones")
         else:
             self.recorded[key] = self._record(batch)
 
@@ -233,7 +238,8 @@ def _parts(batch):
 
 
 def _same_arrays(recorded, now):
-    """Whether the models hold the very arrays a recording was made with (none replaced, none added)."""
+    """Whether the models hold the very arrays (or the trainer the very extensions) a recording was made
+    with: none replaced, none added."""
     return len(recorded) == len(now) and all(a is b for a, b in zip(recorded, now))
 
 
@@ -277,7 +283,7 @@ class _Recorded:
         self.trainer, self.segments = trainer, segments
         self.real, self.metrics, self.g_turn = real, metrics, g_turn
         self.noise, self.fake_labels = draws   # fake_labels: None for an unconditional model
-        self.arrays = arrays
+        self.arrays, self.extensions = arrays, tuple(trainer.extensions)
         self.scratch = scratch     # held so that their memory is never handed to other arrays
 
     def replay(self, batch):
