@@ -142,7 +142,7 @@ class CudaGraphStep:
         """Record the step on a copy of ``batch`` and fresh draws, launching each segment as it is recorded
         (so this step trains too). Segments end where the step hands over to the host: at the optimizer
         steps and at the trainer's calls of its extensions' hooks (``trainer._after``), which run as usual
-        between the segments, after the step counters that the trainer advances there."""
+        between the segments, after the step counters that the trainer advances there (``_Recorder``)."""
         trainer = self.trainer
         trainer.flush()                            # flushing reads the device: not while recording
         arrays = self._arrays()
@@ -150,58 +150,18 @@ class CudaGraphStep:
         n = len(real[0])
         fake_labels = trainer.sample_labels(n) if trainer.conditional else None   # train_step's order of draws
         noise = trainer.sample_noise(n)
-        segments, counted = [], [trainer.d_steps, trainer.g_steps]
-        capture = _Capture(self.cupy, self.stream, self.pool)
-        optimizer_steps = {opt: opt.step for opt in (trainer.opt_d, trainer.opt_g)}
-        run_hooks = trainer._after
-
-        def at_optimizer_step(original):
-            def step():
-                segments.append(capture.end_and_launch())
-                original()
-                segments.append(original)
-                # GANTrainer calls its hooks right after each optimizer step, before any kernel: the
-                # recording resumes there (at_hook)
-            return step
-
-        def at_hook(hook, *args):
-            if capture.active:
-                segments.append(capture.end_and_launch())
-            advanced = trainer.d_steps - counted[0], trainer.g_steps - counted[1]
-            if any(advanced):                      # the trainer's own counters, after an optimizer step
-                segments.append(functools.partial(_advance, trainer, *advanced))
-                counted[:] = trainer.d_steps, trainer.g_steps
-            run_hooks(hook, *args)
-            if any(hasattr(ext, hook) for ext in trainer.extensions):
-                segments.append(functools.partial(run_hooks, hook, *args))
-            capture.begin()
-
-        saved = trainer.rng, backend.global_rng(), trainer.sync_every
+        recorder = _Recorder(trainer, _Capture(self.cupy, self.stream, self.pool))
         try:
-            for opt, original in optimizer_steps.items():
-                opt.step = at_optimizer_step(original)
-            trainer.sample_noise = lambda n, rng=None: noise
-            trainer.sample_labels = lambda n: fake_labels
-            trainer.rng, backend._rng = _NoDraws(), _NoDraws()
-            trainer.sync_every = len(trainer._pending) + 2     # no flush inside the recorded step
-            trainer._after = at_hook               # train_step calls it first thing: the recording begins there
-            trainer.train_step(real if trainer.conditional else real[0])
-            segments.append(capture.end_and_launch())
-            _check_segments(segments)
+            with _stand_ins(trainer, recorder, noise, fake_labels):
+                trainer.train_step(real if trainer.conditional else real[0])
+            segments = recorder.finish()
         except Exception as error:
-            capture.abandon()
+            recorder.capture.abandon()
             trainer.G.clear_cache()                # the half-run step's caches, so the step can run as usual
             trainer.D.clear_cache()
             if isinstance(error, CudaGraphError):
                 raise
             raise CudaGraphError(f"the step could not be recorded as a CUDA graph: {error}") from error
-        finally:
-            for opt in optimizer_steps:
-                vars(opt).pop("step", None)
-            vars(trainer).pop("sample_noise", None)
-            vars(trainer).pop("sample_labels", None)
-            vars(trainer).pop("_after", None)
-            trainer.rng, backend._rng, trainer.sync_every = saved
         metrics, g_turn = trainer._pending[-1]
         trainer._pending[-1] = (metrics.copy(), g_turn)   # the recorded array is rewritten by every replay
         self._check_nothing_moved(arrays)          # this step trained; the recording is refused
@@ -213,6 +173,69 @@ class CudaGraphStep:
         with another batch shape replaces them in the layers' stores; the recording keeps its own alive."""
         return [array for model in (self.trainer.G, self.trainer.D) for _, layer in model.named_layers()
                 for array in layer._scratch.values()]
+
+
+class _Recorder:
+    """The segments of one recorded step: graphs, and between them the host's work, which every replay
+    runs again: the optimizer steps, the step counters the trainer then advances, the extensions' hooks.
+
+    GANTrainer calls ``_after`` (its hooks) first thing in a step and right after each optimizer step,
+    before any kernel: so ``optimizer_step`` ends a graph and ``hook`` begins the next one."""
+
+    def __init__(self, trainer, capture):
+        self.trainer, self.capture, self.segments = trainer, capture, []
+        self.counted = trainer.d_steps, trainer.g_steps
+        self.run_hooks = trainer._after
+
+    def optimizer_step(self, original):
+        """``original`` (an optimizer's step) as a boundary: the graph so far ends, the step runs as usual."""
+        def step():
+            self.segments.append(self.capture.end_and_launch())
+            original()
+            self.segments.append(original)
+        return step
+
+    def hook(self, hook, *args):
+        """``trainer._after`` as a boundary: the counters advanced since, then the hooks, then a new graph."""
+        if self.capture.active:
+            self.segments.append(self.capture.end_and_launch())
+        trainer = self.trainer
+        advanced = trainer.d_steps - self.counted[0], trainer.g_steps - self.counted[1]
+        if any(advanced):
+            self.segments.append(functools.partial(_advance, trainer, *advanced))
+            self.counted = trainer.d_steps, trainer.g_steps
+        self.run_hooks(hook, *args)
+        if any(hasattr(ext, hook) for ext in trainer.extensions):
+            self.segments.append(functools.partial(self.run_hooks, hook, *args))
+        self.capture.begin()
+
+    def finish(self):
+        self.segments.append(self.capture.end_and_launch())
+        _check_segments(self.segments)
+        return self.segments
+
+
+@contextlib.contextmanager
+def _stand_ins(trainer, recorder, noise, fake_labels):
+    """While recording: the optimizer steps and the hooks as the recorder's boundaries, the draws made
+    outside, any other random draw refused (_NoDraws), no flush; everything put back after."""
+    saved = trainer.rng, backend.global_rng(), trainer.sync_every
+    optimizers = (trainer.opt_d, trainer.opt_g)
+    try:
+        for opt in optimizers:
+            opt.step = recorder.optimizer_step(opt.step)
+        trainer._after = recorder.hook
+        trainer.sample_noise = lambda n, rng=None: noise
+        trainer.sample_labels = lambda n: fake_labels
+        trainer.rng, backend._rng = _NoDraws(), _NoDraws()
+        trainer.sync_every = len(trainer._pending) + 2     # no flush inside the recorded step
+        yield
+    finally:
+        for opt in optimizers:
+            vars(opt).pop("step", None)
+        for name in ("_after", "sample_noise", "sample_labels"):
+            vars(trainer).pop(name, None)
+        trainer.rng, backend._rng, trainer.sync_every = saved
 
 
 def _advance(trainer, d_steps, g_steps):
