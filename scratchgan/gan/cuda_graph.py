@@ -300,7 +300,7 @@ class _Capture:
 
 
 class _Recorded:
-    """One recorded step: its segments (graphs, and the optimizer steps between them) and its arrays."""
+    """One recorded step: its segments (graphs, and the host's work between them) and its arrays."""
 
     def __init__(self, trainer, segments, real, draws, metrics, g_turn, arrays, scratch):
         self.trainer, self.segments = trainer, segments
