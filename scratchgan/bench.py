@@ -108,7 +108,11 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
     memory = _PeakMemory(device)
     trainer = build_trainer(workload, device, batch)
     real = real_batch(workload, batch, xp)
-    train_step, graph_error, graph_pool_bytes = _step_function(trainer, cuda_graph, warmup)
+    if cuda_graph:
+        from .gan.cuda_graph import GraphedOrAsUsual
+        train_step = GraphedOrAsUsual(trainer, warmup=max(warmup - 1, 0))   # recorded in the last warm-up step
+    else:
+        train_step = trainer.train_step
     for _ in range(warmup):
         train_step(real)
     trainer.flush()
@@ -137,35 +141,10 @@ def run_benchmark(workload, device="cpu", batch=None, steps=SPEC_STEPS, warmup=S
         "dtype": "float32", "precision": precision,
         "im2col": "gather" if uses_gather(xp) else "loops",   # fastpath.uses_gather: SCRATCHGAN_IM2COL
         "fused_kernels": uses_fused_kernels(xp),               # gpu_kernels.uses_fused_kernels: SCRATCHGAN_FUSED
-        "cuda_graph": cuda_graph and graph_error() is None,     # replayed as CUDA graphs (gan/cuda_graph.py)
-        **({"cuda_graph_error": graph_error()} if cuda_graph and graph_error() else {}),
-        # the recordings' own memory pool, beside peak_memory_mib's default pool
-        **({"graph_pool_mib": round(graph_pool_bytes() / 2**20, 1)} if cuda_graph else {}),
+        "cuda_graph": cuda_graph and train_step.error is None,  # replayed as CUDA graphs (gan/cuda_graph.py)
+        **({"cuda_graph_error": train_step.error} if cuda_graph and train_step.error else {}),
+        **({"graph_pool_mib": train_step.pool_mib()} if cuda_graph else {}),
     }
-
-
-def _step_function(trainer, cuda_graph, warmup):
-    """The step to time: ``trainer.train_step``, or with ``cuda_graph`` its CUDA-graph replay, which falls
-    back to ``train_step`` where the step cannot be recorded; a function giving that reason (or None);
-    and one giving the bytes of the recordings' memory pool."""
-    if not cuda_graph:
-        return trainer.train_step, lambda: None, lambda: 0
-    from .gan.cuda_graph import CudaGraphError, CudaGraphStep
-    error = []
-    try:
-        graphed = CudaGraphStep(trainer, warmup=max(warmup - 1, 0))
-    except CudaGraphError as err:
-        reason = str(err)
-        return trainer.train_step, lambda: reason, lambda: 0
-
-    def step(batch):
-        if not error:
-            try:
-                return graphed(batch)
-            except CudaGraphError as err:   # while recording: from now on the step runs as usual
-                error.append(str(err))
-        return trainer.train_step(batch)
-    return step, lambda: error[0] if error else None, lambda: graphed.pool.total_bytes()
 
 
 def check_cuda_graph(device, cuda_graph):

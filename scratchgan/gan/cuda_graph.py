@@ -36,6 +36,8 @@ What a graph may not do, and how this keeps to it:
   The layers' reused temporaries (``fastpath.reuse_buffer``), which a step of another batch shape
   replaces, are held by the recording that uses them, so their memory never goes to another array.
 
+``GraphedOrAsUsual(trainer)`` falls back to ``train_step`` where the step cannot be recorded (``bench``).
+
 Supported: a GANTrainer (conditional or not) with one discriminator step per generator step, whose
 extensions act through the hooks around the optimizer steps (a learning-rate schedule, a weight
 average), with the fused kernels or without them; ``unsupported`` says why not otherwise.
@@ -173,6 +175,30 @@ class CudaGraphStep:
         with another batch shape replaces them in the layers' stores; the recording keeps its own alive."""
         return [array for model in (self.trainer.G, self.trainer.D) for _, layer in model.named_layers()
                 for array in layer._scratch.values()]
+
+
+class GraphedOrAsUsual:
+    """``CudaGraphStep(trainer)``, falling back to ``trainer.train_step`` for good where the step cannot be
+    recorded or replayed, with the reason in ``error`` (``scratchgan bench --cuda-graph``)."""
+
+    def __init__(self, trainer, warmup=2):
+        self.trainer, self.graphed, self.error = trainer, None, None
+        try:
+            self.graphed = CudaGraphStep(trainer, warmup)
+        except CudaGraphError as err:
+            self.error = str(err)
+
+    def __call__(self, batch):
+        if self.error is None:
+            try:
+                return self.graphed(batch)
+            except CudaGraphError as err:      # while recording or replaying: from now on as usual
+                self.error = str(err)
+        return self.trainer.train_step(batch)
+
+    def pool_mib(self):
+        """The recordings' own memory pool (beside the default pool's)."""
+        return 0.0 if self.graphed is None else round(self.graphed.pool.total_bytes() / 2**20, 1)
 
 
 class _Recorder:

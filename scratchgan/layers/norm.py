@@ -129,7 +129,8 @@ class BatchNorm(Layer):
         count, f = values.shape[1], values.dtype.type
         mean, centred, sum_sq = centre(values)
         running_mean, running_var = self.buffers["running_mean"], self.buffers["running_var"]
-        inv_std, scale = backend.get_xp(mean).empty_like(mean), backend.get_xp(mean).empty_like(mean)
+        xp = backend.get_xp(mean)
+        inv_std, scale = xp.empty_like(mean), xp.empty_like(mean)
         fused(BN_STATISTICS)(mean, sum_sq, self.params["weight"], running_mean, running_var,
                              f(self.momentum), f(count), f(count / (count - 1)), f(self.eps),
                              running_mean, running_var, inv_std, scale)
