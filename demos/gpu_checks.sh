@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every GPU check in one pass, the most wanted first, within a time budget (a lease is short):
 #   1. the fused kernels' GPU tests (gpu_kernels.py; if one fails, everything after runs with
-#      SCRATCHGAN_FUSED=off), then the CUDA graphs' (gan/cuda_graph.py);
+#      SCRATCHGAN_FUSED=off), then the CUDA graphs' (gan/cuda_graph.py, gan/cublas_capture.py);
 #   2. the benchmark against PyTorch on the same GPU, strict float32 and TF32, both workloads and dcgan at
 #      batch 1024, with the step replayed as CUDA graphs (--cuda-graph), then issued from Python as usual
 #      (docs/performance.md);
@@ -64,7 +64,7 @@ if [ "$last_rc" != 0 ]; then
     echo "== the fused kernels failed on this device: everything below runs with SCRATCHGAN_FUSED=off" | tee -a "$log"
 fi
 
-step gpu-tests-cuda-graph "$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_cuda_graph.py
+step gpu-tests-cuda-graph "$py" -m pytest -m gpu -q -p no:cacheprovider tests/test_cublas_capture.py tests/test_cuda_graph.py
 
 quick=() graph=(--cuda-graph)   # a rehearsal on the CPU times a few steps only, without CUDA graphs
 [ "$device" = cpu ] && quick=(--steps 2 --warmup 1 --rounds 1) graph=()
@@ -92,7 +92,7 @@ for precision in strict tf32; do
 done
 
 step gpu-tests "$py" -m pytest -m gpu -q -p no:cacheprovider tests --ignore tests/test_fused_kernels.py \
-    --ignore tests/test_cuda_graph.py
+    --ignore tests/test_cuda_graph.py --ignore tests/test_cublas_capture.py
 
 train() {   # train NAME EPOCHS RECIPE [options...]: a short GPU run in a scratch folder
     local name=$1 n=$2

@@ -16,6 +16,7 @@ import cProfile
 import os
 import pstats
 import statistics
+import traceback
 
 CASES = (("mlp", 200), ("dcgan", 128), ("dcgan", 1024))
 
@@ -27,7 +28,10 @@ def host_and_device_ms(workload, batch, repeat, graph=False):
     from scratchgan.gan.cuda_graph import CudaGraphStep
     trainer = bench.build_trainer(workload, "gpu", batch)
     real = bench.real_batch(workload, batch, backend.xp_for("gpu"))
-    step = CudaGraphStep(trainer) if graph else trainer.train_step   # recorded in the third warm-up step
+    graphed = CudaGraphStep(trainer) if graph else None      # recorded in the third warm-up step
+
+    def step(batch):                                          # a function: benchmark reports it by name
+        return graphed(batch) if graph else trainer.train_step(batch)
     result = benchmark(step, (real,), n_repeat=repeat, n_warmup=5)
     return statistics.median(result.cpu_times) * 1e3, statistics.median(result.gpu_times[0]) * 1e3
 
@@ -65,6 +69,7 @@ def main(argv=None):
                 host, device = host_and_device_ms(workload, batch, args.repeat, graph)
             except Exception as error:     # noqa: BLE001 - a case that fails on this device is reported, not fatal
                 print(f"{workload:8s} {batch:5d} {fused:>5s} {graph!s:>5s} failed: {error}", flush=True)
+                traceback.print_exc()      # with its cause: where in the step recording failed
                 continue
             print(f"{workload:8s} {batch:5d} {fused:>5s} {graph!s:>5s} {host:8.2f} {device:9.2f}", flush=True)
     os.environ["SCRATCHGAN_FUSED"] = "auto"

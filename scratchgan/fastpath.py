@@ -4,6 +4,8 @@ Each function computes exactly what its first docstring line says; what it does 
 is *how*, never *what*: the same sums, in a faster orientation or memory. The layers,
 ``Adam`` and the gradient penalties use them; docs/performance.md records what each one saves.
 
+- ``matmul(a, b)``: ``a @ b``, the one place where the layers' products are formed (while a CUDA
+  graph records the GPU step, through cuBLAS directly: gan/cublas_capture.py);
 - ``matmul_tall(a, b)``: ``a @ b``, a product wider than tall formed as ``(b^T a^T)^T``;
 - ``add_matmul_to_grad(grad, a, b)``: ``grad += a @ b``, written straight into a gradient
   that is still all zeros after ``zero_grad`` (CPU only);
@@ -30,18 +32,31 @@ from .backend import get_xp
 from .gpu_kernels import COL2IM_GATHER, IM2COL_GATHER, fused, uses_fused_kernels
 
 
+capture_matmul = None   # while a CUDA graph records: gan/cublas_capture.py's CapturedMatmul (gan/cuda_graph.py)
+
+
+def matmul(a, b, out=None):
+    """a @ b (into ``out`` if given). Every product of the layers goes through here.
+
+    While a CUDA graph records the GPU step, CuPy refuses to call cuBLAS; ``capture_matmul``, set
+    for the recording's duration, then makes the same cuBLAS call that CuPy's ``matmul`` would.
+    """
+    if capture_matmul is not None:
+        return capture_matmul(a, b, out)
+    return get_xp(a).matmul(a, b, out=out)
+
+
 def matmul_tall(a, b, out=None):
     """a @ b (into ``out`` if given).
 
     A product wider than tall (fewer rows than columns) is formed as (b^T a^T)^T: the same
     sums, returned as a transposed view. OpenBLAS splits a tall product over its threads
     better than a wide one, which matters most when the cores are busy. The result may be
-    F-ordered; a caller that needs C order (the convolutions' outputs) uses ``@``.
+    F-ordered; a caller that needs C order (the convolutions' outputs) uses ``matmul``.
     """
-    xp = get_xp(a)
     if a.shape[0] < b.shape[1]:
-        return xp.matmul(b.T, a.T, out=None if out is None else out.T).T
-    return xp.matmul(a, b, out=out)
+        return matmul(b.T, a.T, out=None if out is None else out.T).T
+    return matmul(a, b, out=out)
 
 
 def add_matmul_to_grad(grad, a, b):
@@ -65,10 +80,9 @@ def matmul_into(a, b, out):
     forms faster than BLAS (the input gradient of a one-channel convolution such as DCGAN's
     last D layer).
     """
-    xp = get_xp(a)
     if a.shape[1] == 1:
-        return xp.multiply(a, b, out=out)
-    return xp.matmul(a, b, out=out)
+        return get_xp(a).multiply(a, b, out=out)
+    return matmul(a, b, out=out)
 
 
 def reuse_buffer(store, name, shape, like):
@@ -93,10 +107,9 @@ def row_dots(a, b):
     ``einsum`` issues, (R, 1, K) @ (R, K, 1), called directly: CuPy's ``einsum`` spends a few hundred
     microseconds of host time in Python per call to arrive at it.
     """
-    xp = get_xp(a)
-    if xp is np:
+    if get_xp(a) is np:
         return np.einsum("rk,rk->r", a, b)
-    return xp.matmul(a[:, None, :], b[:, :, None]).reshape(-1)
+    return matmul(a[:, None, :], b[:, :, None]).reshape(-1)
 
 
 # -- im2col and col2im as gathers (the GPU's way) ------------------------------------------------------

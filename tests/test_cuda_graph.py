@@ -5,12 +5,15 @@ recorded step trains, as on the GPU) and whose graphs count their launches check
 around the graphs: what runs between them, what is restored after recording, what each replay
 refreshes and keeps. On a GPU, the real graphs must train exactly as the eager step does.
 """
+import ast
 import contextlib
+import pathlib
+import types
 
 import numpy as np
 import pytest
 
-from scratchgan import backend, bench
+from scratchgan import backend, bench, fastpath
 from scratchgan.gan import cuda_graph
 from scratchgan.gan.cuda_graph import CudaGraphError, CudaGraphStep, unsupported
 from scratchgan.gan.recipes import get_recipe
@@ -83,6 +86,18 @@ class FakeCupy:
                                       "get_current_stream": staticmethod(lambda: Stream.null)})
 
 
+class FakeMatmul:
+    """CapturedMatmul's stand-in: NumPy's product, only while the stand-in stream records."""
+
+    def __init__(self, log):
+        self.log, self.calls = log, 0
+
+    def __call__(self, a, b, out=None):
+        assert self.log and self.log[-1] == "begin", "a product through cuBLAS directly outside a recording"
+        self.calls += 1
+        return np.matmul(a, b, out=out)
+
+
 def make_trainer(workload="dcgan", batch=4, device="cpu", **options):
     recipe = get_recipe(workload)
     backend.manual_seed(0)
@@ -113,6 +128,8 @@ def fake_gpu(monkeypatch):
     """A CPU trainer taken for a GPU one, and the stand-in CuPy (host data refused while recording)."""
     fake = FakeCupy()
     monkeypatch.setattr(cuda_graph.backend, "cupy_module", lambda: fake)
+    fake.matmul = FakeMatmul(fake.log)
+    monkeypatch.setattr(cuda_graph, "CapturedMatmul", types.SimpleNamespace(for_cupy=lambda cupy: fake.matmul))
     no_host_data_while_recording(monkeypatch, fake.log)
 
     def gpu_trainer(*args, **kw):
@@ -149,11 +166,14 @@ def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
     batch = bench.real_batch("dcgan", 4)
     graphed(batch)
     graphed(batch)
-    assert fake.log == [] and trainer.d_steps == 2
+    assert fake.log == [] and trainer.d_steps == 2 and fake.matmul.calls == 0
     originals = trainer.rng, backend.global_rng(), trainer.opt_d.t
     graphed(batch)
     # three segments around the two optimizer steps, each launched once as soon as it is recorded
     assert fake.log == ["begin", "end", "launch"] * 3 and fake.allocators == []
+    # the layers' products went to cuBLAS directly while recording (FakeMatmul checks when), and only then
+    recorded_products = fake.matmul.calls
+    assert recorded_products > 0 and fastpath.capture_matmul is None
     (recorded,) = graphed.recorded.values()
     # graphs, then host work between them: an optimizer step and the step counter the trainer advances
     assert [hasattr(s, "launch") for s in recorded.segments] == [True, False, False, True, False, False, True]
@@ -165,6 +185,8 @@ def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
     # the recorded step's metrics were copied: the next replay rewrites the recorded array
     metrics, g_turn = trainer._pending[-1]
     assert g_turn and metrics is not recorded.metrics and not np.shares_memory(metrics, recorded.metrics)
+    graphed(batch)                                 # a replay makes no products of its own
+    assert fake.matmul.calls == recorded_products
 
 
 def batch_for(recipe, n=4, seed=0):
@@ -336,7 +358,7 @@ def test_random_draws_inside_the_step_stop_the_recording_and_restore_the_trainer
         batch = bench.real_batch("mlp" if trainer.D[0].params["weight"].ndim == 2 else "dcgan", 4)
         with pytest.raises(CudaGraphError, match="random numbers"):
             graphed(batch)
-        assert not graphed.stream.is_capturing() and fake.allocators == []
+        assert not graphed.stream.is_capturing() and fake.allocators == [] and fastpath.capture_matmul is None
         assert (trainer.rng, backend.global_rng()) == originals and "step" not in vars(trainer.opt_d)
         trainer.train_step(batch)                          # the step runs as usual afterwards
 
@@ -463,3 +485,50 @@ def test_train_run_steps_through_the_graphed_step(tmp_path, fake_gpu, monkeypatc
     assert fake.log.count("begin") == 3 and fake.log.count("launch") == 3 + 3 * 3   # 6 steps: 2 + 1 + 3
     assert trainer.d_steps == trainer.g_steps == 6 and len(trainer.history["d_loss"]) == 6
     assert (tmp_path / "run" / "checkpoint.npz").exists()
+
+
+STEP_MODULES = [*sorted(pathlib.Path(backend.__file__).parent.joinpath("layers").glob("*.py")),
+                *(pathlib.Path(backend.__file__).parent / name for name in (
+                    "fastpath.py", "gpu_kernels.py", "losses.py", "optim.py", "penalties.py", "gan/trainer.py",
+                    "gan/averaging.py", "gan/conditional.py", "gan/dcgan_plus.py", "gan/objectives.py"))]
+PRODUCTS = {"matmul", "dot", "tensordot", "einsum", "inner", "vdot"}
+
+
+def products_outside_fastpath_matmul(path):
+    """Lines of ``path`` that form a matrix product other than through fastpath.matmul: ``@``, or
+    xp.matmul / dot / einsum ... on an array module that may be CuPy (``np.`` is NumPy's own)."""
+    tree = ast.parse(path.read_text())
+    allowed = {id(node) for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "matmul"
+               and path.name == "fastpath.py" for node in ast.walk(f)}
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in allowed:
+            continue
+        if isinstance(node, (ast.BinOp, ast.AugAssign)) and isinstance(node.op, ast.MatMult):
+            found.append(node.lineno)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in PRODUCTS
+              and not (isinstance(node.func.value, ast.Name) and node.func.value.id == "np")):
+            found.append(node.lineno)
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", STEP_MODULES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_product_of_the_step_goes_through_fastpath_matmul(path):
+    """While a CUDA graph records, CuPy refuses cuBLAS: only fastpath.matmul's products are recorded
+    (through cublas_capture.py). Spectral normalisation is exempt: its step cannot be graphed anyway
+    (it replaces its buffers, test_a_step_that_replaces_its_own_buffers_is_refused)."""
+    found = products_outside_fastpath_matmul(path)
+    if path.name == "spectral_norm.py":
+        assert found, "spectral_norm.py forms its products through fastpath.matmul now: drop its exemption"
+    else:
+        assert not found, f"{path.name}: products at lines {found} bypass fastpath.matmul"
+
+
+def test_the_product_scan_finds_products():
+    """The scan above sees ``@``, ``@=`` and xp.matmul, and lets NumPy's own and fastpath.matmul's pass."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "fastpath.py"
+        path.write_text("def f(a, b, xp):\n    c = a @ b\n    c @= b\n    np.einsum('i,i', a, b)\n"
+                        "    return xp.dot(a, b)\n\ndef matmul(a, b):\n    return xp.matmul(a, b)\n")
+        assert products_outside_fastpath_matmul(path) == [2, 3, 5]

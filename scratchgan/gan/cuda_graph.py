@@ -27,6 +27,9 @@ What a graph may not do, and how this keeps to it:
   (``CudaGraphError``).
 - **Host round trips** (reading a value, copying from the host) cannot be recorded: CuPy raises, and so
   does this.
+- **cuBLAS through CuPy**: CuPy refuses to call cuBLAS while a stream records. Every product of the
+  layers goes through ``fastpath.matmul``, which meanwhile makes CuPy's own cuBLAS call itself
+  (cublas_capture.py).
 - **Memory.** The graph writes to the addresses it recorded. Its own temporaries come from a memory
   pool of its own (``self.pool``) that no other code allocates from. Arrays it reads or writes from
   before the recording (parameters, gradients, BatchNorm's running statistics, its input arrays)
@@ -45,7 +48,8 @@ average), with the fused kernels or without them; ``unsupported`` says why not o
 import contextlib
 import functools
 
-from .. import backend
+from .. import backend, fastpath
+from .cublas_capture import CapturedMatmul
 from .trainer import GANTrainer
 
 
@@ -86,6 +90,7 @@ class CudaGraphStep:
         self.cupy = backend.cupy_module()
         self.stream = self.cupy.cuda.Stream(non_blocking=True)
         self.pool = self.cupy.cuda.MemoryPool()   # the graphs' temporaries, never handed to other code
+        self.matmul = None                         # the products while recording (cublas_capture.py)
         self.recorded = {}                         # the batch's arrays' (shape, dtype) -> _Recorded
 
     def __call__(self, batch):
@@ -152,13 +157,16 @@ class CudaGraphStep:
         n = len(real[0])
         fake_labels = trainer.sample_labels(n) if trainer.conditional else None   # train_step's order of draws
         noise = trainer.sample_noise(n)
-        recorder = _Recorder(trainer, _Capture(self.cupy, self.stream, self.pool))
+        recorder = None
         try:
+            self.matmul = self.matmul or CapturedMatmul.for_cupy(self.cupy)
+            recorder = _Recorder(trainer, _Capture(self.cupy, self.stream, self.pool, self.matmul))
             with _stand_ins(trainer, recorder, noise, fake_labels):
                 trainer.train_step(real if trainer.conditional else real[0])
             segments = recorder.finish()
         except Exception as error:
-            recorder.capture.abandon()
+            if recorder is not None:
+                recorder.capture.abandon()
             trainer.G.clear_cache()                # the half-run step's caches, so the step can run as usual
             trainer.D.clear_cache()
             if isinstance(error, CudaGraphError):
@@ -293,36 +301,50 @@ def _same_arrays(recorded, now):
 
 
 class _Capture:
-    """Stream capture into the graphs' own memory pool, one segment at a time."""
+    """Stream capture, one segment at a time, with the graphs' own memory pool and the layers' products
+    through cuBLAS directly (``fastpath.matmul``; CuPy's own refuse to run while a stream records)."""
 
-    def __init__(self, cupy, stream, pool):
-        self.cupy, self.stream, self.pool = cupy, stream, pool
-        self._allocator = None
+    def __init__(self, cupy, stream, pool, matmul):
+        self.cupy, self.stream, self.pool, self.matmul = cupy, stream, pool, matmul
+        self._switched = None                      # the allocator and the products, while recording
 
     @property
     def active(self):
-        return self._allocator is not None
+        return self._switched is not None
 
     def begin(self):
-        self._allocator = contextlib.ExitStack()
-        self._allocator.enter_context(self.cupy.cuda.using_allocator(self.pool.malloc))
+        self._switched = contextlib.ExitStack()
+        self._switched.enter_context(self.cupy.cuda.using_allocator(self.pool.malloc))
+        self._switched.enter_context(_products_through(self.matmul))
         self.stream.begin_capture()
 
     def end_and_launch(self):
         graph = self.stream.end_capture()
-        self._allocator.close()
-        self._allocator = None
+        self._switch_back()
         graph.launch(self.stream)
         return graph
 
     def abandon(self):
-        """After an error: end a capture in progress (its graph is invalid) and restore the allocator."""
+        """After an error: end a capture in progress (its graph is invalid) and switch back."""
         if self.stream.is_capturing():
             with contextlib.suppress(Exception):
                 self.stream.end_capture()
-        if self._allocator is not None:
-            self._allocator.close()
-            self._allocator = None
+        self._switch_back()
+
+    def _switch_back(self):
+        if self._switched is not None:
+            self._switched.close()
+            self._switched = None
+
+
+@contextlib.contextmanager
+def _products_through(matmul):
+    """``fastpath.matmul``'s products made by ``matmul`` (cublas_capture.CapturedMatmul) meanwhile."""
+    fastpath.capture_matmul = matmul
+    try:
+        yield
+    finally:
+        fastpath.capture_matmul = None
 
 
 class _Recorded:

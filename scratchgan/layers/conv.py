@@ -17,12 +17,13 @@ but the matrices behind them are channel-major with the batch innermost,
 
 Any other input layout (a C-contiguous NCHW batch from a data loader, say) works
 unchanged: the strided slices read it as it is, and a reshape that needs a copy makes one.
-Everything is plain slicing and ``@``, so it runs unchanged on NumPy and CuPy. On the GPU, where
-each strided copy is a kernel launch, im2col and col2im hand over to one indexed gather each
-(``fastpath.im2col_by_gather``, ``col2im_by_gather``): the same values, far fewer launches.
+Everything is plain slicing and matrix products (``fastpath.matmul``), so it runs unchanged on
+NumPy and CuPy. On the GPU, where each strided copy is a kernel launch, im2col and col2im hand
+over to one indexed gather each (``fastpath.im2col_by_gather``, ``col2im_by_gather``): the same
+values, far fewer launches.
 """
 from .. import backend
-from ..fastpath import (add_matmul_to_grad, col2im_by_gather, im2col_by_gather, matmul_into, matmul_tall,
+from ..fastpath import (add_matmul_to_grad, col2im_by_gather, im2col_by_gather, matmul, matmul_into, matmul_tall,
                         reuse_buffer, uses_gather)
 from .base import Layer, as_count, as_pair
 
@@ -229,7 +230,7 @@ class Conv2d(Layer):
         if self._goes_through_transpose(x.shape, out_shape):
             return self._forward_through_transpose(x, out_shape)
         X = im2col(x, self.kernel_size, self.stride, out_shape[2:], self.padding)   # (C*kh*kw, Ho*Wo*N)
-        Y = self._weight_matrix() @ X                  # Y = W X, C-ordered: the output's own memory
+        Y = matmul(self._weight_matrix(), X)           # Y = W X, C-ordered: the output's own memory
         if "bias" in self.params:
             Y += self.params["bias"].reshape(-1, 1)
         return as_nchw(Y, out_shape), (X, x.shape, False)
@@ -273,7 +274,7 @@ class Conv2d(Layer):
         """dV = X dY^T (dW its flip), db = sum of dy, dX = V dY, with dY = im2col(dy) (padding q)."""
         dY = self._im2col_dy(dy, x_shape)              # (O*kh*kw, H*W*N)
         self._add_flipped_grads(X, dY, dy)
-        dX = self._flipped_weight_matrix() @ dY        # V dY: (C, H*W*N)
+        dX = matmul(self._flipped_weight_matrix(), dY)  # V dY: (C, H*W*N)
         return as_nchw(dX, x_shape)
 
     def _im2col_dy(self, dy, x_shape):
@@ -304,7 +305,7 @@ class Conv2d(Layer):
                    out=reuse_buffer(self._scratch, "U", cols_shape, ddx))   # the windows of u
         if self.requires_grad:
             add_matmul_to_grad(self.grads["weight"], as_matrix(dy), U.T)   # dW += dY U^T
-        return as_nchw(self._weight_matrix() @ U, out_shape), None         # ddy = W U
+        return as_nchw(matmul(self._weight_matrix(), U), out_shape), None   # ddy = W U
 
     def _add_param_grads(self, dY, X):
         """dW += dY X^T and db += the row sums of dY, when parameter gradients are on."""
@@ -368,7 +369,7 @@ class ConvTranspose2d(Layer):
         X, in_size = cache
         dY = self._im2col_dy(dy, in_size)              # im2col(dy): (C_out*kh*kw, H*W*N)
         self._add_param_grads(X, dY, dy)               # dW += X dY^T, db += sum of dy
-        dX = self._weight_matrix() @ dY                # W dY: (C_in, H*W*N)
+        dX = matmul(self._weight_matrix(), dY)         # W dY: (C_in, H*W*N)
         return as_nchw(dX, (len(dy), self.in_channels, *in_size))
 
     def _param_backward(self, dy, cache):

@@ -1,6 +1,6 @@
 """Fully connected layers: Dense (with an optional Flux-style activation) and Maxout."""
 from .. import backend
-from ..fastpath import add_matmul_to_grad, matmul_tall
+from ..fastpath import add_matmul_to_grad, matmul, matmul_tall
 from .activations import as_activation_layer
 from .base import Layer, as_count
 
@@ -119,7 +119,7 @@ class Maxout(Layer):
         self.add_param("bias", (n_out * self.pieces,), "zeros", n_in, n_out, rng)
 
     def _forward(self, x, train):
-        z = (x @ self.params["weight"].T + self.params["bias"]).reshape(len(x), self.out_features, self.pieces)
+        z = (matmul(x, self.params["weight"].T) + self.params["bias"]).reshape(len(x), self.out_features, self.pieces)
         winner = z.argmax(axis=2)
         y = backend.get_xp(z).take_along_axis(z, winner[..., None], axis=2)[..., 0]
         return y, (x, winner)
@@ -132,12 +132,12 @@ class Maxout(Layer):
         if self.requires_grad:
             add_matmul_to_grad(self.grads["weight"], dz.T, x)
             self.grads["bias"] += dz.sum(axis=0)
-        return dz @ self.params["weight"]
+        return matmul(dz, self.params["weight"])
 
     def _double_backward(self, ddx, cache, dy):
         x, winner = cache
         xp = backend.get_xp(dy)
-        zu = (ddx @ self.params["weight"].T).reshape(len(ddx), self.out_features, self.pieces)
+        zu = matmul(ddx, self.params["weight"].T).reshape(len(ddx), self.out_features, self.pieces)
         if self.requires_grad:
             dz = ((xp.arange(self.pieces) == winner[..., None]) * dy[..., None]).reshape(len(dy), -1)
             add_matmul_to_grad(self.grads["weight"], dz.T, ddx)     # dW += dz^T u

@@ -15,11 +15,12 @@ Embedding and Projection add the gradient of each sample into the row of its lab
 several samples of a batch must get the *sum* of their gradients; ``V[y] += g`` with repeated
 labels keeps only one of them (fancy-index assignment is not accumulation). So the scatter-add
 is written as a matrix product with the one-hot matrix, onehot(y)^T g, which sums duplicates by
-construction, runs as one BLAS call and needs nothing beyond ``xp.matmul``.
+construction, runs as one BLAS call and needs no scatter-add (which NumPy and CuPy spell differently).
 """
 import numpy as np
 
 from .. import backend
+from ..fastpath import matmul
 from .base import Layer, as_count
 
 
@@ -48,8 +49,7 @@ def scatter_rows(labels, grad, num_classes):
     """sum_{n: labels[n] = k} grad[n] for every class k, as (num_classes, D): onehot(labels)^T grad.
 
     Repeated labels add up (each sample is its own term of the sum)."""
-    xp = backend.get_xp(grad)
-    return xp.matmul(one_hot(labels, num_classes, grad.dtype).T, grad)
+    return matmul(one_hot(labels, num_classes, grad.dtype).T, grad)
 
 
 class OneHot(Layer):
@@ -171,7 +171,7 @@ class Projection(Layer):
     def _forward(self, x, train):
         h, y = x
         class_rows = self.params["class_weight"][y]               # V[y_n], (N, F)
-        out = h @ self.params["weight"].T                         # h . w, (N, 1)
+        out = matmul(h, self.params["weight"].T)                  # h . w, (N, 1)
         out += (h * class_rows).sum(axis=1, keepdims=True)        # + h . V[y]
         if "bias" in self.params:
             out += self.params["bias"]
@@ -186,7 +186,7 @@ class Projection(Layer):
         if not self.requires_grad:
             return
         h, y, _ = cache
-        self.grads["weight"] += dy.T @ h
+        self.grads["weight"] += matmul(dy.T, h)
         if "bias" in self.params:
             self.grads["bias"] += dy.sum(axis=0)
         self.grads["class_weight"] += scatter_rows(y, dy * h, self.num_classes)

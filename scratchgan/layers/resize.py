@@ -2,6 +2,7 @@
 import numpy as np
 
 from .. import backend
+from ..fastpath import matmul
 from .base import Layer, as_count, as_pair
 
 UPSAMPLE_MODES = ("nearest", "bilinear")
@@ -65,7 +66,7 @@ class Upsample(Layer):
             y = backend.get_xp(x).broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw))
             return y.reshape(n, c, h * sh, w * sw), None
         a_h, a_w = self._interpolation(x)
-        return backend.get_xp(x).matmul(a_h, x @ a_w.T), (a_h, a_w)
+        return matmul(a_h, matmul(x, a_w.T)), (a_h, a_w)
 
     def _backward(self, dy, cache):
         if self.mode == "nearest":
@@ -73,7 +74,7 @@ class Upsample(Layer):
             sh, sw = self.scale_factor
             return dy.reshape(n, c, ho // sh, sh, wo // sw, sw).sum(axis=(3, 5))
         a_h, a_w = cache
-        return backend.get_xp(dy).matmul(a_h.T, dy @ a_w)
+        return matmul(a_h.T, matmul(dy, a_w))
 
     def _interpolation(self, x):
         """(A_h, A_w) for x's size, dtype and device, built once per size."""
