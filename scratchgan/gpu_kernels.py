@@ -67,13 +67,15 @@ BN_STATISTICS = ElementwiseKernelSource(
 SCALE_SHIFT = ElementwiseKernelSource("scratchgan_scale_shift", "T x, T scale, T shift", "T y",
                                       "y = x * scale + shift;")
 
-# BatchNorm's input gradient in training, dx = (gamma / sigma)(dy - dbeta / M - x_hat dgamma / M), in one
-# kernel (six launches as passes); the per-channel factors broadcast from (C, 1) columns.
+# BatchNorm's input gradient in training, dx = (gamma / sigma)(dy - dbeta / M - x_hat dgamma / M) with
+# x_hat = centred / sigma, in one kernel, in the passes' order of operations (layers/norm.py); the
+# per-channel factors broadcast from (C, 1) columns.
 BN_INPUT_GRAD = ElementwiseKernelSource(
     "scratchgan_batchnorm_input_grad",
-    "T dy, T x_hat, T weight, T inv_std, T dbeta, T dgamma, T count",
+    "T dy, T centred, T weight, T inv_std, T dbeta, T dgamma, T count",
     "T dx",
-    "dx = weight * inv_std * (dy - dbeta / count - x_hat * (dgamma / count));")
+    "T scale = weight * inv_std;"
+    " dx = dy * scale - centred * (scale * inv_std * (dgamma / count)) - scale * (dbeta / count);")
 
 # layers/activations.py's LeakyReLU (alpha <= 1): y = max(x, alpha x) and the mask [x > 0] that its
 # backward keeps, in one pass instead of three; its backward dx = ([x > 0] (1 - alpha) + alpha) dy in one

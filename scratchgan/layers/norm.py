@@ -58,7 +58,9 @@ class BatchNorm(Layer):
 
         dx = (gamma / sigma) (dy - dbeta / M - x_hat dgamma / M),
 
-    which is the one line ``_backward`` computes. Work happens on the (C, M) matrix of each
+    which ``_backward`` computes as (gamma / sigma) dy - centred (gamma / sigma^2) dgamma / M
+    - (gamma / sigma) dbeta / M, with x_hat = centred / sigma (the centred values are cached, x_hat
+    is never formed, and every factor but dy and centred is per channel). Work happens on the (C, M) matrix of each
     channel's values, a view of the channel-major arrays the convolutions produce (see conv.py).
     On the GPU, training computes the same lines with three fused kernels (``_fused_forward`` and
     ``gpu_kernels.BN_INPUT_GRAD``), where the passes would issue about twenty launches more.
@@ -141,21 +143,24 @@ class BatchNorm(Layer):
     def _backward(self, dy, cache):
         centred, inv_std, train = cache
         dy_rows = channel_matrix(dy)                                   # (C, M)
-        x_hat = centred * column(inv_std)
         dbeta = dy_rows.sum(axis=1)
-        dgamma = row_dots(dy_rows, x_hat)                              # sum(dy x_hat), no temporary
+        dgamma = row_dots(dy_rows, centred) * inv_std                  # sum(dy x_hat), x_hat = centred / sigma
         if self.requires_grad:
             self.grads["weight"] += dgamma
             self.grads["bias"] += dbeta
         m = dy.dtype.type(dy_rows.shape[1])
-        if train and uses_fused_kernels(backend.get_xp(dy)):           # the GPU: the line below as one kernel
-            dx = fused_like(BN_INPUT_GRAD, dy_rows, dy_rows, x_hat, column(self.params["weight"]), column(inv_std),
-                            column(dbeta), column(dgamma), m)
+        if train and uses_fused_kernels(backend.get_xp(dy)):           # the GPU: the lines below as one kernel
+            dx = fused_like(BN_INPUT_GRAD, dy_rows, dy_rows, centred, column(self.params["weight"]),
+                            column(inv_std), column(dbeta), column(dgamma), m)
             return from_channel_matrix(dx, dy.shape)
-        gamma_over_sigma = column(self.params["weight"] * inv_std)
+        scale = self.params["weight"] * inv_std                        # gamma / sigma
         if not train:                                                  # mu and sigma are constants
-            return from_channel_matrix(gamma_over_sigma * dy_rows, dy.shape)
-        dx = gamma_over_sigma * (dy_rows - column(dbeta / m) - x_hat * column(dgamma / m))
+            return from_channel_matrix(column(scale) * dy_rows, dy.shape)
+        # dx = (gamma / sigma)(dy - dbeta / M - x_hat dgamma / M), with x_hat = centred / sigma: three
+        # passes over (C, M) arrays and one temporary, the rest per channel
+        dx = dy_rows * column(scale)
+        dx -= centred * column(scale * inv_std * (dgamma / m))
+        dx -= column(scale * (dbeta / m))
         return from_channel_matrix(dx, dy.shape)
 
     def __repr__(self):
