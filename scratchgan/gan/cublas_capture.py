@@ -17,8 +17,9 @@ there and makes the very call CuPy would have made:
 
 The same calls with the same arguments on the same handle: the recorded step computes what the
 step issued as usual does (but for a 1 x 1 product, which CuPy sums without cuBLAS). They are made
-through ctypes on CuPy's own cuBLAS handle and library, on the recording stream. Any other product (a vector, a broadcast batch) raises
-``NotImplementedError`` while recording, and the step is not graphed.
+through ctypes on CuPy's own cuBLAS handle and library, on the recording stream. Any other product
+(a vector, a broadcast batch) raises ``NotImplementedError`` while recording, and the step is not
+graphed.
 """
 import ctypes
 import math

@@ -60,10 +60,11 @@ class BatchNorm(Layer):
 
     which ``_backward`` computes as (gamma / sigma) dy - centred (gamma / sigma^2) dgamma / M
     - (gamma / sigma) dbeta / M, with x_hat = centred / sigma (the centred values are cached, x_hat
-    is never formed, and every factor but dy and centred is per channel). Work happens on the (C, M) matrix of each
-    channel's values, a view of the channel-major arrays the convolutions produce (see conv.py).
-    On the GPU, training computes the same lines with three fused kernels (``_fused_forward`` and
-    ``gpu_kernels.BN_INPUT_GRAD``), where the passes would issue about twenty launches more.
+    is never formed, and every factor but dy and centred is per channel). Work happens on the
+    (C, M) matrix of each channel's values, a view of the channel-major arrays the convolutions
+    produce (see conv.py). On the GPU, training computes the same lines with three fused kernels
+    (``_fused_forward`` and ``gpu_kernels.BN_INPUT_GRAD``), where the passes would issue about
+    twenty launches more.
     """
 
     mixes_batch = True   # training uses the batch's own statistics
