@@ -157,11 +157,8 @@ class BatchNorm(Layer):
         scale = self.params["weight"] * inv_std                        # gamma / sigma
         if not train:                                                  # mu and sigma are constants
             return from_channel_matrix(column(scale) * dy_rows, dy.shape)
-        # dx = (gamma / sigma)(dy - dbeta / M - x_hat dgamma / M), with x_hat = centred / sigma: three
-        # passes over (C, M) arrays and one temporary, the rest per channel
-        dx = dy_rows * column(scale)
-        dx -= centred * column(scale * inv_std * (dgamma / m))
-        dx -= column(scale * (dbeta / m))
+        # dx = (gamma / sigma)(dy - dbeta / M - x_hat dgamma / M) with x_hat = centred / sigma
+        dx = dy_rows * column(scale) - centred * column(scale * inv_std * (dgamma / m)) - column(scale * (dbeta / m))
         return from_channel_matrix(dx, dy.shape)
 
     def __repr__(self):
