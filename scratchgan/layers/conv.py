@@ -124,11 +124,7 @@ def col2im(cols, x_shape, kernel, stride, out_size, padding=(0, 0)):
                 image[n, c, h*sh + i - ph, w*sw + j - pw] += cols[c, i, j, h, w, n]   (unless padding)
 
     Within one position no two windows share a pixel, so every overlap is summed (a
-    fancy-index ``+=`` would drop repeats). The zero image is never built: a position reaches
-    the pixels of one phase of the image (those with the same remainders mod the stride), and
-    the first position that reaches all of its phase is copied there instead of added; only
-    phases that no position covers whole are zero-filled, before the other positions add theirs.
-    Returns the (N, C, H, W) view of a (C, H, W, N) array.
+    fancy-index ``+=`` would drop repeats). Returns the (N, C, H, W) view of a (C, H, W, N) array.
     """
     (kh, kw), (sh, sw), (ph, pw), (ho, wo) = kernel, stride, padding, out_size
     n, c, h, w = x_shape
@@ -137,33 +133,15 @@ def col2im(cols, x_shape, kernel, stride, out_size, padding=(0, 0)):
     if uses_gather(backend.get_xp(cols)):               # the GPU: one gather and a sum (fastpath.py)
         return col2im_by_gather(cols, x_shape, kernel, stride, out_size, padding)
     cols = cols.reshape(c, kh, kw, ho, wo, n)
-    image = backend.get_xp(cols).empty((c, h, w, n), dtype=cols.dtype)
-    copied, added = set(), []                           # the phases written by a copy; the positions still to add
+    image = backend.get_xp(cols).zeros((c, h, w, n), dtype=cols.dtype)
     for i in range(kh):
         rows = _windows_inside(i, sh, ph, h, ho)
         for j in range(kw):
             columns = _windows_inside(j, sw, pw, w, wo)
-            if rows is None or columns is None:         # this position only ever sees padding
-                continue
-            (win_h, pix_h), (win_w, pix_w) = rows, columns
-            phase = (pix_h.start % sh, pix_w.start % sw)
-            if phase not in copied and _whole_phase(pix_h, sh, h) and _whole_phase(pix_w, sw, w):
-                image[:, pix_h, pix_w] = cols[:, i, j, win_h, win_w]
-                copied.add(phase)
-            else:
-                added.append((pix_h, pix_w, cols[:, i, j, win_h, win_w]))
-    for phase_h in range(sh):
-        for phase_w in range(sw):
-            if (phase_h, phase_w) not in copied:
-                image[:, phase_h::sh, phase_w::sw] = 0
-    for pix_h, pix_w, block in added:
-        image[:, pix_h, pix_w] += block
+            if rows is not None and columns is not None:
+                (win_h, pix_h), (win_w, pix_w) = rows, columns
+                image[:, pix_h, pix_w] += cols[:, i, j, win_h, win_w]
     return image.transpose(3, 0, 1, 2)
-
-
-def _whole_phase(pixels, stride, size):
-    """Whether a strided slice of pixels holds every pixel in [0, size) with its remainder mod ``stride``."""
-    return pixels.start < stride and pixels.stop - 1 + stride >= size
 
 
 def _scatter_forward(layer, x, W, out_shape, stride, padding):
