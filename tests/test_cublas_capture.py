@@ -150,6 +150,8 @@ def test_what_it_cannot_record_is_refused_by_name(matmul):
         matmul(on_device(np.ones((2, 3), np.float32)), on_device(np.ones((3, 2))))
     with pytest.raises(ValueError, match="inner dimension"):
         matmul(on_device(np.ones((2, 3))), on_device(np.ones((4, 2))))
+    with pytest.raises(ValueError, match=r"output of shape \(3, 2\)"):
+        matmul(on_device(np.ones((2, 3))), on_device(np.ones((3, 3))), out=on_device(np.ones((3, 2))))
 
 
 def test_the_loaded_cublas_is_found_in_the_process_map(tmp_path):

@@ -63,6 +63,8 @@ class CapturedMatmul:
         """a @ b as CuPy's ``dot`` issues it (``tensordot_core``): C^T = b^T a^T by ``cublasGemmEx``."""
         (m, k), n = a.shape, b.shape[1]
         _check_inner(a, b)
+        if out is not None and out.shape != (m, n):
+            raise ValueError(f"output of shape {out.shape} for a product of shape {(m, n)}")
         if out is not None and not out.flags.c_contiguous:   # CuPy's matmul: into a C-ordered array, then copied
             out[...] = self._product(a, b, None)
             return out
