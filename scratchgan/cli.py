@@ -277,7 +277,7 @@ def add_train_parser(sub):
     p.add_argument("--device", default="cpu", choices=DEVICES, help="cpu (NumPy) or gpu (CuPy)")
     p.add_argument("--cuda-graph", action="store_true",
                    help="GPU: record the training step as CUDA graphs and replay them, one launch per segment "
-                        "instead of one per array operation (k = 1, no penalty extensions, no label flips or dropout; "
+                        "instead of one per array operation (k = 1, no penalty extensions; "
                         "docs/performance.md)")
     p.add_argument("--out", help="run directory (default runs/RECIPE)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")

@@ -189,20 +189,29 @@ def test_warmup_runs_the_step_then_one_step_is_recorded_and_trains(fake_gpu):
     assert fake.matmul.calls == recorded_products
 
 
+FLAT_RECIPES = ("mlp", "goodfellow2014", "mlp-improved", "cgan")       # (N, 784) digits
+CONDITIONAL_RECIPES = ("cdcgan", "acgan", "cgan")
+
+
 def batch_for(recipe, n=4, seed=0):
     """A batch of the recipe's shape: images, and labels too for a conditional model."""
-    images = bench.real_batch("mlp" if recipe == "mlp" else "dcgan", n, seed=seed)
-    if recipe in ("cdcgan", "acgan"):
+    images = bench.real_batch("mlp" if recipe in FLAT_RECIPES else "dcgan", n, seed=seed)
+    if recipe in CONDITIONAL_RECIPES:
         return images, np.random.default_rng(seed).integers(0, 10, n)
     return images
 
 
-@pytest.mark.parametrize("recipe", ["dcgan", "mlp", "cdcgan", "acgan"])
+@pytest.mark.parametrize("recipe", ["dcgan", "mlp", "cdcgan", "acgan", "goodfellow2014", "mlp-improved", "cgan"])
 def test_the_steps_copy_nothing_from_the_host_while_recording(fake_gpu, recipe):
+    """The recipes record; the last three draw dropout masks, each a boundary between graphs."""
+    from scratchgan.gan.cuda_graph import _Redraw
     fake, gpu_trainer = fake_gpu
     graphed = CudaGraphStep(gpu_trainer(recipe), warmup=0)
     graphed(batch_for(recipe))
-    assert fake.log == ["begin", "end", "launch"] * 3
+    (recorded,) = graphed.recorded.values()
+    draws = sum(isinstance(s, _Redraw) for s in recorded.segments)
+    assert (draws > 0) == (recipe in ("goodfellow2014", "mlp-improved", "cgan"))
+    assert fake.log == ["begin", "end", "launch"] * (3 + draws)
 
 
 @pytest.mark.parametrize("recipe", ["cdcgan", "acgan"])
@@ -350,17 +359,75 @@ def test_a_moved_array_or_another_batch_shape_is_recorded_again(fake_gpu):
     assert full.scratch and not any(id(a) in in_layers for a in full.scratch)
 
 
-def test_random_draws_inside_the_step_stop_the_recording_and_restore_the_trainer(fake_gpu):
+def trainers_that_draw(gpu_trainer):
+    """Steps with random draws of their own: dropout masks (the global generator) and label flips
+    (the trainer's), with a batch for each."""
+    return [(gpu_trainer("mlp", dropout=0.5), bench.real_batch("mlp", 4)),
+            (gpu_trainer(flip_prob=0.3), bench.real_batch("dcgan", 4))]
+
+
+def test_random_draws_inside_the_step_are_boundaries_made_again_at_every_replay(fake_gpu):
+    """A draw ends the graph being recorded, is made as usual, and is made again into the same array at
+    every replay, before the graphs that read it; the generators are put back afterwards."""
+    from scratchgan.gan.cuda_graph import _Redraw
     fake, gpu_trainer = fake_gpu
-    for trainer in (gpu_trainer("mlp", dropout=0.5), gpu_trainer(flip_prob=0.3)):
+    for trainer, batch in trainers_that_draw(gpu_trainer):
         originals = trainer.rng, backend.global_rng()
         graphed = CudaGraphStep(trainer, warmup=0)
-        batch = bench.real_batch("mlp" if trainer.D[0].params["weight"].ndim == 2 else "dcgan", 4)
-        with pytest.raises(CudaGraphError, match="random numbers"):
-            graphed(batch)
-        assert not graphed.stream.is_capturing() and fake.allocators == [] and fastpath.capture_matmul is None
-        assert (trainer.rng, backend.global_rng()) == originals and "step" not in vars(trainer.opt_d)
-        trainer.train_step(batch)                          # the step runs as usual afterwards
+        fake.log.clear()
+        graphed(batch)
+        assert (trainer.rng, backend.global_rng()) == originals and fastpath.capture_matmul is None
+        (recorded,) = graphed.recorded.values()
+        redraws = [s for s in recorded.segments if isinstance(s, _Redraw)]
+        assert len(redraws) == 2 and fake.log.count("begin") == 3 + len(redraws)   # one draw per part of the step
+        arrays, first = [r.array for r in redraws], [r.array.copy() for r in redraws]
+        graphed(batch)
+        assert all(r.array is a for r, a in zip(redraws, arrays))                  # drawn anew, in place
+        assert not any(np.array_equal(r.array, f) for r, f in zip(redraws, first))
+        trainer.train_step(batch)                          # and the step runs as usual beside it
+
+
+def test_replays_draw_the_same_masks_and_flips_as_the_step_does(fake_gpu, monkeypatch):
+    """From the same seeds, five eager steps and five graphed ones (one warm-up, one recorded, three
+    replayed) draw the same numbers in the same order from both generators."""
+    _, gpu_trainer = fake_gpu
+    drawn = []
+    uniform = backend.RNG.uniform
+
+    def logged(self, *args, **kwargs):
+        numbers = uniform(self, *args, **kwargs)
+        drawn.append(numbers.copy())               # a replay draws into the recorded array again
+        return numbers
+    monkeypatch.setattr(backend.RNG, "uniform", logged)
+    for index in range(2):
+        sequences = []
+        for graphed in (False, True):
+            drawn.clear()
+            trainer, _ = trainers_that_draw(gpu_trainer)[index]
+            step = CudaGraphStep(trainer, warmup=1) if graphed else trainer.train_step
+            for seed in range(5):
+                step(bench.real_batch("mlp" if index == 0 else "dcgan", 4, seed=seed))
+            sequences.append(list(drawn))
+        assert len(sequences[0]) == len(sequences[1]) > 5
+        for eager, replayed in zip(*sequences):
+            np.testing.assert_array_equal(replayed, eager)
+
+
+def test_host_random_numbers_inside_the_step_are_refused(fake_gpu, monkeypatch):
+    """Host numbers (RNG.host) would be copied to the device inside the graph: refused, everything put back."""
+    fake, gpu_trainer = fake_gpu
+    trainer = gpu_trainer()
+    forward = type(trainer.D[0])._forward
+    monkeypatch.setattr(type(trainer.D[0]), "_forward",
+                        lambda self, x, train: (backend.global_rng().host, forward(self, x, train))[1])
+    originals = trainer.rng, backend.global_rng()
+    graphed = CudaGraphStep(trainer, warmup=0)
+    with pytest.raises(CudaGraphError, match="random generator's host inside the graph"):
+        graphed(batch_for("dcgan"))
+    assert not graphed.stream.is_capturing() and fake.allocators == [] and fastpath.capture_matmul is None
+    assert (trainer.rng, backend.global_rng()) == originals and "step" not in vars(trainer.opt_d)
+    monkeypatch.undo()
+    trainer.train_step(batch_for("dcgan"))                 # the step runs as usual afterwards
 
 
 def test_a_step_that_replaces_its_own_buffers_is_refused(fake_gpu):
@@ -397,10 +464,10 @@ def test_bench_cli_rejects_cuda_graph_on_the_cpu(capsys):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("workload", ["dcgan", "mlp", "cdcgan", "acgan", "dcgan-plus"])
+@pytest.mark.parametrize("workload", ["dcgan", "mlp", "cdcgan", "acgan", "dcgan-plus", "goodfellow2014", "cgan"])
 def test_gpu_graphed_steps_train_as_the_eager_step_does(cupy, monkeypatch, workload):
     """Float64 on the GPU: eight steps eagerly and eight through CudaGraphStep (two warm-up, one recorded,
-    five replayed) from the same weights and noise give the same weights and history."""
+    five replayed) from the same weights, noise and dropout masks give the same weights and history."""
     monkeypatch.delenv("SCRATCHGAN_FUSED", raising=False)
     backend.set_default_dtype(np.float64)
     try:

@@ -10,9 +10,9 @@ call. ``CudaGraphStep(trainer)`` is a drop-in for ``trainer.train_step``:
   compiles its kernels, and cuBLAS and the memory pool set up for that stream, none of which may
   happen while recording. Everything runs on that stream, which waits for the caller's stream's
   work before each step and makes the caller's stream wait for its own after;
-- the next call records the step, split into segments at the optimizer steps and at the
-  extensions' hooks (``before_step``, ``after_d_step``, ``after_g_step``). These run as usual
-  between the segments, so an optimizer's step count and learning rate (a schedule's too) and a
+- the next call records the step, split into segments at the optimizer steps, at the
+  extensions' hooks (``before_step``, ``after_d_step``, ``after_g_step``) and at random draws.
+  These run as usual between the segments, so an optimizer's step count and learning rate (a schedule's too) and a
   weight average stay on the host as before. Each segment is launched as soon as it is recorded,
   so this call trains too;
 - every later call with a batch of the same shape copies the batch and a fresh noise draw into the
@@ -21,10 +21,13 @@ call. ``CudaGraphStep(trainer)`` is a drop-in for ``trainer.train_step``:
 
 What a graph may not do, and how this keeps to it:
 
-- **Random numbers inside it** would replay the same numbers every step. The noise (and a
-  conditional model's fake labels) is drawn outside the graph into its input array; any other draw
-  inside the step (label flips, dropout) raises while recording, and the step is not graphed
-  (``CudaGraphError``).
+- **Random numbers inside it** would replay the same numbers every step (and CuPy's generators
+  refuse to run while a stream records). The noise (and a conditional model's fake labels) is drawn
+  outside the graph into its input array. Any other draw inside the step (a dropout mask, label
+  flips) ends the segment being recorded and is made as usual; the graphs after it read the array
+  it returned, and every replay draws again into that array at the same point, so the step draws
+  what it would draw issued as usual, in the same order. Host numbers (``RNG.host``) would be
+  copied to the device inside the graph: refused (``CudaGraphError``).
 - **Host round trips** (reading a value, copying from the host) cannot be recorded: CuPy raises, and so
   does this.
 - **cuBLAS through CuPy**: CuPy refuses to call cuBLAS while a stream records. Every product of the
@@ -71,12 +74,23 @@ def unsupported(trainer):
     return None
 
 
-class _NoDraws:
-    """Stands in for a random generator while the step is recorded: a draw would repeat every replay."""
+class _DrawsBetweenGraphs:
+    """Stands in for a random generator (backend.RNG) while the step is recorded: each draw on the device
+    is a boundary of the recording (``_Recorder.draw``), made as usual between two graphs and made again
+    at every replay. Host numbers (``RNG.host``) are refused: the step would copy them to the device."""
+
+    def __init__(self, rng, recorder):
+        self._rng, self._recorder = rng, recorder
+
+    def normal(self, *args, **kwargs):
+        return self._recorder.draw(functools.partial(self._rng.normal, *args, **kwargs))
+
+    def uniform(self, *args, **kwargs):
+        return self._recorder.draw(functools.partial(self._rng.uniform, *args, **kwargs))
 
     def __getattr__(self, name):
-        raise CudaGraphError(f"the step draws random numbers (RNG.{name}) inside the graph, where every "
-                             "replay would repeat them")
+        raise CudaGraphError(f"the step uses its random generator's {name} inside the graph: host numbers "
+                             "copied to the device, which a recording cannot repeat")
 
 
 class CudaGraphStep:
@@ -243,16 +257,37 @@ class _Recorder:
             self.segments.append(functools.partial(self.run_hooks, hook, *args))
         self.capture.begin()
 
+    def draw(self, make):
+        """A random draw (``make()``) as a boundary: the graph so far ends, the draw is made as usual, and
+        the array it returns is what later graphs read; every replay makes it again into that array."""
+        if self.capture.active:
+            self.segments.append(self.capture.end_and_launch())
+        drawn = make()
+        self.segments.append(_Redraw(drawn, make))
+        self.capture.begin()
+        return drawn
+
     def finish(self):
         self.segments.append(self.capture.end_and_launch())
         _check_segments(self.segments)
         return self.segments
 
 
+class _Redraw:
+    """At a replay, a fresh draw into the array that the recorded graphs read (``_Recorder.draw``)."""
+
+    def __init__(self, array, make):
+        self.array, self.make = array, make
+
+    def __call__(self):
+        self.array[...] = self.make()
+
+
 @contextlib.contextmanager
 def _stand_ins(trainer, recorder, noise, fake_labels):
-    """While recording: the optimizer steps and the hooks as the recorder's boundaries, the draws made
-    outside, any other random draw refused (_NoDraws), no flush; everything put back after."""
+    """While recording: the optimizer steps, the hooks and any other random draw (_DrawsBetweenGraphs) as
+    the recorder's boundaries, the noise and fake labels drawn beforehand, no flush; everything put back
+    after."""
     saved = trainer.rng, backend.global_rng(), trainer.sync_every
     optimizers = (trainer.opt_d, trainer.opt_g)
     try:
@@ -261,7 +296,7 @@ def _stand_ins(trainer, recorder, noise, fake_labels):
         trainer._after = recorder.hook
         trainer.sample_noise = lambda n, rng=None: noise
         trainer.sample_labels = lambda n: fake_labels
-        trainer.rng, backend._rng = _NoDraws(), _NoDraws()
+        trainer.rng, backend._rng = (_DrawsBetweenGraphs(rng, recorder) for rng in saved[:2])
         trainer.sync_every = len(trainer._pending) + 2     # no flush inside the recorded step
         yield
     finally:
@@ -282,8 +317,8 @@ def _check_segments(segments):
     """The recording as GANTrainer's step makes it: graphs separated by host work (optimizer steps, then the
     counters and hooks), ending in a graph. CudaGraphError otherwise: a kernel issued between an optimizer
     step and the next hook call would have run once instead of being recorded."""
-    kinds = ["graph" if hasattr(s, "launch") else "host" for s in segments]
-    runs = [kind for i, kind in enumerate(kinds) if i == 0 or kinds[i - 1] != kind]
+    kinds = [("graph" if hasattr(s, "launch") else "host") for s in segments if not isinstance(s, _Redraw)]
+    runs = [kind for i, kind in enumerate(kinds) if i == 0 or kinds[i - 1] != kind]   # a draw only splits a graph
     if not kinds or kinds[-1] != "graph" or runs.count("graph") != 3:
         raise CudaGraphError(f"the step did not split as a GAN step does (two optimizer steps between three "
                              f"recorded parts): got {kinds}")
