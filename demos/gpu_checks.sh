@@ -7,7 +7,7 @@
 #      (docs/performance.md);
 #   3. where the host time goes (demos/gpu_profile.py);
 #   4. the other GPU tests (pytest -m gpu: CuPy against NumPy, layer by layer and step by step);
-#   5. short runs of the model families on the GPU (dcgan with --cuda-graph too), with seconds per epoch
+#   5. short runs of the model families on the GPU (dcgan and cgan with --cuda-graph too), with seconds per epoch
 #      and final scores;
 #   6. both workloads with the NumPy-style passes instead of the fused kernels, and dcgan with
 #      im2col/col2im as the CPU's loops instead of the GPU's gathers.
@@ -101,6 +101,7 @@ train() {   # train NAME EPOCHS RECIPE [options...]: a short GPU run in a scratc
 }
 train dcgan "$epochs" dcgan --data-dir "$data/mnist"
 [ "$device" = gpu ] && train dcgan-graph "$epochs" dcgan --data-dir "$data/mnist" --cuda-graph
+[ "$device" = gpu ] && train cgan-graph 1 cgan --data-dir "$data/mnist" --cuda-graph   # dropout masks between graphs
 train srresnet 1 srresnet --data-dir "$data/mnist"
 train cyclegan 1 cyclegan --data-dir "$data"
 train mlp 1 mlp --data-dir "$data/mnist"
